@@ -1,0 +1,11 @@
+"""datasette-imageclust: folders of images -> one SQLite database -> Datasette.
+
+The library API (import what you need):
+
+- :func:`datasette_imageclust.loader.load` / :class:`~datasette_imageclust.loader.Loader`
+- :func:`datasette_imageclust.db.connect` (sqlite-vec loaded)
+- :mod:`datasette_imageclust.models` (finding and running ONNX embedders)
+
+The Datasette hooks live in :mod:`datasette_imageclust.plugin`.
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""CLI commands for clustering and duplicates (`cluster`, `clusters`, `duplicates`)."""

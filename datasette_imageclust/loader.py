@@ -1,0 +1,416 @@
+"""``imageclust load``: folders of images -> one SQLite database.
+
+Pipeline: scan (stat only) -> skip unchanged files -> decode in a pool of
+low-priority threads (read, sha256, one decode) -> batch inference in the main
+thread -> one transaction per batch. Decoding runs at a lower CPU priority so it
+fills the inference session's idle time instead of competing with it.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import sqlite_utils
+from PIL import Image
+
+from . import db as dbmod
+from . import vectors
+from .imaging import Decoded, ImageError, decode
+from .models import ImageEmbedder, ModelFiles, Preprocessor, file_sha256, find_model
+from .scan import FoundFile, scan
+from .schema import migrate, now
+
+
+class LoadError(Exception):
+    """A problem with the run as a whole (not one file); the message says what to do."""
+
+
+@dataclass
+class LoadSummary:
+    scanned: int = 0  # image files found
+    unchanged: int = 0  # skipped: same path, size and mtime
+    new: int = 0  # new images decoded and embedded
+    duplicates: int = 0  # files whose bytes were already known (copies, renames, moves)
+    reembedded: int = 0  # existing images given a vector by a new model
+    errors: int = 0
+    gone: int = 0  # files in the database no longer on disk
+    pruned: int = 0  # of those, removed (--prune)
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    interrupted: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Work:
+    """One file's result from the decode pool."""
+
+    found: FoundFile
+    sha256: str | None = None
+    decoded: Decoded | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Pending:
+    """An image waiting for inference, with every file that holds its bytes."""
+
+    sha256: str
+    size: int
+    decoded: Decoded
+    files: list[FoundFile] = field(default_factory=list)
+
+
+def _lower_priority() -> None:
+    # On Linux, setpriority(PRIO_PROCESS, tid) applies to one thread: decoding yields
+    # the CPU to onnxruntime's threads whenever they can run.
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        pass
+
+
+class Loader:
+    """Load folders into a database. Library entry point behind ``imageclust load``."""
+
+    def __init__(
+        self,
+        db_path: str,
+        model: str | None = None,
+        *,
+        recursive: bool = True,
+        hidden: bool = False,
+        thumbnail_size: int = 256,
+        thumbnail_format: str = "webp",
+        batch_size: int = 16,
+        workers: int | None = None,
+        threads: int | None = None,
+        prune: bool = False,
+        reembed: bool = False,
+        on_skip: Callable[[str, str], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ):
+        if thumbnail_format not in ("webp", "jpeg"):
+            raise LoadError(f"thumbnail format must be webp or jpeg, not {thumbnail_format!r}")
+        if not 32 <= thumbnail_size <= 1024:
+            raise LoadError(f"thumbnail size must be between 32 and 1024 pixels, not {thumbnail_size}")
+        if batch_size < 1:
+            raise LoadError("batch size must be at least 1")
+        self.db_path = db_path
+        self.model_name = model
+        self.recursive, self.hidden, self.prune, self.reembed = recursive, hidden, prune, reembed
+        self.thumbnail_size, self.thumbnail_format = thumbnail_size, thumbnail_format
+        self.batch_size = batch_size
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.threads = threads
+        self.on_skip = on_skip or (lambda p, r: None)
+        self.on_progress = on_progress or (lambda d, t: None)
+        self.on_status = on_status or (lambda s: None)
+        self.summary = LoadSummary()
+
+    # --- model ---------------------------------------------------------------------
+
+    def _model_name(self, files: ModelFiles) -> str:
+        return os.path.abspath(files.name) if os.path.isdir(os.path.expanduser(files.name)) else files.name
+
+    def _setup_model(self, db: sqlite_utils.Database) -> None:
+        """Find the model, check it matches the database, register it; the onnxruntime
+        session itself is only made when there is something to embed."""
+        self.files = find_model(self.model_name)
+        sha = file_sha256(self.files.vision)
+        self._embedder: ImageEmbedder | None = None
+        row = db.execute(
+            "SELECT m.id, m.name, m.sha256, m.dimensions FROM imageclust_meta k "
+            "JOIN models m ON m.id = CAST(k.value AS INTEGER) WHERE k.key = 'model_id'"
+        ).fetchone()
+        if row and row[2] != sha and not self.reembed:
+            raise LoadError(
+                f"this database's vectors were made by model {row[1]} (sha256 {row[2][:12]}), "
+                f"not {self._model_name(self.files)} (sha256 {sha[:12]}). Use the same --model, "
+                f"or pass --reembed to replace every vector with the new model's."
+            )
+        known = db.execute("SELECT id, dimensions FROM models WHERE sha256 = ?", [sha]).fetchone()
+        if known:
+            self.model_id, dims = known
+        else:
+            dims = self.embedder.dimensions
+            with db.conn:
+                self.model_id = db["models"].insert(
+                    {"name": self._model_name(self.files), "dimensions": dims, "sha256": sha,
+                     "preprocess": self.files.preprocessor.read_text(), "created": now()}
+                ).last_pk
+        self.preprocessor = Preprocessor.from_config(json.loads(self.files.preprocessor.read_text()))
+        with db.conn:
+            if vectors.dimensions(db) not in (None, dims):
+                vectors.drop_table(db)  # a new model with another width: all vectors go
+                db.execute("UPDATE images SET model_id = NULL")
+            vectors.ensure_table(db, dims)
+            if self.reembed:
+                db.execute("UPDATE images SET model_id = NULL WHERE model_id IS NOT ?", [self.model_id])
+                if row and row[0] == self.model_id:  # same model asked to re-embed: all of it
+                    db.execute("UPDATE images SET model_id = NULL")
+            db.execute("INSERT OR REPLACE INTO imageclust_meta (key, value) VALUES ('model_id', ?)",
+                       [str(self.model_id)])
+
+    @property
+    def embedder(self) -> ImageEmbedder:
+        if self._embedder is None:
+            self.on_status(f"loading model {self.files.name}")
+            self._embedder = ImageEmbedder(self.files, threads=self.threads)
+        return self._embedder
+
+
+    # --- run -----------------------------------------------------------------------
+
+    def run(self, roots: Iterable[str]) -> LoadSummary:
+        roots = [os.path.abspath(os.path.expanduser(r)) for r in roots]
+        for r in roots:
+            if not os.path.exists(r):
+                raise LoadError(f"no such file or folder: {r}")
+        start = time.perf_counter()
+        db = dbmod.connect(self.db_path)
+        try:
+            migrate(db, "core")
+            self._setup_model(db)
+            self._run(db, roots)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            self.summary.seconds = round(time.perf_counter() - start, 3)
+            done = self.summary.new + self.summary.reembedded
+            if self.summary.seconds > 0:
+                self.summary.images_per_second = round(done / self.summary.seconds, 2)
+            try:
+                dbmod.finish(db)
+            finally:
+                db.conn.close()
+        return self.summary
+
+    def _run(self, db: sqlite_utils.Database, roots: list[str]) -> None:
+        s = self.summary
+        self.on_status("scanning")
+        found = list(scan(roots, recursive=self.recursive, hidden=self.hidden, on_error=self._dir_error))
+        s.scanned = len(found)
+        known = {
+            r[0]: (r[1], r[2], r[3])
+            for r in db.execute("SELECT path, size, mtime, image_id FROM files")
+        }
+        self.sha_ids: dict[str, int] = {}
+        self.embedded: set[str] = set()
+        for sha, iid, mid in db.execute("SELECT sha256, id, model_id FROM images"):
+            self.sha_ids[sha] = iid
+            if mid == self.model_id:
+                self.embedded.add(sha)
+        embedded_ids = {self.sha_ids[sha] for sha in self.embedded}
+        todo = []
+        for f in found:
+            k = known.get(f.path)
+            if k and k[0] == f.size and k[1] == f.mtime and k[2] in embedded_ids:
+                s.unchanged += 1
+            else:
+                todo.append(f)
+        self._pipeline(db, todo)
+        self._embed_leftovers(db)
+        self._gone(db, roots, {f.path for f in found}, known)
+
+    def _dir_error(self, path: str, reason: str) -> None:
+        self.summary.errors += 1
+        self.on_skip(path, reason)
+
+    # --- decode pool ---------------------------------------------------------------
+
+    def _work(self, f: FoundFile) -> _Work:
+        w = _Work(f)
+        try:
+            with open(f.path, "rb") as fh:
+                data = fh.read()
+        except OSError as e:
+            w.error = f"cannot read: {e.strerror or e}"
+            return w
+        w.sha256 = hashlib.sha256(data).hexdigest()
+        if w.sha256 in self.embedded:  # known bytes: a copy or a move, nothing to decode
+            return w
+        try:
+            w.decoded = decode(data, self.preprocessor, thumb_size=self.thumbnail_size,
+                               thumb_format=self.thumbnail_format, name=f.path)
+        except ImageError as e:
+            w.error = str(e)
+        except Exception as e:  # a bug or an exotic file must not stop the run
+            w.error = f"unexpected {type(e).__name__}: {e}"
+        return w
+
+    def _pipeline(self, db: sqlite_utils.Database, todo: list[FoundFile]) -> None:
+        if not todo:
+            return
+        total = len(todo)
+        self.on_progress(0, total)
+        batch: dict[str, _Pending] = {}
+        links: list[tuple[FoundFile, str]] = []
+        errors: list[tuple[FoundFile, str]] = []
+        window = max(2 * self.batch_size, 2 * self.workers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode", initializer=_lower_priority)
+            queue: collections.deque[Future] = collections.deque()
+            it = iter(todo)
+            try:
+                for f in it:
+                    queue.append(pool.submit(self._work, f))
+                    if len(queue) >= window:
+                        break
+                done = 0
+                while queue:
+                    w: _Work = queue.popleft().result()
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        queue.append(pool.submit(self._work, nxt))
+                    done += 1
+                    if w.error:
+                        errors.append((w.found, w.error))
+                        self.summary.errors += 1
+                        self.on_skip(w.found.path, w.error)
+                    elif w.sha256 in batch:
+                        batch[w.sha256].files.append(w.found)
+                    elif w.sha256 in self.embedded or w.decoded is None:
+                        links.append((w.found, w.sha256))
+                    else:
+                        batch[w.sha256] = _Pending(w.sha256, w.found.size, w.decoded, [w.found])
+                    if len(batch) >= self.batch_size or len(links) + len(errors) >= 500:
+                        self._flush(db, batch, links, errors)
+                        batch, links, errors = {}, [], []
+                        self.on_progress(done, total)
+                self._flush(db, batch, links, errors)
+                self.on_progress(total, total)
+            finally:
+                for q in queue:
+                    q.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- writing -------------------------------------------------------------------
+
+    def _flush(self, db, batch: dict[str, _Pending], links, errors) -> None:
+        """Embed a batch and write it, its links and its errors in one transaction."""
+        items = list(batch.values())
+        vecs = self.embedder.embed_uint8(np.stack([p.decoded.crop for p in items])) if items else None
+        stamp = now()
+        with db.conn:
+            ids = []
+            for p in items:
+                iid = self._write_image(db, p, stamp)
+                ids.append(iid)
+                self.summary.duplicates += len(p.files) - 1
+                for f in p.files:
+                    self._write_file(db, f, iid, stamp)
+            if items:
+                vectors.put(db, ids, vecs)
+            for f, sha in links:
+                self.summary.duplicates += 1
+                self._write_file(db, f, self.sha_ids[sha], stamp)
+            for f, reason in errors:
+                db.execute(
+                    "INSERT OR REPLACE INTO errors (path, reason, size, mtime, time) VALUES (?, ?, ?, ?, ?)",
+                    [f.path, reason, f.size, f.mtime, stamp],
+                )
+        for p in items:
+            self.embedded.add(p.sha256)
+
+    def _write_image(self, db, p: _Pending, stamp: str) -> int:
+        d = p.decoded
+        row = {
+            "sha256": p.sha256, "bytes": p.size, "format": d.format, "mode": d.mode,
+            "width": d.width, "height": d.height, "frames": d.frames, "phash": d.phash,
+            "dhash": d.dhash, "taken": d.taken, "camera": d.camera, "latitude": d.latitude,
+            "longitude": d.longitude, "exif": d.exif, "model_id": self.model_id,
+        }
+        iid = self.sha_ids.get(p.sha256)
+        if iid is None:
+            row["created"] = stamp
+            iid = db["images"].insert(row).last_pk
+            self.sha_ids[p.sha256] = iid
+            self.summary.new += 1
+        else:  # known bytes without a current vector: re-embedding
+            db["images"].update(iid, row)
+            self.summary.reembedded += 1
+        db.execute(
+            "INSERT OR REPLACE INTO thumbnails (image_id, format, width, height, data) VALUES (?, ?, ?, ?, ?)",
+            [iid, d.thumb_format, d.thumb_width, d.thumb_height, d.thumbnail],
+        )
+        return iid
+
+    def _write_file(self, db, f: FoundFile, image_id: int, stamp: str) -> None:
+        db.execute(
+            "INSERT INTO files (path, root, relpath, image_id, size, mtime, added) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET root = excluded.root, "
+            "relpath = excluded.relpath, image_id = excluded.image_id, size = excluded.size, "
+            "mtime = excluded.mtime",
+            [f.path, f.root, f.relpath, image_id, f.size, f.mtime, stamp],
+        )
+        db.execute("DELETE FROM errors WHERE path = ?", [f.path])
+
+    # --- after the scan ------------------------------------------------------------
+
+    def _embed_leftovers(self, db) -> None:
+        """Images still without a current vector whose files were not read this run
+        (gone, or unchanged under a new model): embed them from their stored thumbnail."""
+        rows = db.execute(
+            "SELECT i.id, t.data FROM images i JOIN thumbnails t ON t.image_id = i.id "
+            "WHERE i.model_id IS NOT ? ORDER BY i.id", [self.model_id]
+        ).fetchall()
+        for i in range(0, len(rows), self.batch_size):
+            chunk = rows[i : i + self.batch_size]
+            crops = []
+            for _, data in chunk:
+                im = Image.open(io.BytesIO(data)).convert("RGB")
+                crops.append(self.preprocessor.to_uint8(im))
+            vecs = self.embedder.embed_uint8(np.stack(crops))
+            with db.conn:
+                ids = [r[0] for r in chunk]
+                vectors.put(db, ids, vecs)
+                db.conn.executemany("UPDATE images SET model_id = ? WHERE id = ?",
+                                    [(self.model_id, i) for i in ids])
+            self.summary.reembedded += len(chunk)
+
+    def _gone(self, db, roots: list[str], seen: set[str], known: dict) -> None:
+        def under(p: str) -> bool:
+            for r in roots:
+                if p == r or (p.startswith(r.rstrip(os.sep) + os.sep)
+                              and (self.recursive or os.path.dirname(p) == r)):
+                    return True
+            return False
+
+        gone = [p for p in known if p not in seen and under(p)]
+        self.summary.gone = len(gone)
+        with db.conn:
+            if gone and self.prune:
+                db.conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in gone])
+                self.summary.pruned = len(gone)
+            self._delete_orphans(db)
+
+    @staticmethod
+    def _delete_orphans(db) -> None:
+        """Images no file points at any more (pruned, or a file whose content changed)."""
+        orphans = [r[0] for r in db.execute(
+            "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM files)")]
+        if not orphans:
+            return
+        vectors.delete(db, orphans)
+        db.conn.executemany("DELETE FROM thumbnails WHERE image_id = ?", [(i,) for i in orphans])
+        db.conn.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in orphans])
+
+
+def load(db_path: str, roots: Iterable[str], model: str | None = None, **options) -> LoadSummary:
+    """Load ``roots`` into ``db_path``; see :class:`Loader` for the options."""
+    return Loader(db_path, model, **options).run(roots)

@@ -1,0 +1,2 @@
+"""Datasette page: the zoomable map, and the atlas sheets it draws from."""
+ROUTES: list = []

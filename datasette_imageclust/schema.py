@@ -1,0 +1,247 @@
+"""Database schema: versioned migrations, per component.
+
+Each component (``core`` for what ``load`` writes, others for clustering, search
+indexes, ...) owns an ordered list of migrations. ``schema_versions`` records how
+far each component has got, so a module can evolve its own tables without
+renumbering anybody else's. Migrations only ever add; they run in a transaction.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: dict[str, list[Migration]] = {}
+
+
+def migration(component: str) -> Callable[[Migration], Migration]:
+    """Register a migration for ``component``; order of registration is the order applied."""
+
+    def register(fn: Migration) -> Migration:
+        MIGRATIONS.setdefault(component, []).append(fn)
+        return fn
+
+    return register
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def versions(db: sqlite_utils.Database) -> dict[str, int]:
+    if not db["schema_versions"].exists():
+        return {}
+    return {r["component"]: r["version"] for r in db["schema_versions"].rows}
+
+
+def migrate(db: sqlite_utils.Database, component: str = "core") -> int:
+    """Bring ``component``'s tables up to date; returns its version. Safe to call often."""
+    steps = MIGRATIONS.get(component, [])
+    current = versions(db).get(component, 0)
+    if current > len(steps):
+        raise RuntimeError(
+            f"database schema '{component}' is version {current}, newer than this "
+            f"datasette-imageclust understands ({len(steps)}): upgrade the package"
+        )
+    for i in range(current, len(steps)):
+        with db.conn:
+            if not db["schema_versions"].exists():
+                db.execute(
+                    "CREATE TABLE schema_versions (component TEXT PRIMARY KEY, "
+                    "version INTEGER NOT NULL, applied TEXT NOT NULL)"
+                )
+            steps[i](db)
+            db.execute(
+                "INSERT OR REPLACE INTO schema_versions (component, version, applied) VALUES (?, ?, ?)",
+                [component, i + 1, now()],
+            )
+    return len(steps)
+
+
+# --- core: what `imageclust load` writes --------------------------------------
+
+
+@migration("core")
+def _core_v1(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE imageclust_meta (
+            key TEXT PRIMARY KEY,
+            value TEXT
+        );
+        -- Each embedding model ever used; images.model_id says which made a vector.
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,          -- Hub repo id, or absolute path of a local directory
+            dimensions INTEGER NOT NULL, -- length of the image vector
+            sha256 TEXT NOT NULL,        -- of vision_model.onnx
+            preprocess TEXT,             -- preprocessor_config.json as used (JSON)
+            created TEXT NOT NULL,
+            UNIQUE (sha256)
+        );
+        -- One row per distinct content (sha256 of the bytes).
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            bytes INTEGER NOT NULL,
+            format TEXT,                 -- JPEG, PNG, WEBP, GIF, TIFF, BMP, HEIF, AVIF
+            mode TEXT,                   -- Pillow mode of the file (RGB, CMYK, I;16, P, ...)
+            width INTEGER,               -- after EXIF orientation
+            height INTEGER,
+            frames INTEGER,              -- > 1 for animations (the first frame is used)
+            phash TEXT,                  -- 64-bit perceptual hash (imagehash.phash), 16 hex digits
+            dhash TEXT,                  -- 64-bit difference hash, 16 hex digits
+            taken TEXT,                  -- EXIF DateTimeOriginal, ISO 8601
+            camera TEXT,                 -- EXIF Make + Model
+            latitude REAL,
+            longitude REAL,
+            exif TEXT,                   -- selected EXIF tags (JSON)
+            model_id INTEGER REFERENCES models(id),  -- NULL until embedded
+            created TEXT NOT NULL
+        );
+        -- One row per file on disk; several files may share one image (exact duplicates).
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,   -- absolute path
+            root TEXT NOT NULL,          -- the folder given to `load`
+            relpath TEXT NOT NULL,       -- path relative to root
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            size INTEGER NOT NULL,
+            mtime REAL NOT NULL,
+            added TEXT NOT NULL          -- when this path was first loaded
+        );
+        CREATE INDEX files_image_id ON files(image_id);
+        CREATE INDEX images_phash ON images(phash);
+        CREATE INDEX images_model_id ON images(model_id);
+        CREATE TABLE thumbnails (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id),
+            format TEXT NOT NULL,        -- webp or jpeg
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            data BLOB NOT NULL
+        );
+        -- Files that could not be loaded; retried on the next run.
+        CREATE TABLE errors (
+            path TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            size INTEGER,
+            mtime REAL,
+            time TEXT NOT NULL
+        );
+        """
+    )
+
+
+# --- clusters: what `imageclust cluster` and `imageclust duplicates` write -------
+
+
+@migration("clusters")
+def _clusters_v1(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- A named clustering run; several live side by side, one is the default.
+        CREATE TABLE cluster_runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            method TEXT NOT NULL,            -- ward, kmeans, hdbscan
+            params TEXT NOT NULL,            -- JSON of every parameter used
+            model_id INTEGER REFERENCES models(id),
+            is_default INTEGER NOT NULL DEFAULT 0,
+            representatives INTEGER NOT NULL DEFAULT 3,  -- members with rank <= this
+            n_images INTEGER NOT NULL,
+            n_clusters INTEGER NOT NULL,     -- real clusters (not the unclustered group)
+            created TEXT NOT NULL,
+            seconds REAL
+        );
+        -- ids are kept across re-runs of a name where clusters match, so labels survive.
+        CREATE TABLE clusters (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES cluster_runs(id),
+            kind TEXT NOT NULL DEFAULT 'cluster',  -- 'cluster', or 'unclustered' (noise/leftovers)
+            label TEXT,                      -- the best label (user > ollama > clip > terms)
+            size INTEGER NOT NULL,
+            cohesion REAL,                   -- mean cosine similarity of members to the centroid
+            centroid BLOB                    -- float32, L2-normalised
+        );
+        CREATE INDEX clusters_run_id ON clusters(run_id);
+        CREATE TABLE cluster_members (
+            run_id INTEGER NOT NULL REFERENCES cluster_runs(id),
+            cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            distance REAL NOT NULL,          -- cosine distance to the cluster centroid
+            rank INTEGER NOT NULL,           -- 1 = nearest the centroid
+            PRIMARY KEY (run_id, image_id)
+        );
+        CREATE INDEX cluster_members_cluster ON cluster_members(cluster_id, rank);
+        CREATE INDEX cluster_members_image ON cluster_members(image_id);
+        -- Every label of a cluster, by source: user, ollama, clip, terms.
+        CREATE TABLE cluster_labels (
+            cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+            source TEXT NOT NULL,
+            label TEXT NOT NULL,
+            detail TEXT,                     -- JSON: scores, terms, the LLM's phrase
+            created TEXT NOT NULL,
+            PRIMARY KEY (cluster_id, source)
+        );
+        -- Near-duplicate groups (exact duplicates are files sharing an image_id).
+        CREATE TABLE duplicate_groups (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL DEFAULT 'near',
+            size INTEGER NOT NULL
+        );
+        CREATE TABLE duplicate_members (
+            group_id INTEGER NOT NULL REFERENCES duplicate_groups(id),
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            PRIMARY KEY (group_id, image_id)
+        );
+        CREATE INDEX duplicate_members_image ON duplicate_members(image_id);
+        """
+    )
+
+
+# --- map: what `imageclust layout` writes ---------------------------------------
+
+
+@migration("map")
+def _map_v1(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE layouts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            method TEXT NOT NULL,            -- umap, or the scikit-learn fallback used
+            params TEXT NOT NULL,            -- JSON
+            run_id INTEGER REFERENCES cluster_runs(id),  -- clustering used to keep groups together
+            is_default INTEGER NOT NULL DEFAULT 0,
+            n_images INTEGER NOT NULL,
+            created TEXT NOT NULL
+        );
+        CREATE TABLE layout_points (
+            layout_id INTEGER NOT NULL REFERENCES layouts(id),
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            x REAL NOT NULL,
+            y REAL NOT NULL,
+            PRIMARY KEY (layout_id, image_id)
+        );
+        -- Sprite sheets of small thumbnails for the map, one set per level of detail.
+        CREATE TABLE atlas_sheets (
+            id INTEGER PRIMARY KEY,
+            level INTEGER NOT NULL,          -- cell size in px (e.g. 32, 128)
+            sheet INTEGER NOT NULL,          -- number within the level
+            format TEXT NOT NULL,            -- webp or jpeg
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            UNIQUE (level, sheet)
+        );
+        CREATE TABLE atlas_cells (
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            level INTEGER NOT NULL,
+            sheet INTEGER NOT NULL,
+            cell INTEGER NOT NULL,           -- index within the sheet, row-major
+            PRIMARY KEY (image_id, level)
+        );
+        """
+    )

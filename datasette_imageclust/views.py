@@ -1,0 +1,2 @@
+"""Datasette pages: clusters index, cluster gallery, image page, search."""
+ROUTES: list = []

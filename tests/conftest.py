@@ -1,0 +1,53 @@
+"""Shared fixtures: real images and models from ../shared, a tiny CLIP built on the fly."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tinyclip import SHARED, make_tiny_clip
+
+STAND_IN = SHARED / "models" / "efficientnet-lite0"
+TUX = SHARED / "imagesets" / "tuxpaint-stamps"
+TUX_DUPES = SHARED / "imagesets" / "tuxpaint-stamps-dupes"
+
+
+def need(path: Path) -> Path:
+    """Skip (with the reason printed by -rs) when ../shared material is absent."""
+    if not path.exists():
+        pytest.skip(f"{path} is absent: these tests need ../shared beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def stand_in_model() -> str:
+    return str(need(STAND_IN))
+
+
+@pytest.fixture(scope="session")
+def tux_dir() -> Path:
+    return need(TUX)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> str:
+    return str(make_tiny_clip(tmp_path_factory.mktemp("tinyclip")))
+
+
+@pytest.fixture(scope="session")
+def tux_db(tmp_path_factory, stand_in_model, tux_dir) -> str:
+    """The 353 labelled tuxpaint stamps loaded with the real stand-in embedder (read-only use!)."""
+    from datasette_imageclust.loader import load
+
+    path = str(tmp_path_factory.mktemp("tux") / "tux.db")
+    summary = load(path, [str(tux_dir)], stand_in_model)
+    assert summary.new == 353 and summary.errors == 0
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _offline_hub(monkeypatch):
+    # Tests never reach the network: the Hub is unreachable here anyway.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
