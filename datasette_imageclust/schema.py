@@ -245,3 +245,32 @@ def _map_v1(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+# --- search: what `imageclust index` writes (datasette_imageclust/search.py) --------
+
+
+@migration("search")
+def _search_v1(db: sqlite_utils.Database) -> None:
+    # The binary vec0 table (image_bits) is created by search.build_index: its width
+    # depends on the model's dimensions.
+    db.executescript(
+        """
+        -- The one similarity index of this database (id is always 1).
+        CREATE TABLE search_index (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            model_id INTEGER,                -- models.id whose vectors were indexed
+            dimensions INTEGER NOT NULL,
+            n_vectors INTEGER NOT NULL,      -- rows of image_vectors when built (staleness check)
+            mean BLOB NOT NULL,              -- float32 mean vector subtracted before sign-quantising
+            built TEXT NOT NULL,
+            seconds REAL
+        );
+        -- float32 copies of the vectors in a plain table: exact rescoring of the bit
+        -- prefilter's candidates needs fast lookups by id, which vec0 point reads are not.
+        CREATE TABLE search_vectors (
+            image_id INTEGER PRIMARY KEY,
+            embedding BLOB NOT NULL
+        );
+        """
+    )
