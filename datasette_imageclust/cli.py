@@ -32,7 +32,7 @@ class _Progress:
         if self.bar is None:
             self.start = time.perf_counter()
             self.bar = click.progressbar(
-                length=total, label="embedding", file=click.get_text_stream("stderr"),
+                length=total, label="embedding", file=sys.stderr,
                 show_pos=True, show_eta=True, item_show_func=self._rate,
             )
             self.bar.__enter__()

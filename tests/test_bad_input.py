@@ -1,0 +1,141 @@
+"""A corpus of awkward and broken files: each is converted correctly or recorded and skipped."""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasette_imageclust import db as dbmod
+from datasette_imageclust.loader import Loader, load
+from datasette_imageclust.scan import FoundFile
+from imagefactory import jpeg_bytes, photo, save
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    good = {}
+    # --- awkward but valid: must load ---
+    good["cmyk.jpg"] = save(photo(seed=1).convert("CMYK"), d / "cmyk.jpg", quality=90)
+    arr16 = (np.linspace(0, 65535, 200 * 150).reshape(150, 200)).astype(np.uint16)
+    good["gray16.png"] = save(Image.fromarray(arr16), d / "gray16.png")
+    pal = photo(seed=2).convert("P", palette=Image.ADAPTIVE, colors=64)
+    pal.info["transparency"] = 0
+    good["palette_alpha.png"] = save(pal, d / "palette_alpha.png", transparency=0)
+    rgba = photo(seed=3).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
+    good["rgba.webp"] = save(rgba, d / "rgba.webp", "WEBP")
+    frames = [photo(seed=s) for s in (4, 5, 6)]
+    good["animated.gif"] = d / "animated.gif"
+    frames[0].save(good["animated.gif"], save_all=True, append_images=frames[1:], duration=100, loop=0)
+    good["gray.tif"] = save(photo(seed=7).convert("L"), d / "gray.tif", "TIFF")
+    good["plain.bmp"] = save(photo(seed=8), d / "plain.bmp", "BMP")
+    good["la.png"] = save(photo(seed=9).convert("LA"), d / "la.png")
+    good["UPPER.JPG"] = save(photo(seed=10), d / "UPPER.JPG", "JPEG")
+    good["tiny.png"] = save(photo(3, 2, seed=11), d / "tiny.png")
+    # --- broken: must be recorded and skipped ---
+    bad = {}
+    bad["empty.jpg"] = d / "empty.jpg"
+    bad["empty.jpg"].write_bytes(b"")
+    bad["text.jpg"] = d / "text.jpg"
+    bad["text.jpg"].write_text("this is not an image\n" * 20)
+    full = jpeg_bytes(photo(640, 480, seed=12), quality=90)
+    bad["truncated.jpg"] = d / "truncated.jpg"
+    bad["truncated.jpg"].write_bytes(full[: len(full) // 3])
+    corrupt = bytearray(jpeg_bytes(photo(seed=13)))
+    corrupt[200:2000] = os.urandom(1800)
+    bad["corrupt_header.png"] = d / "corrupt_header.png"
+    bad["corrupt_header.png"].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(corrupt[8:300]))
+    bad["strip.png"] = save(photo(2000, 10, seed=14), d / "strip.png")
+    bad["photo.heic"] = d / "photo.heic"
+    bad["photo.heic"].write_bytes(b"\x00\x00\x00\x18ftypheic" + os.urandom(500))
+    # not images at all: ignored by extension, never counted
+    (d / "notes.txt").write_text("hello")
+    return d, good, bad
+
+
+def test_corpus_loads_good_and_records_bad(corpus, tmp_path, stand_in_model):
+    d, good, bad = corpus
+    skipped = []
+    db = str(tmp_path / "x.db")
+    s = Loader(db, stand_in_model, on_skip=lambda p, r: skipped.append((p, r))).run([str(d)])
+    assert s.scanned == len(good) + len(bad)
+    assert s.new == len(good) and s.errors == len(bad)
+    conn = dbmod.connect(db, readonly=True)
+    errors = dict(conn.execute("select path, reason from errors").fetchall())
+    assert set(errors) == {str(p) for p in bad.values()} == {p for p, _ in skipped}
+    assert "empty" in errors[str(bad["empty.jpg"])]
+    assert "not a recognised image" in errors[str(bad["text.jpg"])]
+    assert "aspect" in errors[str(bad["strip.png"])]
+    assert "heif" in errors[str(bad["photo.heic"])]
+    loaded = dict(conn.execute(
+        "select f.relpath, i.mode || ' ' || i.frames from files f join images i on i.id = f.image_id").fetchall())
+    assert set(loaded) == set(good)
+    assert loaded["cmyk.jpg"].startswith("CMYK") and loaded["animated.gif"].endswith(" 3")
+    assert loaded["gray16.png"].startswith("I;16")
+    # every good image has a thumbnail that decodes and a vector
+    for (data,) in conn.execute("select data from thumbnails"):
+        Image.open(io.BytesIO(data)).load()
+    assert conn.execute("select count(*) from image_vectors").fetchone()[0] == len(good)
+    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    # A fixed file loads on the next run and its error row goes away.
+    save(photo(seed=15), bad["text.jpg"], "JPEG")
+    s = load(db, [str(d)], stand_in_model)
+    assert s.new == 1 and s.errors == len(bad) - 1 and s.unchanged == len(good)
+    conn = dbmod.connect(db, readonly=True)
+    assert conn.execute("select count(*) from errors where path = ?", [str(bad["text.jpg"])]).fetchone()[0] == 0
+    conn.close()
+
+
+def test_cmyk_and_16bit_look_right(corpus, stand_in_model, tmp_path):
+    """Converted images keep their content: the CMYK JPEG's thumbnail matches the RGB source."""
+    d, good, _ = corpus
+    db = str(tmp_path / "x.db")
+    load(db, [str(good["cmyk.jpg"]), str(good["gray16.png"])], stand_in_model)
+    conn = dbmod.connect(db, readonly=True)
+    thumbs = dict(conn.execute("select f.relpath, t.data from files f join thumbnails t using (image_id)").fetchall())
+    conn.close()
+    cmyk = np.asarray(Image.open(io.BytesIO(thumbs["cmyk.jpg"])).convert("RGB"), dtype=np.float32)
+    ref = np.asarray(photo(seed=1).resize((cmyk.shape[1], cmyk.shape[0])), dtype=np.float32)
+    assert np.abs(cmyk - ref).mean() < 20
+    g16 = np.asarray(Image.open(io.BytesIO(thumbs["gray16.png"])).convert("L"), dtype=np.float32)
+    # the full 16-bit ramp, scaled to 8 bits (not clipped to white)
+    assert g16[0, 0] < 10 and g16[-1, -1] > 240 and g16[:40].mean() < g16[55:95].mean() < g16[110:].mean() and abs(g16.mean() - 127) < 15
+
+
+def test_decompression_bomb_is_recorded(tmp_path, stand_in_model, monkeypatch):
+    save(photo(300, 300, seed=1), tmp_path / "p" / "bomb.png")
+    save(photo(100, 100, seed=2), tmp_path / "p" / "ok.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    db = str(tmp_path / "x.db")
+    s = load(db, [str(tmp_path / "p")], stand_in_model)
+    assert s.new == 1 and s.errors == 1
+    conn = dbmod.connect(db, readonly=True)
+    (reason,), = conn.execute("select reason from errors").fetchall()
+    conn.close()
+    assert "decompression bomb" in reason
+
+
+def test_unreadable_file_is_an_error_not_a_crash(tmp_path, stand_in_model):
+    """A file that vanishes or cannot be opened between scan and read."""
+    loader = Loader(str(tmp_path / "x.db"), stand_in_model)
+    work = loader._work(FoundFile(str(tmp_path), str(tmp_path / "gone.jpg"), "gone.jpg", 10, 0.0))
+    assert work.error and work.error.startswith("cannot read")
+
+
+def test_unreadable_permissions(tmp_path, stand_in_model):
+    p = tmp_path / "p"
+    f = save(photo(seed=1), p / "secret.jpg")
+    save(photo(seed=2), p / "ok.jpg")
+    os.chmod(f, 0)
+    try:
+        readable = os.access(f, os.R_OK)  # root reads anything: then the file simply loads
+        s = load(str(tmp_path / "x.db"), [str(p)], stand_in_model)
+    finally:
+        os.chmod(f, 0o644)
+    assert s.scanned == 2
+    assert (s.new, s.errors) == ((2, 0) if readable else (1, 1))

@@ -1,0 +1,100 @@
+"""Killing `imageclust load` at any moment loses at most the batch in flight; a re-run finishes the job."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from datasette_imageclust import db as dbmod
+from datasette_imageclust import vectors
+from imagefactory import photo_folder
+
+N = 120
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    photo_folder(d, N, size=(480, 360))
+    return d
+
+
+def cmd(db, folder, model, *extra):
+    return [sys.executable, "-m", "datasette_imageclust", "load", str(db), str(folder),
+            "--model", model, "--batch-size", "4", *extra]
+
+
+def snapshot(path):
+    """Everything load wrote, keyed by content, so two databases can be compared."""
+    d = dbmod.connect(path, readonly=True)
+    try:
+        assert d.execute("pragma integrity_check").fetchone()[0] == "ok"
+        images = d.execute(
+            "select sha256, bytes, format, mode, width, height, frames, phash, dhash from images order by sha256"
+        ).fetchall()
+        files = d.execute(
+            "select f.relpath, i.sha256, f.size from files f join images i on i.id = f.image_id order by relpath"
+        ).fetchall()
+        thumbs = d.execute(
+            "select i.sha256, t.data from thumbnails t join images i on i.id = t.image_id order by sha256"
+        ).fetchall()
+        ids, vecs = vectors.read_all(d)
+        sha = dict(d.execute("select id, sha256 from images").fetchall())
+        by_sha = {sha[i]: v for i, v in zip(ids, vecs)}
+        return images, files, thumbs, by_sha
+    finally:
+        d.conn.close()
+
+
+def count(path) -> int:
+    try:
+        d = dbmod.connect(path, readonly=True)
+    except Exception:
+        return 0
+    try:
+        return d.execute("select count(*) from images").fetchone()[0]
+    except Exception:
+        return 0
+    finally:
+        d.conn.close()
+
+
+def kill_midway(db, folder, model, sig, at_least=8):
+    p = subprocess.Popen(cmd(db, folder, model), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and count(db) < at_least:
+        time.sleep(0.02)
+    assert p.poll() is None, "load finished before it could be interrupted"
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    return p.returncode, err.decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, folder, stand_in_model, sig):
+    reference = tmp_path / "ref.db"
+    subprocess.run(cmd(reference, folder, stand_in_model), check=True, capture_output=True)
+    db = tmp_path / "x.db"
+    code, err = kill_midway(db, folder, stand_in_model, sig)
+    if sig == signal.SIGINT:
+        assert code == 130 and "resume" in err
+    else:
+        assert code == -signal.SIGKILL
+    partial = count(db)
+    assert 0 < partial < N
+    r = subprocess.run(cmd(db, folder, stand_in_model, "--json"), check=True, capture_output=True, text=True)
+    import json
+
+    summary = json.loads(r.stdout)
+    assert summary["new"] == N - partial and summary["unchanged"] == partial and summary["errors"] == 0
+    a, b = snapshot(reference), snapshot(db)
+    assert a[0] == b[0] and a[1] == b[1] and a[2] == b[2]
+    assert a[3].keys() == b[3].keys() and len(a[3]) == N
+    for k in a[3]:
+        assert np.allclose(a[3][k], b[3][k], atol=1e-5)
+    assert not os.path.exists(str(db) + "-wal") or os.path.getsize(str(db) + "-wal") == 0
