@@ -129,7 +129,6 @@ class Loader:
     def _setup_model(self, db: sqlite_utils.Database) -> None:
         """Find the model, check it matches the database, register it; the onnxruntime
         session itself is only made when there is something to embed."""
-        self.files = find_model(self.model_name)
         sha = file_sha256(self.files.vision)
         self._embedder: ImageEmbedder | None = None
         row = db.execute(
@@ -181,6 +180,7 @@ class Loader:
             if not os.path.exists(r):
                 raise LoadError(f"no such file or folder: {r}")
         start = time.perf_counter()
+        self.files = find_model(self.model_name)  # before creating anything on disk
         db = dbmod.connect(self.db_path)
         try:
             migrate(db, "core")

@@ -46,26 +46,27 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True) -> Path | No
 
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=True))
-    except (LocalEntryNotFoundError, EntryNotFoundError, FileNotFoundError):
-        pass
-    except Exception as e:  # e.g. HF_HUB_OFFLINE and nothing cached
-        if "offline" not in str(e).lower() and "cannot find" not in str(e).lower():
-            raise ModelError(f"cannot read {filename} of {repo_id} from the cache: {e}") from e
+    except Exception:
+        pass  # not cached (or the cache is unreadable): try the network
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename))
-    except EntryNotFoundError:
-        if required:
-            raise ModelError(f"the Hub repo {repo_id} has no {filename}")
-        return None
-    except Exception as e:
-        if not required and "404" in str(e):
+    except EntryNotFoundError as e:
+        if not isinstance(e, LocalEntryNotFoundError):  # the repo really lacks the file
+            if required:
+                raise ModelError(f"the Hub repo {repo_id} has no {filename}") from e
             return None
-        raise ModelError(
-            f"model {repo_id!r} is not in the Hugging Face cache and could not be downloaded "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Either run once "
-            f"with network access to fetch it, or pass --model DIR with a local copy in the "
-            f"Hugging Face layout (onnx/vision_model.onnx + preprocessor_config.json)."
-        ) from e
+        err: Exception = e
+    except Exception as e:
+        err = e
+    if not required:
+        return None
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    raise ModelError(
+        f"model {repo_id!r} is not in the Hugging Face cache and could not be downloaded "
+        f"({detail}). Either run once with network access to fetch it, or pass --model DIR "
+        f"with a local copy in the Hugging Face layout (onnx/vision_model.onnx + "
+        f"preprocessor_config.json)."
+    ) from err
 
 
 @dataclass
