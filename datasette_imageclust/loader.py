@@ -46,6 +46,7 @@ class LoadSummary:
     gone: int = 0  # files in the database no longer on disk
     pruned: int = 0  # of those, removed (--prune)
     seconds: float = 0.0
+    pipeline_seconds: float = 0.0  # of which decoding + inference + writing (no start-up)
     images_per_second: float = 0.0
     interrupted: bool = False
 
@@ -255,6 +256,13 @@ class Loader:
     def _pipeline(self, db: sqlite_utils.Database, todo: list[FoundFile]) -> None:
         if not todo:
             return
+        t0 = time.perf_counter()
+        try:
+            self._pipeline_run(db, todo)
+        finally:
+            self.summary.pipeline_seconds = round(time.perf_counter() - t0, 3)
+
+    def _pipeline_run(self, db: sqlite_utils.Database, todo: list[FoundFile]) -> None:
         total = len(todo)
         self.on_progress(0, total)
         batch: dict[str, _Pending] = {}
