@@ -1,0 +1,197 @@
+"""Sprite atlases for the map: small square thumbnails packed into WebP/JPEG sheets.
+
+Several levels of detail (cell sizes in px, default 16 and 64). Images are packed in
+the map's spatial order (Z-order of their layout cell), so one sheet of the large
+level covers one compact region of the map and the browser loads only the sheets in
+view when zoomed in; the small level is loaded whole for the overview (a few MB at
+100,000 images). Every image of the layout gets a cell at every level (a neutral
+placeholder when it has no thumbnail), so the browser never has to special-case.
+
+Cells are centre-cropped squares ("cover"): a mosaic of squares reads better than
+letterboxed shapes at 16 px; the hover preview and image page show the whole picture.
+"""
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import sqlite_utils
+from PIL import Image, ImageOps
+
+from .schema import migrate
+
+Status = Callable[[str], None]
+FORMATS = ("webp", "jpeg")
+PLACEHOLDER = (64, 64, 64)
+BACKGROUND = (40, 40, 40)  # behind transparent thumbnails (dark, like the map)
+
+
+class AtlasError(Exception):
+    """Bad atlas options."""
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+@dataclass
+class AtlasSummary:
+    levels: list[int]
+    sheets: dict[int, int]       # level -> number of sheets
+    bytes: dict[int, int]        # level -> total encoded bytes
+    images: int
+    build: str
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def parse_levels(text: str | Sequence[int]) -> list[int]:
+    """'16,64' -> [16, 64]; each level a cell size in px, 4..256, at most 4 levels."""
+    try:
+        levels = [int(v) for v in (text.split(",") if isinstance(text, str) else text) if str(v).strip()]
+    except ValueError:
+        raise AtlasError(f"atlas levels must be comma-separated cell sizes in px, not {text!r}")
+    if not levels or len(levels) > 4:
+        raise AtlasError("give 1 to 4 atlas levels, e.g. 16,64")
+    for v in levels:
+        if not 4 <= v <= 256:
+            raise AtlasError(f"atlas cell size {v} px is out of range 4..256")
+    if len(set(levels)) != len(levels):
+        raise AtlasError("atlas levels must differ")
+    return sorted(levels)
+
+
+def _square(data: bytes | None, size: int) -> Image.Image:
+    """The thumbnail as a ``size`` x ``size`` RGB centre crop."""
+    if data is None:
+        return Image.new("RGB", (size, size), PLACEHOLDER)
+    try:
+        im = Image.open(io.BytesIO(data))
+        if im.format == "JPEG":
+            im.draft("RGB", (size, size))  # decode at 1/2..1/8 scale: much faster
+        if im.mode in ("RGBA", "LA", "P", "PA"):
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, BACKGROUND + (255,))
+            im = Image.alpha_composite(bg, im)
+        return ImageOps.fit(im.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        # A thumbnail we cannot decode must not stop the atlas: draw a placeholder.
+        return Image.new("RGB", (size, size), PLACEHOLDER)
+
+
+def _encode(sheet: Image.Image, fmt: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "webp":
+        sheet.save(buf, "WEBP", quality=quality, method=4)
+    else:
+        sheet.save(buf, "JPEG", quality=quality, optimize=True, progressive=False)
+    return buf.getvalue()
+
+
+def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: Sequence[int] = (16, 64),
+                fmt: str = "webp", quality: int = 70, sheet_size: int = 2048, workers: int | None = None,
+                status: Status = _quiet) -> AtlasSummary:
+    """Replace the atlas with one holding ``image_ids`` in this order."""
+    levels = parse_levels(levels)
+    if fmt not in FORMATS:
+        raise AtlasError(f"atlas format must be webp or jpeg, not {fmt!r}")
+    if not 1 <= quality <= 100:
+        raise AtlasError("atlas quality must be 1..100")
+    if sheet_size not in (1024, 2048, 4096):
+        # WebGL guarantees 2048-px textures only on the weakest devices; 4096 is common.
+        raise AtlasError("atlas sheet size must be 1024, 2048 or 4096 px")
+    if max(levels) > sheet_size:
+        raise AtlasError("atlas cell size larger than the sheet")
+    migrate(db, "core")
+    migrate(db, "map")
+    t0 = time.perf_counter()
+    ids = [int(i) for i in image_ids]
+    n = len(ids)
+    big = max(levels)
+    per_row = {lv: sheet_size // lv for lv in levels}
+    per_sheet = {lv: per_row[lv] ** 2 for lv in levels}
+    # Sheets are only as tall as needed: the last one of a level is often part-filled.
+    sheets: dict[int, Image.Image | None] = {lv: None for lv in levels}
+    sheet_no = {lv: 0 for lv in levels}
+    out_bytes = {lv: 0 for lv in levels}
+    n_sheets = {lv: 0 for lv in levels}
+    build = secrets.token_hex(6)
+    workers = workers or min(4, os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(workers)  # Pillow releases the GIL while decoding/resizing
+
+    def new_sheet(lv: int, start: int) -> Image.Image:
+        rows = -(-min(per_sheet[lv], n - start) // per_row[lv])
+        return Image.new("RGB", (sheet_size, rows * lv), PLACEHOLDER)
+
+    def flush(lv: int) -> None:
+        im = sheets[lv]
+        if im is None:
+            return
+        data = _encode(im, fmt, quality)
+        db.execute(
+            "INSERT INTO atlas_sheets (level, sheet, format, width, height, data) VALUES (?, ?, ?, ?, ?, ?)",
+            [lv, sheet_no[lv], fmt, im.width, im.height, data],
+        )
+        out_bytes[lv] += len(data)
+        n_sheets[lv] += 1
+        sheets[lv] = None
+        sheet_no[lv] += 1
+
+    def fetch(chunk: list[int]) -> dict[int, bytes]:
+        marks = ",".join("?" * len(chunk))
+        return {r[0]: r[1] for r in db.execute(
+            f"SELECT image_id, data FROM thumbnails WHERE image_id IN ({marks})", chunk)}
+
+    def cells_for(data: bytes | None) -> dict[int, Image.Image]:
+        top = _square(data, big)
+        return {lv: top if lv == big else top.resize((lv, lv), Image.Resampling.BOX) for lv in levels}
+
+    with db.conn:
+        db.execute("DELETE FROM atlas_cells")
+        db.execute("DELETE FROM atlas_sheets")
+        chunk_size = 512
+        for start in range(0, n, chunk_size):
+            chunk = ids[start:start + chunk_size]
+            thumbs = fetch(chunk)
+            crops = list(pool.map(cells_for, [thumbs.get(i) for i in chunk]))
+            rows = []
+            for k, (image_id, cell) in enumerate(zip(chunk, crops)):
+                index = start + k
+                for lv in levels:
+                    within = index % per_sheet[lv]
+                    if within == 0:
+                        flush(lv)
+                        sheets[lv] = new_sheet(lv, index)
+                    x, y = (within % per_row[lv]) * lv, (within // per_row[lv]) * lv
+                    sheets[lv].paste(cell[lv], (x, y))
+                    rows.append((image_id, lv, index // per_sheet[lv], within))
+            db.conn.executemany("INSERT INTO atlas_cells (image_id, level, sheet, cell) VALUES (?, ?, ?, ?)", rows)
+            if start and start % (chunk_size * 20) == 0:
+                status(f"atlas: {start}/{n} images")
+        for lv in levels:
+            flush(lv)
+        meta = {"atlas_build": build, "atlas_levels": ",".join(map(str, levels)),
+                "atlas_sheet_size": str(sheet_size)}
+        db.conn.executemany("INSERT OR REPLACE INTO imageclust_meta (key, value) VALUES (?, ?)", meta.items())
+    pool.shutdown()
+    return AtlasSummary(levels, n_sheets, out_bytes, n, build, round(time.perf_counter() - t0, 3))
+
+
+def layout_order(db: sqlite_utils.Database, layout_id: int) -> list[int]:
+    """Image ids of a layout in map (Z-curve) order."""
+    from .layout import spatial_order
+
+    rows = db.execute("SELECT image_id, x, y FROM layout_points WHERE layout_id = ?", [layout_id]).fetchall()
+    if not rows:
+        return []
+    arr = np.array(rows, dtype=np.float64)
+    order = spatial_order(arr[:, 1:3])
+    return [int(arr[k, 0]) for k in order]
