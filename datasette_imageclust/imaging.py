@@ -13,7 +13,7 @@ from typing import Any
 
 import imagehash
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
 
 from .models import Preprocessor
 
@@ -170,6 +170,8 @@ def decode(data: bytes, pre: Preprocessor, *, thumb_size: int = 256, thumb_forma
         ext = name.lower().rsplit(".", 1)[-1] if "." in name else ""
         if f".{ext}" in HEIF_EXTENSIONS and not HEIF:
             raise ImageError(f"unsupported format .{ext}: pip install 'datasette-imageclust[heif]'")
+        if ext == "avif" and not features.check("avif"):
+            raise ImageError("unsupported format .avif: this Pillow was built without AVIF (use Pillow >= 11.3)")
         raise ImageError("not a recognised image (unknown or corrupt header)")
     except Image.DecompressionBombError as e:
         raise ImageError(f"decompression bomb: {e}")
