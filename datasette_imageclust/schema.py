@@ -201,6 +201,34 @@ def _clusters_v1(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("clusters")
+def _clusters_v2(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- Text vectors of the zero-shot vocabulary, per model (by vision_model.onnx sha256).
+        CREATE TABLE vocabulary_vectors (
+            model_sha256 TEXT NOT NULL,
+            term TEXT NOT NULL,
+            prompt TEXT NOT NULL,            -- the text actually embedded
+            vector BLOB NOT NULL,            -- float32, L2-normalised
+            PRIMARY KEY (model_sha256, term)
+        );
+        -- The evidence behind near-duplicate groups: every accepted pair.
+        CREATE TABLE duplicate_pairs (
+            group_id INTEGER NOT NULL REFERENCES duplicate_groups(id),
+            image_a INTEGER NOT NULL REFERENCES images(id),
+            image_b INTEGER NOT NULL REFERENCES images(id),
+            phash_distance INTEGER,          -- Hamming distance of the 64-bit pHashes
+            dhash_distance INTEGER,
+            similarity REAL,                 -- cosine similarity of the image vectors
+            rank INTEGER,                    -- b's rank among a's vector neighbours (1 = nearest)
+            PRIMARY KEY (image_a, image_b)
+        );
+        CREATE INDEX duplicate_pairs_group ON duplicate_pairs(group_id);
+        """
+    )
+
+
 # --- map: what `imageclust layout` writes ---------------------------------------
 
 
