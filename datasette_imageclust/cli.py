@@ -142,4 +142,4 @@ def info(database, as_json):
 
 
 # Commands of other components register themselves on `cli` when imported.
-from . import cli_clusters, cli_map  # noqa: E402,F401
+from . import cli_clusters, cli_map, cli_search  # noqa: E402,F401

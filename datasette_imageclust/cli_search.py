@@ -1,0 +1,75 @@
+"""CLI commands for similarity search: ``index`` (build the fast KNN index) and
+``similar`` (the nearest images to an image or a text, from the command line)."""
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from .cli import _err, cli
+
+
+@cli.command()
+@click.argument("database", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout")
+def index(database, as_json):
+    """Build (or rebuild) the similarity index of DATABASE: binary-quantised, mean-centred
+    vectors for a fast prefilter, rescored exactly. `load` runs this at its end."""
+    from . import db as dbmod
+    from . import search
+
+    try:
+        db = dbmod.connect(database)
+        summary = search.build_index(db)
+        dbmod.finish(db)
+    except (dbmod.ExtensionError, RuntimeError) as e:
+        raise click.ClickException(str(e))
+    if as_json:
+        click.echo(json.dumps(summary))
+    _err(f"indexed {summary['vectors']} vectors ({summary['dimensions'] or 0}-d) in {summary['seconds']:.1f}s")
+
+
+@cli.command()
+@click.argument("database", type=click.Path(exists=True, dir_okay=False))
+@click.option("--image", "image_id", type=int, help="Images like this image id")
+@click.option("--text", help="Images matching this text (needs the model's text tower)")
+@click.option("--model", help="Model directory or Hub id for --text (default: the database's model)")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="How many images")
+@click.option("--exact", is_flag=True, help="Exact scan instead of the index")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout")
+def similar(database, image_id, text, model, k, exact, as_json):
+    """The K images nearest to an image (--image ID) or a text (--text "red moth")."""
+    from . import db as dbmod
+    from . import search, textquery
+    from .models import ModelError
+
+    if (image_id is None) == (text is None):
+        raise click.ClickException("give exactly one of --image ID or --text TEXT")
+    if k < 1 or k > 1000:
+        raise click.ClickException("-k must be between 1 and 1000")
+    db = dbmod.connect(database, readonly=True)
+    try:
+        if image_id is not None:
+            if search.vector_of(db, image_id) is None:
+                raise click.ClickException(f"image {image_id} is not in the database or has no vector")
+            hits = search.similar(db, image_id, k, exact=exact)
+        else:
+            try:
+                vec = textquery.embed_text(db, text, model)
+            except ModelError as e:
+                raise click.ClickException(str(e))
+            hits = search.knn(db, vec, k, exact=exact)
+        paths = {}
+        for iid, _ in hits:
+            row = db.execute("SELECT path FROM files WHERE image_id = ? ORDER BY id LIMIT 1", [iid]).fetchone()
+            paths[iid] = row[0] if row else None
+    except search.SearchError as e:
+        raise click.ClickException(str(e))
+    finally:
+        db.conn.close()
+    if as_json:
+        click.echo(json.dumps([{"image_id": i, "distance": d, "path": paths[i]} for i, d in hits]))
+        return
+    for i, d in hits:
+        click.echo(f"{i}\t{1 - d:.4f}\t{paths[i] or ''}")

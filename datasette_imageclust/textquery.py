@@ -1,0 +1,102 @@
+"""Text (and uploaded-image) queries: find the database's model on this machine, never
+over the network, and keep its embedders loaded once per process."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from .models import ImageEmbedder, ModelError, ModelFiles, TextEmbedder, _is_local, find_model
+
+_LOCK = threading.Lock()
+_TEXT: dict[str, TextEmbedder | ModelError] = {}
+_IMAGE: dict[str, ImageEmbedder | ModelError] = {}
+_FAILED_AT: dict[str, float] = {}
+RETRY_SECONDS = 60.0  # a missing model is looked for again after this long
+
+
+def database_model(db: Any) -> dict | None:
+    """The current model row of a database (id, name, dimensions), or None."""
+    conn = getattr(db, "conn", db)
+    try:
+        row = conn.execute(
+            "SELECT m.id, m.name, m.dimensions FROM imageclust_meta k JOIN models m "
+            "ON m.id = CAST(k.value AS INTEGER) WHERE k.key = 'model_id'"
+        ).fetchone()
+    except Exception:  # not an imageclust database
+        return None
+    return dict(zip(("id", "name", "dimensions"), row)) if row else None
+
+
+def _offline_files(name: str) -> ModelFiles:
+    """find_model without the network: a local directory, or a Hub id already cached."""
+    if _is_local(name):
+        return find_model(name, text=True)
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(name, local_files_only=True)
+    except Exception as e:
+        raise ModelError(f"model {name} is not in this server's Hugging Face cache "
+                         f"({type(e).__name__}); set the plugin's 'model' setting to a local copy") from e
+    return find_model(local, text=True)
+
+
+def _get(cache: dict, name: str, make) -> Any:
+    with _LOCK:
+        hit = cache.get(name)
+        if isinstance(hit, ModelError) and time.monotonic() - _FAILED_AT.get(name, 0) > RETRY_SECONDS:
+            hit = None
+        if hit is None:
+            try:
+                hit = make(_offline_files(name))
+            except ModelError as e:
+                hit = e
+                _FAILED_AT[name] = time.monotonic()
+            cache[name] = hit
+    if isinstance(hit, ModelError):
+        raise hit
+    return hit
+
+
+def text_embedder(name: str) -> TextEmbedder:
+    return _get(_TEXT, name, lambda f: TextEmbedder(f, threads=1))
+
+
+def image_embedder(name: str) -> ImageEmbedder:
+    return _get(_IMAGE, name, lambda f: ImageEmbedder(f, threads=1))
+
+
+def model_for(db: Any, override: str | None = None) -> tuple[str, int]:
+    """(model name or directory, dimensions) to embed queries for ``db`` with."""
+    m = database_model(db)
+    if m is None:
+        raise ModelError("this database has no embedding model recorded")
+    return (override or m["name"]), int(m["dimensions"])
+
+
+def embed_text(db: Any, text: str, override: str | None = None) -> np.ndarray:
+    """The CLIP text vector of ``text`` in the space of ``db``'s image vectors."""
+    name, dims = model_for(db, override)
+    vec = text_embedder(name).embed([text])[0]
+    if vec.shape[0] != dims:
+        raise ModelError(f"the text tower of {name} gives {vec.shape[0]}-d vectors, the images are {dims}-d")
+    return vec
+
+
+def embed_image(db: Any, image: Any, override: str | None = None) -> np.ndarray:
+    """The vector of a PIL image (an upload) in the space of ``db``'s image vectors."""
+    name, dims = model_for(db, override)
+    vec = image_embedder(name).embed_images([image])[0]
+    if vec.shape[0] != dims:
+        raise ModelError(f"{name} gives {vec.shape[0]}-d vectors, the database's are {dims}-d")
+    return vec
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _TEXT.clear()
+        _IMAGE.clear()
+        _FAILED_AT.clear()

@@ -1,0 +1,171 @@
+"""The similarity index: build, recall against exact search, staleness, CLI, text queries."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from datasette_imageclust import db as dbmod
+from datasette_imageclust import search, textquery, vectors
+from datasette_imageclust.cli import cli
+from datasette_imageclust.schema import migrate
+
+
+@pytest.fixture
+def tux_copy(tux_db, tmp_path) -> str:
+    path = str(tmp_path / "tux.db")
+    shutil.copy(tux_db, path)
+    search.clear_cache()
+    return path
+
+
+def exact_top(x: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int, skip: int | None = None) -> set[int]:
+    s = x @ q
+    if skip is not None:
+        s[ids == skip] = -np.inf
+    return set(ids[np.argsort(-s)[:k]].tolist())
+
+
+def synthetic_db(path: str, n: int = 3000, dims: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((30, dims)).astype(np.float32)
+    x = centres[rng.integers(0, 30, n)] + 0.5 * rng.standard_normal((n, dims)).astype(np.float32)
+    x += 3.0  # all-positive, like CNN features: plain sign bits would all be 1
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    db = dbmod.connect(path)
+    migrate(db, "core")
+    vectors.ensure_table(db, dims)
+    ids = np.arange(1, n + 1) * 3  # ids need not be dense
+    with db.conn:
+        vectors.put(db, ids.tolist(), x)
+    search.build_index(db)
+    db.conn.close()
+    return ids, x
+
+
+def test_index_on_real_vectors_is_mean_centred_and_fresh(tux_copy):
+    db = dbmod.connect(tux_copy)
+    ids, x = vectors.read_all(db)
+    assert (x >= 0).all(), "the stand-in's vectors are non-negative: the case mean-centring is for"
+    summary = search.build_index(db)
+    assert summary["vectors"] == 353 and summary["dimensions"] == x.shape[1]
+    st = search.status(db)
+    assert st.present and st.fresh and st.indexed == 353
+    bits = np.unpackbits(np.frombuffer(
+        b"".join(r[0] for r in db.execute("SELECT bits FROM image_bits").fetchall()), np.uint8),
+        bitorder="little").reshape(353, -1)[:, :x.shape[1]]
+    # Plain sign bits of these vectors would all be 1; centred ones carry information.
+    assert 0.1 < bits.mean() < 0.9
+    varying = (bits.min(axis=0) != bits.max(axis=0)).mean()
+    assert varying > 0.9, f"only {varying:.2f} of bit positions vary across images"
+    # The bit table answers sqlite-vec Hamming queries in plain SQL too.
+    row = db.execute(
+        "SELECT image_id, distance FROM image_bits WHERE bits MATCH "
+        "vec_quantize_binary(vec_sub((SELECT embedding FROM image_vectors WHERE image_id = ?), "
+        "(SELECT mean FROM search_index))) AND k = 1", [int(ids[0])]).fetchone()
+    assert row == (int(ids[0]), 0.0)  # the same bits as search.quantise
+
+
+def test_prefilter_recall_on_real_vectors(tux_copy):
+    db = dbmod.connect(tux_copy)
+    search.build_index(db)
+    ids, x = vectors.read_all(db)
+    k = 10
+    full, few = [], []
+    for i, v in zip(ids, x):
+        truth = exact_top(x, ids, v, k, skip=int(i))
+        full.append(len(truth & {j for j, _ in search.similar(db, int(i), k)}) / k)
+        # Rescoring only 60 of 353 shows what the bit stages are worth.
+        few.append(len(truth & {j for j, _ in search.similar(db, int(i), k, candidates=60)}) / k)
+    assert np.mean(full) == 1.0  # at this size every image is rescored
+    assert np.mean(few) >= 0.9, f"bit prefilter recall with 60 candidates: {np.mean(few):.3f}"
+
+
+def test_recall_and_exclusion_on_clustered_vectors(tmp_path):
+    path = str(tmp_path / "syn.db")
+    ids, x = synthetic_db(path)
+    db = dbmod.connect(path, readonly=True)
+    rng = np.random.default_rng(1)
+    rec = []
+    for j in rng.choice(len(ids), 60, replace=False):
+        q = x[j]
+        got = search.knn(db, q, 10, exclude=[int(ids[j])], candidates=200)
+        assert int(ids[j]) not in {i for i, _ in got}
+        assert [d for _, d in got] == sorted(d for _, d in got)
+        rec.append(len(exact_top(x, ids, q, 10, skip=int(ids[j])) & {i for i, _ in got}) / 10)
+    assert np.mean(rec) >= 0.95
+    # Distances are exact cosine distances, whichever path answered.
+    got = search.knn(db, x[0], 5)
+    exact = search.knn(db, x[0], 5, exact=True)
+    assert [i for i, _ in got] == [i for i, _ in exact]
+    assert np.allclose([d for _, d in got], [d for _, d in exact], atol=1e-5)
+
+
+def test_stale_or_absent_index_falls_back_to_exact(tmp_path):
+    path = str(tmp_path / "syn.db")
+    ids, x = synthetic_db(path, n=500, dims=32)
+    db = dbmod.connect(path)
+    assert search.status(db).fresh
+    new = np.ones((1, 32), np.float32) / np.sqrt(32)
+    with db.conn:
+        vectors.put(db, [99999], new)
+    st = search.status(db)
+    assert st.present and not st.fresh and "imageclust index" in st.reason
+    # The new vector is only found because the stale index is bypassed.
+    assert search.knn(db, new[0], 1)[0][0] == 99999
+    db.execute("DROP TABLE image_bits")
+    assert not search.status(db).present
+    assert search.knn(db, new[0], 1)[0][0] == 99999
+    with pytest.raises(search.SearchError):
+        search.knn(db, np.ones(7), 3)
+    with pytest.raises(search.SearchError):
+        search.knn(db, np.zeros(32), 3)
+
+
+def test_empty_database(tmp_path):
+    db = dbmod.connect(str(tmp_path / "empty.db"))
+    migrate(db, "core")
+    assert search.build_index(db)["vectors"] == 0
+    assert search.knn(db, np.ones(8), 5) == []
+    assert search.similar(db, 1, 5) == []
+
+
+def test_cli_index_and_similar(tux_copy):
+    r = CliRunner().invoke(cli, ["index", tux_copy, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[0])["vectors"] == 353
+    r = CliRunner().invoke(cli, ["similar", tux_copy, "--image", "1", "-k", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    hits = json.loads(r.stdout)
+    assert len(hits) == 3 and all(h["image_id"] != 1 and Path(h["path"]).exists() for h in hits)
+    for args, msg in [(["--image", "999999"], "not in the database"), ([], "exactly one"),
+                      (["--image", "1", "-k", "0"], "-k must be"),
+                      (["--text", "a red moth"], "no text tower")]:
+        r = CliRunner().invoke(cli, ["similar", tux_copy, *args])
+        assert r.exit_code == 1 and msg in r.output, (args, r.output)
+
+
+def test_text_query_with_a_clip_shaped_model(tiny_clip, tux_dir, tmp_path):
+    from datasette_imageclust.loader import load
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in sorted((tux_dir / "insects").iterdir())[:4] + sorted((tux_dir / "fruit").iterdir())[:4]:
+        shutil.copy(p, folder / p.name)
+    path = str(tmp_path / "clip.db")
+    assert load(path, [str(folder)], tiny_clip).new == 8
+    db = dbmod.connect(path)
+    search.build_index(db)
+    textquery.clear_cache()
+    v = textquery.embed_text(db, "a red moth on a leaf")
+    assert v.shape == (vectors.dimensions(db),) and abs(np.linalg.norm(v) - 1) < 1e-4
+    hits = search.knn(db, v, 3)
+    ids, x = vectors.read_all(db)
+    assert [i for i, _ in hits] == [int(i) for i in ids[np.argsort(-(x @ v))[:3]]]
+    r = CliRunner().invoke(cli, ["similar", path, "--text", "a red moth", "-k", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [h["image_id"] for h in json.loads(r.stdout)] == [i for i, _ in hits[:2]]
