@@ -118,7 +118,7 @@ def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: 
     big = max(levels)
     per_row = {lv: sheet_size // lv for lv in levels}
     per_sheet = {lv: per_row[lv] ** 2 for lv in levels}
-    # Sheets are only as tall as needed: the last one of a level is often part-filled.
+    # Sheets are only as tall as needed (to a power of two): the last one is often part-filled.
     sheets: dict[int, Image.Image | None] = {lv: None for lv in levels}
     sheet_no = {lv: 0 for lv in levels}
     out_bytes = {lv: 0 for lv in levels}
@@ -129,7 +129,9 @@ def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: 
 
     def new_sheet(lv: int, start: int) -> Image.Image:
         rows = -(-min(per_sheet[lv], n - start) // per_row[lv])
-        return Image.new("RGB", (sheet_size, rows * lv), PLACEHOLDER)
+        # Power-of-two height: WebGL 1 can then mipmap it (smooth zoomed-out views).
+        height = 1 << max(0, (rows * lv - 1).bit_length())
+        return Image.new("RGB", (sheet_size, min(height, sheet_size)), PLACEHOLDER)
 
     def flush(lv: int) -> None:
         im = sheets[lv]

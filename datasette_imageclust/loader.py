@@ -74,6 +74,16 @@ class _Pending:
     files: list[FoundFile] = field(default_factory=list)
 
 
+@dataclass
+class _Batch:
+    """Images in inference (``vectors`` is their future) plus files and errors to write with them."""
+
+    pending: dict[str, _Pending]
+    links: list[tuple[FoundFile, str]]
+    errors: list[tuple[FoundFile, str]]
+    vectors: Future | None
+
+
 def _lower_priority() -> None:
     # On Linux, setpriority(PRIO_PROCESS, tid) applies to one thread: decoding yields
     # the CPU to onnxruntime's threads whenever they can run.
@@ -169,7 +179,7 @@ class Loader:
     def embedder(self) -> ImageEmbedder:
         if self._embedder is None:
             self.on_status(f"loading model {self.files.name}")
-            self._embedder = ImageEmbedder(self.files, threads=self.threads)
+            self._embedder = ImageEmbedder(self.files, threads=self.threads, spinning=False)
         return self._embedder
 
 
@@ -263,15 +273,22 @@ class Loader:
             self.summary.pipeline_seconds = round(time.perf_counter() - t0, 3)
 
     def _pipeline_run(self, db: sqlite_utils.Database, todo: list[FoundFile]) -> None:
+        """Three overlapping stages: decode pool -> inference thread -> writes here.
+
+        While batch k is in inference, this thread gathers batch k+1 from the decode
+        pool and then writes batch k, so the model is never waiting for SQLite.
+        """
         total = len(todo)
         self.on_progress(0, total)
         batch: dict[str, _Pending] = {}
         links: list[tuple[FoundFile, str]] = []
         errors: list[tuple[FoundFile, str]] = []
+        inflight: _Batch | None = None
         window = max(2 * self.batch_size, 2 * self.workers)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode", initializer=_lower_priority)
+            infer = ThreadPoolExecutor(1, thread_name_prefix="inference")
             queue: collections.deque[Future] = collections.deque()
             it = iter(todo)
             try:
@@ -292,27 +309,41 @@ class Loader:
                         self.on_skip(w.found.path, w.error)
                     elif w.sha256 in batch:
                         batch[w.sha256].files.append(w.found)
-                    elif w.sha256 in self.embedded or w.decoded is None:
-                        links.append((w.found, w.sha256))
+                    elif (w.sha256 in self.embedded or w.decoded is None
+                          or (inflight and w.sha256 in inflight.pending)):
+                        links.append((w.found, w.sha256))  # written after the image it points to
                     else:
                         batch[w.sha256] = _Pending(w.sha256, w.found.size, w.decoded, [w.found])
                     if len(batch) >= self.batch_size or len(links) + len(errors) >= 500:
-                        self._flush(db, batch, links, errors)
+                        nxt_batch = _Batch(batch, links, errors, self._submit(infer, batch))
+                        if inflight:
+                            self._write(db, inflight)
+                        inflight = nxt_batch
                         batch, links, errors = {}, [], []
-                        self.on_progress(done, total)
-                self._flush(db, batch, links, errors)
+                        self.on_progress(done - len(inflight.pending), total)
+                last = _Batch(batch, links, errors, self._submit(infer, batch))
+                if inflight:
+                    self._write(db, inflight)
+                self._write(db, last)
                 self.on_progress(total, total)
             finally:
                 for q in queue:
                     q.cancel()
                 pool.shutdown(wait=True, cancel_futures=True)
+                infer.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, infer: ThreadPoolExecutor, batch: dict[str, "_Pending"]) -> Future | None:
+        if not batch:
+            return None
+        crops = np.stack([p.decoded.crop for p in batch.values()])
+        return infer.submit(self.embedder.embed_uint8, crops)
 
     # --- writing -------------------------------------------------------------------
 
-    def _flush(self, db, batch: dict[str, _Pending], links, errors) -> None:
-        """Embed a batch and write it, its links and its errors in one transaction."""
-        items = list(batch.values())
-        vecs = self.embedder.embed_uint8(np.stack([p.decoded.crop for p in items])) if items else None
+    def _write(self, db, b: "_Batch") -> None:
+        """Write a batch (once its vectors are ready), its links and its errors in one transaction."""
+        items = list(b.pending.values())
+        vecs = b.vectors.result() if b.vectors is not None else None
         stamp = now()
         with db.conn:
             ids = []
@@ -324,10 +355,10 @@ class Loader:
                     self._write_file(db, f, iid, stamp)
             if items:
                 vectors.put(db, ids, vecs)
-            for f, sha in links:
+            for f, sha in b.links:
                 self.summary.duplicates += 1
                 self._write_file(db, f, self.sha_ids[sha], stamp)
-            for f, reason in errors:
+            for f, reason in b.errors:
                 db.execute(
                     "INSERT OR REPLACE INTO errors (path, reason, size, mtime, time) VALUES (?, ?, ?, ?, ?)",
                     [f.path, reason, f.size, f.mtime, stamp],

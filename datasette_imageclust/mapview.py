@@ -1,2 +1,423 @@
-"""Datasette page: the zoomable map, and the atlas sheets it draws from."""
-ROUTES: list = []
+"""Datasette page: the zoomable map, and the data it draws from.
+
+Routes (under ``/<database>/-/imageclust/``):
+
+- ``map`` and ``map.json``: the page, and its metadata (layouts, clusters with their
+  centres, atlas sheets, URLs). ``map.json?points=1`` adds the points as compact arrays
+  for scripts.
+- ``map/points.bin?layout=<id>``: every point as little-endian typed arrays (24 bytes
+  an image: 2.4 MB at 100,000), in atlas order, cached in memory and by ETag.
+- ``map/atlas/<level>/<sheet>``: a sprite sheet (WebP/JPEG) with ETag and long caching.
+- ``map/thumb/<image id>``: one thumbnail, for the hover preview.
+
+Read-only: everything comes from what ``imageclust layout`` stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasette.utils import tilde_decode
+from datasette.utils.asgi import Response
+
+HERE = Path(__file__).parent
+STATIC = {"map.js": "application/javascript; charset=utf-8", "map.css": "text/css; charset=utf-8"}
+MAGIC = b"ICM1"
+NO_CELL = 0xFFFFFFFF
+CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
+_points_cache: "OrderedDict[tuple, bytes]" = OrderedDict()
+_template = None
+
+
+class _Problem(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+async def _database(datasette, request):
+    """The Datasette database named in the URL, if the actor may view it."""
+    route = tilde_decode(request.url_vars["database"])
+    try:
+        db = datasette.get_database(route=route)
+    except KeyError:
+        raise _Problem(404, f"database not found: {route}")
+    if not await _can_view(datasette, request.actor, db.name):
+        raise _Problem(403, "permission denied")
+    return db
+
+
+async def _can_view(datasette, actor, database: str) -> bool:
+    allowed = getattr(datasette, "allowed", None)
+    if allowed is not None:  # Datasette >= 1.0a20: resource-based permissions
+        from datasette.resources import DatabaseResource, TableResource  # type: ignore
+
+        return bool(
+            await allowed(action="view-database", resource=DatabaseResource(database=database), actor=actor)
+            and await allowed(action="view-table", resource=TableResource(database=database, table="images"),
+                              actor=actor)
+        )
+    if not await datasette.permission_allowed(actor, "view-instance", default=True):
+        return False
+    if not await datasette.permission_allowed(actor, "view-database", resource=database, default=True):
+        return False
+    # The map shows the images table's content: respect a table-level block too.
+    return await datasette.permission_allowed(actor, "view-table", resource=(database, "images"), default=True)
+
+
+def _problem_response(p: _Problem, as_json: bool) -> Response:
+    if as_json:
+        return Response.json({"ok": False, "error": p.message, "status": p.status}, status=p.status)
+    return Response.text(p.message, status=p.status)
+
+
+def _int_arg(request, name: str, default: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 12:
+        raise _Problem(400, f"{name} must be a positive integer, not {raw[:40]!r}")
+    return int(raw)
+
+
+def _tables(conn) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+
+
+def _meta(conn, tables: set[str]) -> dict[str, str]:
+    if "imageclust_meta" not in tables:
+        return {}
+    return {k: v for k, v in conn.execute("SELECT key, value FROM imageclust_meta WHERE key LIKE 'atlas_%'")}
+
+
+def _choose_layout(conn, tables: set[str], layout_id: int | None) -> dict | None:
+    if not {"layouts", "layout_points"} <= tables:
+        if layout_id is not None:
+            raise _Problem(404, f"layout {layout_id} not found")
+        return None
+    cols = "id, name, method, params, run_id, is_default, n_images, created"
+    if layout_id is not None:
+        row = conn.execute(f"SELECT {cols} FROM layouts WHERE id = ?", [layout_id]).fetchone()
+        if not row:
+            raise _Problem(404, f"layout {layout_id} not found")
+    else:
+        row = conn.execute(f"SELECT {cols} FROM layouts ORDER BY is_default DESC, id DESC LIMIT 1").fetchone()
+    if not row:
+        return None
+    d = dict(zip(cols.split(", "), row))
+    try:
+        d["params"] = json.loads(d["params"] or "{}")
+    except ValueError:
+        d["params"] = {}
+    return d
+
+
+def _run_id(conn, tables: set[str], layout: dict) -> int | None:
+    """The clustering whose colours and labels the map shows: the default run, else the
+    run the layout kept together."""
+    if "cluster_runs" not in tables:
+        return None
+    row = conn.execute("SELECT id FROM cluster_runs WHERE is_default = 1 ORDER BY id DESC LIMIT 1").fetchone()
+    if row:
+        return row[0]
+    if layout.get("run_id") and conn.execute("SELECT 1 FROM cluster_runs WHERE id = ?", [layout["run_id"]]).fetchone():
+        return layout["run_id"]
+    return None
+
+
+def _levels(conn, tables: set[str], meta: dict[str, str]) -> list[dict]:
+    if "atlas_sheets" not in tables:
+        return []
+    size = int(meta.get("atlas_sheet_size") or 2048)
+    out: dict[int, dict] = {}
+    for level, sheet, fmt, w, h, nbytes in conn.execute(
+        "SELECT level, sheet, format, width, height, length(data) FROM atlas_sheets ORDER BY level, sheet"
+    ):
+        per_row = size // level
+        lv = out.setdefault(level, {"level": level, "per_row": per_row, "per_sheet": per_row * per_row,
+                                    "sheets": [], "bytes": 0})
+        lv["sheets"].append({"sheet": sheet, "format": fmt, "width": w, "height": h, "bytes": nbytes})
+        lv["bytes"] += nbytes
+    return [out[k] for k in sorted(out)]
+
+
+def _points(conn, layout: dict, run_id: int | None, levels: list[dict]) -> dict[str, np.ndarray]:
+    """Arrays of the layout's points in atlas order (points without a cell last)."""
+    small = levels[0] if levels else None
+    sql = ["SELECT p.image_id, p.x, p.y,",
+           "m.cluster_id" if run_id is not None else "NULL",
+           ", a.sheet, a.cell" if small else ", NULL, NULL",
+           "FROM layout_points p"]
+    params: list[Any] = []
+    if run_id is not None:
+        sql.append("LEFT JOIN cluster_members m ON m.run_id = ? AND m.image_id = p.image_id")
+        params.append(run_id)
+    if small:
+        sql.append("LEFT JOIN atlas_cells a ON a.image_id = p.image_id AND a.level = ?")
+        params.append(small["level"])
+    sql.append("WHERE p.layout_id = ?")
+    params.append(layout["id"])
+    rows = conn.execute(" ".join(sql), params).fetchall()
+    n = len(rows)
+    ids = np.fromiter((r[0] for r in rows), np.int64, n)
+    x = np.fromiter((r[1] for r in rows), np.float64, n)
+    y = np.fromiter((r[2] for r in rows), np.float64, n)
+    cluster = np.fromiter((-1 if r[3] is None else r[3] for r in rows), np.int64, n)
+    per = small["per_sheet"] if small else 0
+    cell = np.fromiter((NO_CELL if r[4] is None else r[4] * per + r[5] for r in rows), np.int64, n)
+    order = np.lexsort((ids, cell))
+    return {"id": ids[order], "x": x[order], "y": y[order], "cluster": cluster[order], "cell": cell[order]}
+
+
+def _clusters(conn, tables: set[str], run_id: int | None, layout_id: int) -> list[dict]:
+    if run_id is None or "clusters" not in tables:
+        return []
+    out = []
+    for cid, kind, label, size, cx, cy, n in conn.execute(
+        "SELECT c.id, c.kind, c.label, c.size, avg(p.x), avg(p.y), count(p.image_id) FROM clusters c "
+        "LEFT JOIN cluster_members m ON m.cluster_id = c.id AND m.run_id = c.run_id "
+        "LEFT JOIN layout_points p ON p.layout_id = ? AND p.image_id = m.image_id "
+        "WHERE c.run_id = ? GROUP BY c.id ORDER BY c.id", [layout_id, run_id]
+    ):
+        out.append({"id": cid, "kind": kind, "label": label or (kind if kind != "cluster" else f"cluster {cid}"),
+                    "size": size, "on_map": n,
+                    "x": None if cx is None else round(cx, 2), "y": None if cy is None else round(cy, 2)})
+    return out
+
+
+def _etag(*parts: Any) -> str:
+    return '"' + hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:20] + '"'
+
+
+def _not_modified(request, etag: str) -> bool:
+    have = request.headers.get("if-none-match", "")
+    return etag in [t.strip() for t in have.split(",")] or have.strip() == "*"
+
+
+def _pack_points(p: dict[str, np.ndarray], cluster_index: dict[int, int]) -> bytes:
+    n = len(p["id"])
+    cidx = np.fromiter((cluster_index.get(int(c), -1) for c in p["cluster"]), np.int32, n)
+    return b"".join([
+        MAGIC, struct.pack("<III", n, 0, 0),
+        p["x"].astype("<f4").tobytes(), p["y"].astype("<f4").tobytes(),
+        p["id"].astype("<u4").tobytes(), cidx.astype("<i4").tobytes(),
+        np.where(p["cell"] == NO_CELL, NO_CELL, p["cell"]).astype("<u4").tobytes(),
+    ])
+
+
+# --- state shared by the page, the JSON and the binary ---------------------------------
+
+
+def _state(conn, layout_id: int | None) -> dict:
+    tables = _tables(conn)
+    meta = _meta(conn, tables)
+    layout = _choose_layout(conn, tables, layout_id)
+    layouts = []
+    if "layouts" in tables:
+        layouts = [dict(zip(("id", "name", "method", "is_default", "n_images", "created"), r)) for r in conn.execute(
+            "SELECT id, name, method, is_default, n_images, created FROM layouts ORDER BY is_default DESC, name")]
+    state = {"tables": tables, "meta": meta, "layout": layout, "layouts": layouts, "levels": [], "clusters": [],
+             "run_id": None, "n_images": 0}
+    if "images" in tables:
+        state["n_images"] = conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    if layout:
+        state["levels"] = _levels(conn, tables, meta)
+        state["run_id"] = _run_id(conn, tables, layout)
+        state["clusters"] = _clusters(conn, tables, state["run_id"], layout["id"])
+        b = conn.execute("SELECT min(x), min(y), max(x), max(y), count(*) FROM layout_points WHERE layout_id = ?",
+                         [layout["id"]]).fetchone()
+        state["bounds"] = list(b[:4]) if b[4] else [0, 0, 0, 0]
+        state["n_points"] = b[4]
+    return state
+
+
+def _version(state: dict) -> str:
+    lay = state["layout"] or {}
+    return _etag(lay.get("id"), lay.get("created"), state["meta"].get("atlas_build"), state["run_id"],
+                 len(state["clusters"]))[1:-1]
+
+
+def _payload(datasette, db, state: dict) -> dict:
+    base = datasette.urls.database(db.name) + "/-/imageclust"
+    lay = state["layout"]
+    message = None
+    if lay is None:
+        message = ("This database has no map yet: run `imageclust layout` on it."
+                   if state["n_images"] else "This database has no images: run `imageclust load`, then "
+                                              "`imageclust layout`.")
+    elif not state["levels"]:
+        message = "The map has no atlas sheets: run `imageclust layout` again without --no-atlas."
+    version = _version(state)
+    build = state["meta"].get("atlas_build", "")
+    levels = []
+    for lv in state["levels"]:
+        levels.append({**{k: lv[k] for k in ("level", "per_row", "per_sheet", "bytes")},
+                       "sheets": [{**s, "url": f"{base}/map/atlas/{lv['level']}/{s['sheet']}?v={build}"}
+                                  for s in lv["sheets"]]})
+    return {
+        "ok": True,
+        "database": db.name,
+        "message": message,
+        "n_images": state["n_images"],
+        "layout": None if lay is None else {k: lay[k] for k in ("id", "name", "method", "params", "run_id",
+                                                                 "is_default", "n_images", "created")},
+        "layouts": state["layouts"],
+        "bounds": state.get("bounds"),
+        "cell": 1.0,
+        "points": None if lay is None else {
+            "url": f"{base}/map/points.bin?layout={lay['id']}&v={version}", "count": state.get("n_points", 0),
+            "format": "ICM1: magic, uint32 n, 2 x uint32 reserved; float32 x[n], float32 y[n], uint32 image_id[n], "
+                      "int32 cluster_index[n] (-1: none), uint32 atlas_index[n] (0xFFFFFFFF: none); little-endian",
+        },
+        "atlas": {"build": build, "levels": levels},
+        "run_id": state["run_id"],
+        "clusters": state["clusters"],
+        "urls": {"image": f"{base}/image/", "thumb": f"{base}/map/thumb/", "json": f"{base}/map.json",
+                 "page": f"{base}/map", "database": datasette.urls.database(db.name)},
+    }
+
+
+# --- views -------------------------------------------------------------------------
+
+
+async def map_page(datasette, request):
+    as_json = request.url_vars.get("format") == "json"
+    try:
+        db = await _database(datasette, request)
+        layout_id = _int_arg(request, "layout")
+        state = await db.execute_fn(lambda conn: _state(conn, layout_id))
+    except _Problem as p:
+        return _problem_response(p, as_json)
+    payload = _payload(datasette, db, state)
+    if as_json:
+        if request.args.get("points") in ("1", "true"):
+            if state["layout"]:
+                pts = await db.execute_fn(lambda conn: _points(conn, state["layout"], state["run_id"], state["levels"]))
+                index = {c["id"]: k for k, c in enumerate(state["clusters"])}
+                payload["points"]["arrays"] = {
+                    "id": pts["id"].tolist(), "x": np.round(pts["x"], 3).tolist(), "y": np.round(pts["y"], 3).tolist(),
+                    "cluster": [index.get(int(c), -1) for c in pts["cluster"]],
+                    "atlas_index": [None if c == NO_CELL else int(c) for c in pts["cell"]],
+                }
+        return Response.json(payload, headers={"Cache-Control": "no-cache"})
+    global _template
+    if _template is None:
+        # Loaded through Datasette's own Jinja environment, so it extends base.html and
+        # works whether or not the package's templates directory is registered.
+        _template = datasette.jinja_env.from_string((HERE / "templates" / "imageclust_map.html").read_text("utf-8"))
+    static = datasette.urls.path("/-/imageclust-map/static/")
+    return Response.html(await datasette.render_template(
+        _template,
+        {"database": db.name, "config": payload, "static": static, "title": f"Map of {db.name}",
+         "database_url": datasette.urls.database(db.name)},
+        request=request,
+    ))
+
+
+async def points_bin(datasette, request):
+    try:
+        db = await _database(datasette, request)
+        layout_id = _int_arg(request, "layout")
+        state = await db.execute_fn(lambda conn: _state(conn, layout_id))
+        if state["layout"] is None:
+            raise _Problem(404, "this database has no map layout yet: run `imageclust layout`")
+    except _Problem as p:
+        return _problem_response(p, True)
+    version = _version(state)
+    etag = f'"{version}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _not_modified(request, etag):
+        return Response("", status=304, headers=headers)
+    key = (db.name, state["layout"]["id"], version)
+    body = _points_cache.get(key)
+    if body is None:
+        pts = await db.execute_fn(lambda conn: _points(conn, state["layout"], state["run_id"], state["levels"]))
+        index = {c["id"]: k for k, c in enumerate(state["clusters"])}
+        body = _pack_points(pts, index)
+        _points_cache[key] = body
+        while len(_points_cache) > 4:
+            _points_cache.popitem(last=False)
+    return Response(body, headers=headers, content_type="application/octet-stream")
+
+
+async def atlas_sheet(datasette, request):
+    try:
+        db = await _database(datasette, request)
+        level, sheet = int(request.url_vars["level"]), int(request.url_vars["sheet"])
+
+        def fetch(conn):
+            tables = _tables(conn)
+            if "atlas_sheets" not in tables:
+                return None, None, None
+            build = _meta(conn, tables).get("atlas_build")
+            etag = _etag(build, level, sheet)
+            if _not_modified(request, etag):
+                return build, etag, "not-modified"
+            return build, etag, conn.execute("SELECT format, data FROM atlas_sheets WHERE level = ? AND sheet = ?",
+                                             [level, sheet]).fetchone()
+
+        build, etag, row = await db.execute_fn(fetch)
+        if row is None:
+            raise _Problem(404, f"atlas sheet {level}/{sheet} not found")
+    except _Problem as p:
+        return _problem_response(p, False)
+    # A URL carrying the current build id never changes: cache it for good.
+    cache = "public, max-age=31536000, immutable" if build and request.args.get("v") == build \
+        else "public, max-age=300"
+    headers = {"ETag": etag, "Cache-Control": cache}
+    if row == "not-modified":
+        return Response("", status=304, headers=headers)
+    return Response(row[1], headers=headers, content_type=CONTENT_TYPES.get(row[0], "application/octet-stream"))
+
+
+async def thumb(datasette, request):
+    try:
+        db = await _database(datasette, request)
+        image_id = int(request.url_vars["id"])
+
+        def fetch(conn):
+            if "thumbnails" not in _tables(conn):
+                return None
+            return conn.execute("SELECT format, data FROM thumbnails WHERE image_id = ?", [image_id]).fetchone()
+
+        row = await db.execute_fn(fetch)
+        if not row:
+            raise _Problem(404, f"no thumbnail for image {image_id}")
+    except _Problem as p:
+        return _problem_response(p, False)
+    etag = _etag("thumb", image_id, len(row[1]), hashlib.sha1(row[1]).hexdigest())
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=3600"}
+    if _not_modified(request, etag):
+        return Response("", status=304, headers=headers)
+    return Response(row[1], headers=headers, content_type=CONTENT_TYPES.get(row[0], "application/octet-stream"))
+
+
+async def static(datasette, request):
+    name = request.url_vars["name"]
+    if name not in STATIC:
+        return Response.text("not found", status=404)
+    body = (HERE / "static" / name).read_bytes()
+    etag = _etag("static", hashlib.sha1(body).hexdigest())
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
+    if _not_modified(request, etag):
+        return Response("", status=304, headers=headers)
+    return Response(body, headers=headers, content_type=STATIC[name])
+
+
+_DB = r"^/(?P<database>[^/]+)/-/imageclust/map"
+ROUTES: list = [
+    (_DB + r"(\.(?P<format>json))?$", map_page),
+    (_DB + r"/points\.bin$", points_bin),
+    (_DB + r"/atlas/(?P<level>\d{1,3})/(?P<sheet>\d{1,6})$", atlas_sheet),
+    (_DB + r"/thumb/(?P<id>\d{1,12})$", thumb),
+    (r"^/-/imageclust-map/static/(?P<name>[A-Za-z0-9_.-]+)$", static),
+]

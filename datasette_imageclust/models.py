@@ -199,12 +199,16 @@ def l2_normalise(v: np.ndarray) -> np.ndarray:
     return (v / np.maximum(n, 1e-12)).astype(np.float32)
 
 
-def _session(path: Path, threads: int | None):
+def _session(path: Path, threads: int | None, spinning: bool = True):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
     opts.inter_op_num_threads = 1
+    if not spinning:
+        # Idle worker threads sleep instead of busy-waiting, leaving their CPU time to
+        # other work in the process (image decoding while a batch runs).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
@@ -215,12 +219,12 @@ def _session(path: Path, threads: int | None):
 class ImageEmbedder:
     """Runs a vision ONNX model: PIL images or uint8 crops in, L2-normalised vectors out."""
 
-    def __init__(self, files: ModelFiles, threads: int | None = None):
+    def __init__(self, files: ModelFiles, threads: int | None = None, spinning: bool = True):
         self.files = files
         self.name = files.name
         cfg = json.loads(Path(files.preprocessor).read_text())
         self.preprocessor = Preprocessor.from_config(cfg)
-        self.session = _session(files.vision, threads)
+        self.session = _session(files.vision, threads, spinning)
         self.input_name = self.session.get_inputs()[0].name
         outs = [o.name for o in self.session.get_outputs()]
         self.output_name = "image_embeds" if "image_embeds" in outs else outs[0]

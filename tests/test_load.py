@@ -177,3 +177,18 @@ def test_jpeg_thumbnails_and_sizes(tmp_path, stand_in_model):
         assert Image.open(io.BytesIO(data)).format == "JPEG"
     with pytest.raises(LoadError, match="thumbnail size"):
         load(db, [str(tmp_path / "p")], stand_in_model, thumbnail_size=5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 16])
+def test_copies_within_one_run_across_batches(tmp_path, stand_in_model, batch_size):
+    """The same bytes met again while the first copy is still in inference: one image."""
+    p = tmp_path / "p"
+    files = photo_folder(p, 5)
+    for i, name in enumerate(["img0000b.jpg", "img0001b.jpg", "zz.jpg"]):
+        shutil.copy(files[0 if i != 1 else 1], p / name)
+    db = str(tmp_path / "x.db")
+    s = load(db, [str(p)], stand_in_model, batch_size=batch_size)
+    assert (s.scanned, s.new, s.duplicates, s.errors) == (8, 5, 3, 0)
+    assert rows(db, "select count(*) from images")[0][0] == 5
+    assert rows(db, "select count(*) from image_vectors")[0][0] == 5
+    assert rows(db, "select count(*), count(distinct image_id) from files")[0] == (8, 5)
