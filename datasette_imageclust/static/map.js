@@ -1,0 +1,601 @@
+/* datasette-imageclust map: every image at its layout cell, drawn from sprite atlases.
+ *
+ * WebGL (2, or 1 with ANGLE_instanced_arrays): one instanced quad per image, one draw
+ * call per atlas sheet. The small atlas level is loaded whole for the overview; sheets
+ * of larger levels are fetched when their region is on screen and zoomed in enough
+ * (least-recently-used ones are dropped). Canvas2D fallback without WebGL.
+ * No dependencies, no build step. Labels are drawn on a 2-D canvas and the tooltip
+ * uses textContent: nothing from the database is ever parsed as HTML.
+ */
+(function () {
+  "use strict";
+  var cfg = JSON.parse(document.getElementById("icm-config").textContent);
+  var box = document.getElementById("icm-map");
+  var glCanvas = document.getElementById("icm-gl");
+  var overlay = document.getElementById("icm-overlay");
+  var octx = overlay.getContext("2d");
+  var tip = document.getElementById("icm-tip");
+  var tipImg = document.getElementById("icm-tip-img");
+  var tipText = document.getElementById("icm-tip-text");
+  var statusEl = document.getElementById("icm-status");
+  var countEl = document.getElementById("icm-count");
+  var modeSel = document.getElementById("icm-mode");
+  var labelsBox = document.getElementById("icm-labels");
+  var MODES = { none: 0, outline: 1, tint: 2, color: 3 };
+  var NO_CELL = 0xffffffff;
+  var MAX_DETAIL_TEXTURES = 12;
+  var MAX_LOADS = 4;
+
+  var api = { renderer: null, count: 0, frames: 0, painted: null, view: null };
+  window.__imageclustMap = api;
+
+  function painted() {
+    if (window.__imageclustPainted) return;
+    window.__imageclustPainted = performance.now();
+    api.painted = window.__imageclustPainted;
+    window.dispatchEvent(new CustomEvent("imageclust:painted"));
+  }
+  function setStatus(text) { statusEl.textContent = text; }
+
+  if (!cfg.layout || !cfg.points || !cfg.points.count) {
+    setStatus(cfg.message || "nothing to show");
+    painted();
+    return;
+  }
+
+  // ---- state ----------------------------------------------------------------------
+  var N = 0, X, Y, ID, CL, AI;            // points, in atlas order
+  var levels = cfg.atlas.levels || [];    // ascending cell size
+  var clusters = cfg.clusters || [];
+  var colors;                             // Uint8Array rgba per cluster index
+  var view = { cx: 0, cy: 0, s: 1, w: 1, h: 1, dpr: 1 };
+  api.view = view;
+  var mode = MODES[modeSel.value] || 1;
+  var hovered = -1;
+  var renderer = null;
+  var sheets = [];                        // sheets[li][sheet] = {url, width, height, state, ...}
+  var ranges = [];                        // ranges[li] = [{sheet, start, end, x0, y0, x1, y1}]
+  var uncelled = null;                    // {start, end} of points without an atlas cell
+  var grid = null;                        // Map cell key -> point index, for hover picking
+  var loading = 0, queue = [], useClock = 0;
+
+  function hsl(h, s, l) {
+    var a = s * Math.min(l, 1 - l);
+    function f(n) { var k = (n + h * 12) % 12; return l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1)); }
+    return [Math.round(f(0) * 255), Math.round(f(8) * 255), Math.round(f(4) * 255)];
+  }
+  function clusterColors() {
+    var c = new Uint8Array(Math.max(1, clusters.length) * 4);
+    for (var k = 0; k < clusters.length; k++) {
+      var rgb = clusters[k].kind === "cluster" ? hsl((k * 0.618033988749895) % 1, 0.75, 0.58) : [150, 150, 150];
+      c[k * 4] = rgb[0]; c[k * 4 + 1] = rgb[1]; c[k * 4 + 2] = rgb[2];
+      c[k * 4 + 3] = clusters[k].kind === "cluster" ? 255 : 0;
+    }
+    return c;
+  }
+
+  function parsePoints(buf) {
+    var dv = new DataView(buf);
+    var magic = String.fromCharCode(dv.getUint8(0), dv.getUint8(1), dv.getUint8(2), dv.getUint8(3));
+    if (magic !== "ICM1") throw new Error("unexpected points format");
+    N = dv.getUint32(4, true);
+    var o = 16;
+    X = new Float32Array(buf, o, N); o += 4 * N;
+    Y = new Float32Array(buf, o, N); o += 4 * N;
+    ID = new Uint32Array(buf, o, N); o += 4 * N;
+    CL = new Int32Array(buf, o, N); o += 4 * N;
+    AI = new Uint32Array(buf, o, N);
+    api.count = N;
+  }
+
+  function buildRanges() {
+    var nCelled = N;
+    while (nCelled > 0 && AI[nCelled - 1] === NO_CELL) nCelled--;
+    uncelled = nCelled < N ? { start: nCelled, end: N } : null;
+    for (var li = 0; li < levels.length; li++) {
+      var lv = levels[li], list = [], byNo = {};
+      sheets[li] = [];
+      for (var s = 0; s < lv.sheets.length; s++) {
+        var sh = lv.sheets[s];
+        byNo[sh.sheet] = sheets[li][s] = { url: sh.url, width: sh.width, height: sh.height, no: sh.sheet,
+          level: lv.level, perRow: lv.per_row, perSheet: lv.per_sheet, state: 0, tex: null, bitmap: null, used: 0 };
+      }
+      var i = 0;
+      while (i < nCelled) {
+        var no = Math.floor(AI[i] / lv.per_sheet), start = i;
+        var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+        while (i < nCelled && Math.floor(AI[i] / lv.per_sheet) === no) {
+          if (X[i] < x0) x0 = X[i]; if (X[i] > x1) x1 = X[i];
+          if (Y[i] < y0) y0 = Y[i]; if (Y[i] > y1) y1 = Y[i];
+          i++;
+        }
+        list.push({ sheet: byNo[no] || null, start: start, end: i, x0: x0 - 0.5, y0: y0 - 0.5, x1: x1 + 0.5, y1: y1 + 0.5 });
+      }
+      ranges[li] = list;
+    }
+  }
+
+  function buildGrid() {
+    grid = new Map();
+    for (var i = 0; i < N; i++) grid.set(key(Math.round(X[i]), Math.round(Y[i])), i);
+  }
+  function key(ix, iy) { return (ix + 1048576) * 2097152 + (iy + 1048576); }
+
+  // ---- view -------------------------------------------------------------------------
+  function fit() {
+    var b = cfg.bounds || [0, 0, 0, 0];
+    var bw = b[2] - b[0] + 2, bh = b[3] - b[1] + 2;
+    view.cx = (b[0] + b[2]) / 2; view.cy = (b[1] + b[3]) / 2;
+    view.s = Math.min(view.w / bw, view.h / bh);
+    view.fitS = view.s;
+    requestDraw();
+  }
+  function clampScale(s) { return Math.max((view.fitS || 1) * 0.3, Math.min(600, s)); }
+  function zoomAt(px, py, factor) {
+    var wx = view.cx + (px - view.w / 2) / view.s, wy = view.cy + (py - view.h / 2) / view.s;
+    view.s = clampScale(view.s * factor);
+    view.cx = wx - (px - view.w / 2) / view.s; view.cy = wy - (py - view.h / 2) / view.s;
+    requestDraw();
+  }
+  function toWorld(px, py) { return [view.cx + (px - view.w / 2) / view.s, view.cy + (py - view.h / 2) / view.s]; }
+  function toScreen(x, y) { return [(x - view.cx) * view.s + view.w / 2, (y - view.cy) * view.s + view.h / 2]; }
+  function visible(r) {
+    var hw = view.w / 2 / view.s, hh = view.h / 2 / view.s;
+    return !(r.x1 < view.cx - hw || r.x0 > view.cx + hw || r.y1 < view.cy - hh || r.y0 > view.cy + hh);
+  }
+  function resize() {
+    var r = box.getBoundingClientRect();
+    view.dpr = window.devicePixelRatio || 1;
+    var oldW = view.w;
+    view.w = Math.max(1, r.width); view.h = Math.max(1, r.height);
+    [glCanvas, overlay].forEach(function (c) {
+      c.width = Math.round(view.w * view.dpr); c.height = Math.round(view.h * view.dpr);
+    });
+    if (view.fitS && oldW > 1) view.fitS *= view.w / oldW;
+    requestDraw();
+  }
+  function pick(px, py) {
+    if (!grid) return -1;
+    var w = toWorld(px, py), i = grid.get(key(Math.round(w[0]), Math.round(w[1])));
+    if (i === undefined) return -1;
+    return (Math.abs(X[i] - w[0]) <= 0.5 && Math.abs(Y[i] - w[1]) <= 0.5) ? i : -1;
+  }
+
+  // ---- sheets -----------------------------------------------------------------------
+  function levelFor() {
+    var px = view.s * view.dpr;
+    for (var li = 0; li < levels.length; li++) if (levels[li].level * 1.25 >= px) return li;
+    return levels.length - 1;
+  }
+  function load(sheet, first) {
+    if (sheet.state !== 0) return;
+    sheet.state = 1;
+    if (!first && loading >= MAX_LOADS) { sheet.state = 0; if (queue.indexOf(sheet) < 0) queue.push(sheet); return; }
+    loading++;
+    return fetch(sheet.url).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.blob();
+    }).then(function (blob) {
+      return window.createImageBitmap ? createImageBitmap(blob) : new Promise(function (ok, bad) {
+        var img = new Image(); img.onload = function () { ok(img); }; img.onerror = bad; img.src = URL.createObjectURL(blob);
+      });
+    }).then(function (bitmap) {
+      renderer.upload(sheet, bitmap);
+      sheet.state = 2; sheet.used = ++useClock;
+    }, function (err) {
+      sheet.state = 3; setStatus("could not load an atlas sheet: " + err.message);
+    }).then(function () {
+      loading--;
+      while (queue.length && loading < MAX_LOADS) { var q = queue.shift(); if (q.state === 0 && q.wanted) load(q); }
+      requestDraw();
+    });
+  }
+  function evict(li) {
+    var loaded = sheets[li].filter(function (s) { return s.state === 2; });
+    if (loaded.length <= MAX_DETAIL_TEXTURES) return;
+    loaded.sort(function (a, b) { return a.used - b.used; });
+    for (var k = 0; k < loaded.length - MAX_DETAIL_TEXTURES; k++) { renderer.drop(loaded[k]); loaded[k].state = 0; }
+  }
+  function fallbackRanges(start, end, li, out) {
+    // The points [start, end) drawn from the best loaded level below li.
+    for (var f = li - 1; f >= 0; f--) {
+      var rs = ranges[f], ok = true, parts = [];
+      for (var k = 0; k < rs.length; k++) {
+        var r = rs[k];
+        if (r.end <= start || r.start >= end) continue;
+        if (!r.sheet || r.sheet.state !== 2) { ok = false; break; }
+        parts.push([Math.max(r.start, start), Math.min(r.end, end), r.sheet]);
+      }
+      if (ok) { for (var p = 0; p < parts.length; p++) out.push(parts[p]); return; }
+    }
+    out.push([start, end, null]);
+  }
+  function plan() {
+    // What to draw this frame: [start, end, sheet|null] triples.
+    var out = [], li = levelFor();
+    var want = [];
+    ranges[li].forEach(function (r) {
+      if (li > 0 && !visible(r)) return;
+      if (r.sheet && r.sheet.state === 2) { r.sheet.used = ++useClock; out.push([r.start, r.end, r.sheet]); return; }
+      if (r.sheet && r.sheet.state === 0) want.push(r.sheet);
+      fallbackRanges(r.start, r.end, li, out);
+    });
+    sheets[li].forEach(function (s) { s.wanted = false; });
+    want.forEach(function (s) { s.wanted = true; load(s); });
+    if (li > 0) evict(li);
+    if (uncelled) out.push([uncelled.start, uncelled.end, null]);
+    return out;
+  }
+
+  // ---- WebGL renderer ----------------------------------------------------------------
+  var VS = [
+    "attribute vec2 a_corner; attribute vec2 a_pos; attribute float a_ai; attribute vec4 a_color;",
+    "uniform vec2 u_center; uniform float u_scale; uniform vec2 u_half; uniform float u_size;",
+    "uniform float u_start; uniform float u_perRow; uniform vec2 u_cellUV; uniform float u_inset;",
+    "varying vec2 v_uv; varying vec4 v_color; varying vec2 v_local;",
+    "void main() {",
+    "  vec2 w = a_pos + (a_corner - 0.5) * u_size;",
+    "  vec2 p = (w - u_center) * u_scale / u_half;",
+    "  gl_Position = vec4(p.x, -p.y, 0.0, 1.0);",
+    "  float c = a_ai - u_start;",
+    "  float row = floor((c + 0.5) / u_perRow);",
+    "  float col = c - row * u_perRow;",
+    "  v_uv = (vec2(col, row) + mix(vec2(u_inset), vec2(1.0 - u_inset), a_corner)) * u_cellUV;",
+    "  v_color = a_color; v_local = a_corner;",
+    "}"].join("\n");
+  var FS = [
+    "#ifdef GL_FRAGMENT_PRECISION_HIGH\nprecision highp float;\n#else\nprecision mediump float;\n#endif",
+    "uniform sampler2D u_tex; uniform float u_mode; uniform float u_border; uniform float u_hasTex;",
+    "varying vec2 v_uv; varying vec4 v_color; varying vec2 v_local;",
+    "void main() {",
+    "  vec3 t = u_hasTex > 0.5 ? texture2D(u_tex, v_uv).rgb : mix(vec3(0.35), v_color.rgb, v_color.a * 0.7);",
+    "  if (u_mode > 2.5) { gl_FragColor = vec4(v_color.a > 0.5 ? v_color.rgb : vec3(0.45), 1.0); return; }",
+    "  if (u_mode > 1.5) { gl_FragColor = vec4(mix(t, v_color.rgb, 0.45 * v_color.a), 1.0); return; }",
+    "  vec2 d = min(v_local, 1.0 - v_local);",
+    "  if (u_mode > 0.5 && v_color.a > 0.5 && min(d.x, d.y) < u_border) { gl_FragColor = vec4(v_color.rgb, 1.0); return; }",
+    "  gl_FragColor = vec4(t, 1.0);",
+    "}"].join("\n");
+
+  function makeGL(canvas) {
+    var opts = { antialias: false, alpha: false, depth: false, stencil: false, premultipliedAlpha: false };
+    var gl = canvas.getContext("webgl2", opts), kind = "webgl2", inst = null;
+    if (!gl) {
+      gl = canvas.getContext("webgl", opts) || canvas.getContext("experimental-webgl", opts);
+      if (!gl) return null;
+      inst = gl.getExtension("ANGLE_instanced_arrays");
+      if (!inst) return null;
+      kind = "webgl";
+    }
+    var divisor = inst ? function (l, d) { inst.vertexAttribDivisorANGLE(l, d); } : function (l, d) { gl.vertexAttribDivisor(l, d); };
+    var drawInst = inst ? function (n) { inst.drawArraysInstancedANGLE(gl.TRIANGLE_STRIP, 0, 4, n); }
+                        : function (n) { gl.drawArraysInstanced(gl.TRIANGLE_STRIP, 0, 4, n); };
+    function shader(type, src) {
+      var s = gl.createShader(type); gl.shaderSource(s, src); gl.compileShader(s);
+      if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
+      return s;
+    }
+    var prog = gl.createProgram();
+    gl.attachShader(prog, shader(gl.VERTEX_SHADER, VS));
+    gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, FS));
+    gl.linkProgram(prog);
+    if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
+    gl.useProgram(prog);
+    var loc = {}, uni = {};
+    ["a_corner", "a_pos", "a_ai", "a_color"].forEach(function (n) { loc[n] = gl.getAttribLocation(prog, n); });
+    ["u_center", "u_scale", "u_half", "u_size", "u_start", "u_perRow", "u_cellUV", "u_inset", "u_tex", "u_mode",
+     "u_border", "u_hasTex"].forEach(function (n) { uni[n] = gl.getUniformLocation(prog, n); });
+    var quad = gl.createBuffer();
+    gl.bindBuffer(gl.ARRAY_BUFFER, quad);
+    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([0, 0, 1, 0, 0, 1, 1, 1]), gl.STATIC_DRAW);
+    gl.enableVertexAttribArray(loc.a_corner);
+    gl.vertexAttribPointer(loc.a_corner, 2, gl.FLOAT, false, 0, 0);
+    divisor(loc.a_corner, 0);
+    // Interleaved instance data: x, y, atlas index (float32) + rgba (4 x uint8) = 16 bytes.
+    var inst16 = gl.createBuffer();
+    function setInstances() {
+      var buf = new ArrayBuffer(N * 16), f = new Float32Array(buf), u = new Uint8Array(buf);
+      for (var i = 0; i < N; i++) {
+        f[i * 4] = X[i]; f[i * 4 + 1] = Y[i]; f[i * 4 + 2] = AI[i] === NO_CELL ? 0 : AI[i];
+        var c = CL[i];
+        if (c >= 0) { u[i * 16 + 12] = colors[c * 4]; u[i * 16 + 13] = colors[c * 4 + 1]; u[i * 16 + 14] = colors[c * 4 + 2]; u[i * 16 + 15] = colors[c * 4 + 3]; }
+        else { u[i * 16 + 12] = u[i * 16 + 13] = u[i * 16 + 14] = 120; u[i * 16 + 15] = 0; }
+      }
+      gl.bindBuffer(gl.ARRAY_BUFFER, inst16);
+      gl.bufferData(gl.ARRAY_BUFFER, buf, gl.STATIC_DRAW);
+      ["a_pos", "a_ai", "a_color"].forEach(function (n) { gl.enableVertexAttribArray(loc[n]); divisor(loc[n], 1); });
+    }
+    function pointAt(start) {
+      var o = start * 16;
+      gl.vertexAttribPointer(loc.a_pos, 2, gl.FLOAT, false, 16, o);
+      gl.vertexAttribPointer(loc.a_ai, 1, gl.FLOAT, false, 16, o + 8);
+      gl.vertexAttribPointer(loc.a_color, 4, gl.UNSIGNED_BYTE, true, 16, o + 12);
+    }
+    function pot(v) { return (v & (v - 1)) === 0; }
+    return {
+      kind: kind,
+      setInstances: setInstances,
+      upload: function (sheet, bitmap) {
+        var tex = gl.createTexture();
+        gl.bindTexture(gl.TEXTURE_2D, tex);
+        gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
+        var mip = kind === "webgl2" || (pot(bitmap.width) && pot(bitmap.height));
+        if (mip) gl.generateMipmap(gl.TEXTURE_2D);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, mip ? gl.LINEAR_MIPMAP_LINEAR : gl.LINEAR);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+        if (bitmap.close) bitmap.close();
+        sheet.tex = tex;
+      },
+      drop: function (sheet) { if (sheet.tex) gl.deleteTexture(sheet.tex); sheet.tex = null; },
+      draw: function (parts) {
+        gl.viewport(0, 0, glCanvas.width, glCanvas.height);
+        gl.clearColor(0.114, 0.122, 0.129, 1);
+        gl.clear(gl.COLOR_BUFFER_BIT);
+        gl.uniform2f(uni.u_center, view.cx, view.cy);
+        gl.uniform1f(uni.u_scale, view.s);
+        gl.uniform2f(uni.u_half, view.w / 2, view.h / 2);
+        gl.uniform1f(uni.u_size, view.s >= 12 ? 0.92 : 1.0);
+        gl.uniform1f(uni.u_mode, mode);
+        gl.uniform1f(uni.u_border, Math.min(0.5, Math.max(0.015, 2 / view.s)));
+        gl.uniform1i(uni.u_tex, 0);
+        gl.activeTexture(gl.TEXTURE0);
+        for (var k = 0; k < parts.length; k++) {
+          var start = parts[k][0], end = parts[k][1], sh = parts[k][2];
+          if (end <= start) continue;
+          if (sh) {
+            gl.bindTexture(gl.TEXTURE_2D, sh.tex);
+            gl.uniform1f(uni.u_hasTex, 1);
+            gl.uniform1f(uni.u_start, sh.no * sh.perSheet);
+            gl.uniform1f(uni.u_perRow, sh.perRow);
+            gl.uniform2f(uni.u_cellUV, sh.level / sh.width, sh.level / sh.height);
+            gl.uniform1f(uni.u_inset, 0.5 / sh.level);
+          } else {
+            gl.uniform1f(uni.u_hasTex, 0);
+          }
+          pointAt(start);
+          drawInst(end - start);
+        }
+      },
+    };
+  }
+
+  // ---- Canvas2D fallback -------------------------------------------------------------
+  function makeCanvas2D(canvas) {
+    var ctx = canvas.getContext("2d");
+    if (!ctx) return null;
+    return {
+      kind: "canvas2d",
+      setInstances: function () {},
+      upload: function (sheet, bitmap) { sheet.bitmap = bitmap; },
+      drop: function (sheet) { if (sheet.bitmap && sheet.bitmap.close) sheet.bitmap.close(); sheet.bitmap = null; },
+      draw: function (parts) {
+        var dpr = view.dpr;
+        ctx.setTransform(1, 0, 0, 1, 0, 0);
+        ctx.fillStyle = "#1d1f21";
+        ctx.fillRect(0, 0, canvas.width, canvas.height);
+        ctx.imageSmoothingEnabled = true;
+        var size = view.s >= 12 ? 0.92 : 1.0, px = view.s * size * dpr;
+        var hw = view.w / 2 / view.s + 1, hh = view.h / 2 / view.s + 1;
+        for (var k = 0; k < parts.length; k++) {
+          var start = parts[k][0], end = parts[k][1], sh = parts[k][2];
+          for (var i = start; i < end; i++) {
+            if (Math.abs(X[i] - view.cx) > hw || Math.abs(Y[i] - view.cy) > hh) continue;
+            var sx = ((X[i] - size / 2 - view.cx) * view.s + view.w / 2) * dpr;
+            var sy = ((Y[i] - size / 2 - view.cy) * view.s + view.h / 2) * dpr;
+            var c = CL[i];
+            var col = c >= 0 && colors[c * 4 + 3] ? "rgb(" + colors[c * 4] + "," + colors[c * 4 + 1] + "," + colors[c * 4 + 2] + ")" : "#777";
+            if (!sh || mode === 3 || px < 3) { ctx.fillStyle = col; ctx.fillRect(sx, sy, px, px); continue; }
+            var cell = AI[i] - sh.no * sh.perSheet;
+            ctx.drawImage(sh.bitmap, (cell % sh.perRow) * sh.level, Math.floor(cell / sh.perRow) * sh.level,
+                          sh.level, sh.level, sx, sy, px, px);
+            if (mode === 1 && c >= 0 && colors[c * 4 + 3]) {
+              ctx.strokeStyle = col; ctx.lineWidth = Math.max(1, px * 0.06); ctx.strokeRect(sx, sy, px, px);
+            } else if (mode === 2 && c >= 0) {
+              ctx.globalAlpha = 0.45; ctx.fillStyle = col; ctx.fillRect(sx, sy, px, px); ctx.globalAlpha = 1;
+            }
+          }
+        }
+      },
+    };
+  }
+
+  // ---- overlay: labels and hover --------------------------------------------------------
+  function drawOverlay() {
+    var dpr = view.dpr;
+    octx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    octx.clearRect(0, 0, view.w, view.h);
+    if (labelsBox.checked) {
+      var placed = [], shown = 0;
+      var order = clusters.map(function (c, k) { return k; }).filter(function (k) {
+        return clusters[k].kind === "cluster" && clusters[k].on_map > 0 && clusters[k].x !== null;
+      }).sort(function (a, b) { return clusters[b].on_map - clusters[a].on_map; });
+      octx.textAlign = "center"; octx.textBaseline = "middle"; octx.lineJoin = "round";
+      for (var j = 0; j < order.length && shown < 250; j++) {
+        var c = clusters[order[j]];
+        var rpx = Math.sqrt(c.on_map / Math.PI) * view.s;
+        if (rpx < 14) continue;
+        var p = toScreen(c.x, c.y);
+        if (p[0] < -100 || p[1] < -20 || p[0] > view.w + 100 || p[1] > view.h + 20) continue;
+        var text = String(c.label || "");
+        if (text.length > 40) text = text.slice(0, 39) + "…";
+        var fs = Math.round(Math.max(11, Math.min(18, rpx / 5)));
+        octx.font = "600 " + fs + "px system-ui, sans-serif";
+        var w = octx.measureText(text).width + 8, h = fs + 6;
+        var r = [p[0] - w / 2, p[1] - h / 2, p[0] + w / 2, p[1] + h / 2], clash = false;
+        for (var q = 0; q < placed.length; q++) {
+          var o = placed[q];
+          if (r[0] < o[2] && r[2] > o[0] && r[1] < o[3] && r[3] > o[1]) { clash = true; break; }
+        }
+        if (clash) continue;
+        placed.push(r); shown++;
+        octx.lineWidth = 4; octx.strokeStyle = "rgba(0,0,0,0.85)"; octx.strokeText(text, p[0], p[1]);
+        octx.fillStyle = "#fff"; octx.fillText(text, p[0], p[1]);
+      }
+    }
+    if (hovered >= 0) {
+      var a = toScreen(X[hovered] - 0.5, Y[hovered] - 0.5);
+      octx.lineWidth = 2; octx.strokeStyle = "#fff";
+      octx.strokeRect(a[0] - 1, a[1] - 1, view.s + 2, view.s + 2);
+    }
+  }
+
+  var drawPending = false;
+  function requestDraw() {
+    if (drawPending || !renderer) return;
+    drawPending = true;
+    requestAnimationFrame(draw);
+  }
+  function draw() {
+    drawPending = false;
+    if (!renderer) return;
+    var parts = plan();
+    renderer.draw(parts);
+    drawOverlay();
+    api.frames++;
+    var li = levelFor();
+    api.level = levels.length ? levels[li].level : null;
+    api.detailLoaded = li > 0 ? sheets[li].filter(function (s) { return s.state === 2; }).length : 0;
+    if (!api.painted && sheets.length && sheets[0].every(function (s) { return s.state >= 2; })) painted();
+  }
+
+  // ---- interaction ---------------------------------------------------------------------
+  var pointers = new Map(), dragStart = null, moved = 0, pinchDist = 0;
+  function local(e) { var r = box.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }
+  box.addEventListener("pointerdown", function (e) {
+    box.setPointerCapture(e.pointerId);
+    pointers.set(e.pointerId, local(e));
+    dragStart = local(e); moved = 0;
+    if (pointers.size === 2) {
+      var ps = Array.from(pointers.values());
+      pinchDist = Math.hypot(ps[0][0] - ps[1][0], ps[0][1] - ps[1][1]);
+    }
+    box.classList.add("dragging");
+  });
+  box.addEventListener("pointermove", function (e) {
+    var p = local(e);
+    if (pointers.has(e.pointerId)) {
+      var prev = pointers.get(e.pointerId);
+      pointers.set(e.pointerId, p);
+      if (pointers.size === 1) {
+        view.cx -= (p[0] - prev[0]) / view.s; view.cy -= (p[1] - prev[1]) / view.s;
+        moved += Math.abs(p[0] - prev[0]) + Math.abs(p[1] - prev[1]);
+        hideTip(); requestDraw();
+      } else if (pointers.size === 2) {
+        var ps = Array.from(pointers.values());
+        var d = Math.hypot(ps[0][0] - ps[1][0], ps[0][1] - ps[1][1]);
+        if (pinchDist > 0) zoomAt((ps[0][0] + ps[1][0]) / 2, (ps[0][1] + ps[1][1]) / 2, d / pinchDist);
+        pinchDist = d; moved += 10;
+      }
+      return;
+    }
+    hover(p[0], p[1]);
+  });
+  function endPointer(e) {
+    var wasClick = pointers.size === 1 && moved < 5 && e.type === "pointerup";
+    pointers.delete(e.pointerId);
+    if (!pointers.size) box.classList.remove("dragging");
+    if (wasClick) {
+      var p = local(e), i = pick(p[0], p[1]);
+      if (i >= 0) window.location.href = cfg.urls.image + ID[i];
+    }
+  }
+  box.addEventListener("pointerup", endPointer);
+  box.addEventListener("pointercancel", endPointer);
+  box.addEventListener("pointerleave", function () { hideTip(); });
+  box.addEventListener("wheel", function (e) {
+    e.preventDefault();
+    var p = local(e), dy = e.deltaMode === 1 ? e.deltaY * 30 : e.deltaY;
+    zoomAt(p[0], p[1], Math.exp(-dy * 0.0015));
+    hideTip();
+  }, { passive: false });
+  box.addEventListener("keydown", function (e) {
+    var step = 80 / view.s;
+    if (e.key === "+" || e.key === "=") zoomAt(view.w / 2, view.h / 2, 1.5);
+    else if (e.key === "-") zoomAt(view.w / 2, view.h / 2, 1 / 1.5);
+    else if (e.key === "0") fit();
+    else if (e.key === "ArrowLeft") { view.cx -= step; requestDraw(); }
+    else if (e.key === "ArrowRight") { view.cx += step; requestDraw(); }
+    else if (e.key === "ArrowUp") { view.cy -= step; requestDraw(); }
+    else if (e.key === "ArrowDown") { view.cy += step; requestDraw(); }
+    else return;
+    e.preventDefault();
+  });
+  function hover(px, py) {
+    var i = pick(px, py);
+    if (i === hovered) { if (i >= 0) placeTip(px, py); return; }
+    hovered = i;
+    box.classList.toggle("over-image", i >= 0);
+    if (i < 0) { hideTip(); requestDraw(); return; }
+    tipImg.src = cfg.urls.thumb + ID[i];
+    var c = CL[i] >= 0 ? clusters[CL[i]] : null;
+    tipText.textContent = (c ? c.label + " · " : "") + "image " + ID[i];
+    tip.hidden = false;
+    placeTip(px, py);
+    requestDraw();
+  }
+  function placeTip(px, py) {
+    var tw = 270, th = 290;
+    tip.style.left = (px + 16 + tw > view.w ? Math.max(0, px - tw - 16) : px + 16) + "px";
+    tip.style.top = (py + 16 + th > view.h ? Math.max(0, py - th - 16) : py + 16) + "px";
+  }
+  function hideTip() {
+    if (hovered >= 0) { hovered = -1; box.classList.remove("over-image"); requestDraw(); }
+    tip.hidden = true;
+  }
+  modeSel.addEventListener("change", function () { mode = MODES[modeSel.value]; requestDraw(); });
+  labelsBox.addEventListener("change", requestDraw);
+  document.getElementById("icm-fit").addEventListener("click", fit);
+  var layoutSel = document.getElementById("icm-layout");
+  if (layoutSel) layoutSel.addEventListener("change", function () {
+    var u = new URL(window.location.href); u.searchParams.set("layout", layoutSel.value); window.location.href = u.toString();
+  });
+
+  // Test and scripting hooks.
+  api.indexOf = function (id) { for (var i = 0; i < N; i++) if (ID[i] === id) return i; return -1; };
+  api.screenOf = function (id) {
+    var i = api.indexOf(id); if (i < 0) return null;
+    var p = toScreen(X[i], Y[i]), r = box.getBoundingClientRect();
+    return { x: r.left + p[0], y: r.top + p[1] };
+  };
+  api.zoomTo = function (id, s) {
+    var i = api.indexOf(id); if (i < 0) return false;
+    view.cx = X[i]; view.cy = Y[i]; view.s = clampScale(s || 64); requestDraw(); return true;
+  };
+  api.fit = fit;
+  api.idAt = function (clientX, clientY) {
+    var r = box.getBoundingClientRect(), i = pick(clientX - r.left, clientY - r.top); return i >= 0 ? ID[i] : null;
+  };
+
+  // ---- start ---------------------------------------------------------------------------
+  var t0 = performance.now();
+  fetch(cfg.points.url).then(function (r) {
+    if (!r.ok) throw new Error("points: HTTP " + r.status);
+    return r.arrayBuffer();
+  }).then(function (buf) {
+    parsePoints(buf);
+    colors = clusterColors();
+    buildRanges();
+    try { renderer = makeGL(glCanvas); } catch (err) { renderer = null; console.warn("WebGL failed:", err); }
+    if (!renderer) renderer = makeCanvas2D(glCanvas);
+    api.renderer = renderer.kind;
+    renderer.setInstances();
+    resize();
+    fit();
+    countEl.textContent = N.toLocaleString() + " images" + (clusters.length ? ", " + clusters.filter(function (c) {
+      return c.kind === "cluster"; }).length.toLocaleString() + " clusters" : "") + " · " + renderer.kind;
+    if (!sheets.length) { setStatus("no atlas: squares only"); requestDraw(); painted(); return; }
+    return Promise.all(sheets[0].map(function (s) { return load(s, true); })).then(function () {
+      setStatus("");
+      requestDraw();
+      setTimeout(buildGrid, 0);  // hover index after the first paint
+      api.loadMs = performance.now() - t0;
+    });
+  }).catch(function (err) {
+    setStatus("could not load the map: " + err.message);
+    painted();
+  });
+  if (window.ResizeObserver) new ResizeObserver(resize).observe(box);
+  else window.addEventListener("resize", resize);
+})();
