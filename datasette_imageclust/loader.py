@@ -236,6 +236,15 @@ class Loader:
         self._pipeline(db, todo)
         self._embed_leftovers(db)
         self._gone(db, roots, {f.path for f in found}, known)
+        self._index(db)
+
+    def _index(self, db: sqlite_utils.Database) -> None:
+        """Keep the similarity-search index (read by the plugin, which never writes) current."""
+        from . import search
+
+        if not search.status(db).fresh:
+            self.on_status("building the similarity index")
+            search.build_index(db)
 
     def _dir_error(self, path: str, reason: str) -> None:
         self.summary.errors += 1
