@@ -51,3 +51,14 @@ def _offline_hub(monkeypatch):
     # Tests never reach the network: the Hub is unreachable here anyway.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def map_db(tmp_path_factory) -> str:
+    """600 synthetic images in 12 clusters (labels with HTML in them), with a default
+    clustering run, a layout and an atlas (read-only use!)."""
+    from synthdb import make_map_db
+
+    path = str(tmp_path_factory.mktemp("map") / "map.db")
+    return make_map_db(path, 600, clusters=12, thumb_px=48, distinct_thumbs=120,
+                       label_prefix='<img src=x onerror="window.__xss=1">')
