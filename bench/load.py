@@ -75,7 +75,7 @@ def run_load(model: str, folder: Path, db: Path, limit: int | None = None) -> tu
     if limit is not None:  # a folder of symlinks to the first `limit` photos
         sub = Path(tempfile.mkdtemp(prefix="bench-sub-"))
         for p in sorted(folder.glob("*.jpg"))[:limit]:
-            os.symlink(p, sub / p.name)
+            os.symlink(p.resolve(), sub / p.name)
         folder = sub
     code = (
         "import json, resource, sys; from datasette_imageclust.loader import load; "
@@ -84,6 +84,8 @@ def run_load(model: str, folder: Path, db: Path, limit: int | None = None) -> tu
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     d = json.loads(out.strip().splitlines()[-1])
+    if d["errors"] or d["new"] != (limit or d["scanned"]):
+        raise SystemExit(f"load did not embed every photo: {d}")
     return d, d["maxrss_mb"]
 
 
