@@ -75,6 +75,7 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
     from .db import ExtensionError
     from .loader import LoadError, Loader
     from .models import ModelError
+    from .schema import SchemaError
 
     if workers is not None and workers < 1:
         raise click.ClickException("--workers must be at least 1")
@@ -92,7 +93,7 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
             prune=prune, reembed=reembed, on_skip=skip, on_progress=progress, on_status=_err,
         )
         summary = loader.run(folders)
-    except (LoadError, ModelError, ExtensionError) as e:
+    except (LoadError, ModelError, ExtensionError, SchemaError) as e:
         raise click.ClickException(str(e))
     finally:
         progress.close()

@@ -441,10 +441,17 @@ class Loader:
 
         gone = [p for p in known if p not in seen and under(p)]
         self.summary.gone = len(gone)
+        for p in gone[:10]:
+            self.on_status(f"gone from disk: {p}")
+        if len(gone) > 10:
+            self.on_status(f"... and {len(gone) - 10} more gone from disk")
         with db.conn:
             if gone and self.prune:
                 db.conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in gone])
                 self.summary.pruned = len(gone)
+            # an error about a file that no longer exists is no longer news
+            stale = [r[0] for r in db.execute("SELECT path FROM errors") if r[0] not in seen and under(r[0])]
+            db.conn.executemany("DELETE FROM errors WHERE path = ?", [(p,) for p in stale])
             self._delete_orphans(db)
 
     @staticmethod

@@ -16,6 +16,10 @@ Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: dict[str, list[Migration]] = {}
 
 
+class SchemaError(RuntimeError):
+    """The database was written by a newer datasette-imageclust."""
+
+
 def migration(component: str) -> Callable[[Migration], Migration]:
     """Register a migration for ``component``; order of registration is the order applied."""
 
@@ -41,7 +45,7 @@ def migrate(db: sqlite_utils.Database, component: str = "core") -> int:
     steps = MIGRATIONS.get(component, [])
     current = versions(db).get(component, 0)
     if current > len(steps):
-        raise RuntimeError(
+        raise SchemaError(
             f"database schema '{component}' is version {current}, newer than this "
             f"datasette-imageclust understands ({len(steps)}): upgrade the package"
         )
