@@ -1,9 +1,22 @@
-"""Datasette hooks. Kept small: pages live in their own modules."""
+"""Datasette hooks. Kept small: pages live in ``views`` (and the map in ``mapview``)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from datasette import hookimpl
+from markupsafe import Markup, escape
 
 from .db import ExtensionError, load_vec
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# Tables whose image_id column (and images.id) is shown with its thumbnail.
+IMAGE_COLUMNS = {
+    "images": "id", "files": "image_id", "thumbnails": "image_id", "cluster_members": "image_id",
+    "duplicate_members": "image_id", "layout_points": "image_id", "atlas_cells": "image_id",
+}
+# The vec0 tables (their shadow tables share the prefix, which hides them too on 0.65).
+HIDDEN = ("image_vectors", "image_bits", "search_vectors")
 
 
 @hookimpl
@@ -17,7 +30,98 @@ def prepare_connection(conn):
 
 
 @hookimpl
+def prepare_jinja2_environment(env, datasette):
+    # Datasette finds a plugin's templates/ only when the plugin module is a package's
+    # __init__; ours is datasette_imageclust.plugin, so add the folder (after Datasette's
+    # own loaders: a user's --template-dir can still override our templates).
+    from jinja2 import ChoiceLoader, FileSystemLoader
+
+    env.loader = ChoiceLoader([env.loader, FileSystemLoader(str(TEMPLATES))])
+
+
+@hookimpl
 def register_routes():
     from . import mapview, views
 
     return [*views.ROUTES, *mapview.ROUTES]
+
+
+async def _is_imageclust(datasette, database: str) -> bool:
+    try:
+        db = datasette.get_database(database)
+    except KeyError:
+        return False
+    names = set(await db.table_names())
+    return {"images", "thumbnails", "imageclust_meta"} <= names
+
+
+@hookimpl
+def render_cell(value, column, table, database, datasette):
+    if table not in IMAGE_COLUMNS or IMAGE_COLUMNS[table] != column:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        return None
+
+    async def inner():
+        if not await _is_imageclust(datasette, database):
+            return None
+        base = datasette.urls.database(database) + "/-/imageclust"
+        return Markup(
+            '<a href="{base}/image/{id}"><img class="ic-cell-thumb" loading="lazy" alt="" '
+            'style="max-height:48px;max-width:96px;vertical-align:middle" src="{base}/thumb/{id}"> {id}</a>'
+        ).format(base=escape(base), id=int(value))
+
+    return inner
+
+
+def _links(datasette, database: str, extra: list | None = None) -> list[dict]:
+    base = datasette.urls.database(database) + "/-/imageclust"
+    return [{"href": base, "label": "Image clusters"},
+            {"href": base + "/search", "label": "Image similarity search"},
+            {"href": base + "/map", "label": "Image map"}] + (extra or [])
+
+
+@hookimpl
+def database_actions(datasette, actor, database, request):
+    async def inner():
+        if not await _is_imageclust(datasette, database):
+            return []
+        return _links(datasette, database)
+
+    return inner
+
+
+@hookimpl
+def table_actions(datasette, actor, database, table, request):
+    if table not in IMAGE_COLUMNS and table not in ("clusters", "cluster_runs", "cluster_labels"):
+        return None
+
+    async def inner():
+        if not await _is_imageclust(datasette, database):
+            return []
+        return _links(datasette, database)
+
+    return inner
+
+
+@hookimpl
+def get_metadata(datasette, key, database, table):
+    # Datasette 0.65: hide the vec0 tables (and, by prefix, their shadow tables).
+    # Datasette 1.0 has no such hook; ``startup`` below sets the same in its config.
+    return {"databases": {name: {"tables": {t: {"hidden": True} for t in HIDDEN}}
+                          for name in datasette.databases}}
+
+
+@hookimpl
+def startup(datasette):
+    if not hasattr(datasette, "allowed"):
+        return  # 0.65: get_metadata does it
+    # Datasette 1.0 hides shadow tables itself and reads "hidden" from its config.
+    config = datasette.config if isinstance(getattr(datasette, "config", None), dict) else None
+    if config is None:
+        return
+    dbs = config.setdefault("databases", {})
+    for name in datasette.databases:
+        tables = dbs.setdefault(name, {}).setdefault("tables", {})
+        for t in HIDDEN:
+            tables.setdefault(t, {}).setdefault("hidden", True)

@@ -1,0 +1,264 @@
+"""What the plugin's pages show, as plain dicts: read-only SQL over an imageclust
+database, run on Datasette's connections (``db.execute_fn``). No HTML here.
+
+Every query binds its parameters; the only names formatted into SQL are constants.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from . import search
+
+
+class Problem(Exception):
+    """An answer other than 200: the status and a message safe to show (escaped later)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+SORTS = {
+    "size": "c.size DESC, c.id",
+    "cohesion": "c.cohesion DESC, c.size DESC, c.id",
+    "label": "c.label COLLATE NOCASE, c.id",
+}
+
+
+def tables(conn: Any) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+
+
+def is_imageclust(conn: Any) -> bool:
+    return {"images", "files", "thumbnails", "imageclust_meta"} <= tables(conn)
+
+
+def rows(conn: Any, sql: str, params: Any = ()) -> list[dict]:
+    cur = conn.execute(sql, params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def one(conn: Any, sql: str, params: Any = ()) -> dict | None:
+    r = rows(conn, sql, params)
+    return r[0] if r else None
+
+
+# --- database summary and clustering runs -------------------------------------------
+
+
+def summary(conn: Any) -> dict:
+    t = tables(conn)
+    out = {
+        "images": conn.execute("SELECT count(*) FROM images").fetchone()[0],
+        "files": conn.execute("SELECT count(*) FROM files").fetchone()[0],
+        "model": one(conn, "SELECT m.id, m.name, m.dimensions FROM imageclust_meta k JOIN models m "
+                           "ON m.id = CAST(k.value AS INTEGER) WHERE k.key = 'model_id'"),
+        "has_clusters": "cluster_runs" in t and conn.execute("SELECT 1 FROM cluster_runs").fetchone() is not None,
+        "has_duplicates": "duplicate_groups" in t and conn.execute("SELECT 1 FROM duplicate_groups").fetchone() is not None,
+        "has_map": "layouts" in t and conn.execute("SELECT 1 FROM layouts").fetchone() is not None,
+    }
+    out["index"] = search.status(conn).as_dict()
+    return out
+
+
+def runs(conn: Any) -> list[dict]:
+    if "cluster_runs" not in tables(conn):
+        return []
+    return rows(conn, "SELECT id, name, method, params, is_default, representatives, n_images, n_clusters, "
+                      "created FROM cluster_runs ORDER BY is_default DESC, created DESC, id DESC")
+
+
+def choose_run(conn: Any, requested: str | None, configured: str | None) -> dict | None:
+    """The run asked for (id or name; 404 if unknown), else the configured default,
+    else the database's default, else the newest."""
+    all_runs = runs(conn)
+
+    def find(key: str) -> dict | None:
+        for r in all_runs:
+            if str(r["id"]) == key or r["name"] == key:
+                return r
+        return None
+
+    if requested not in (None, ""):
+        hit = find(str(requested))
+        if hit is None:
+            raise Problem(404, f"no clustering run {requested!r} in this database")
+        return hit
+    if configured:
+        hit = find(configured)
+        if hit is not None:
+            return hit
+    return all_runs[0] if all_runs else None
+
+
+# --- cards -------------------------------------------------------------------------
+
+
+def image_cards(conn: Any, ids: list[int], run_id: int | None = None) -> dict[int, dict]:
+    """Thumbnail size, a display name and (for ``run_id``) the cluster of each image."""
+    if not ids:
+        return {}
+    j = json.dumps([int(i) for i in ids])
+    cards = {r["id"]: r for r in rows(conn, """
+        SELECT i.id, i.width, i.height, i.format, t.width AS thumb_width, t.height AS thumb_height,
+               (SELECT relpath FROM files f WHERE f.image_id = i.id ORDER BY f.id LIMIT 1) AS name
+        FROM images i LEFT JOIN thumbnails t ON t.image_id = i.id
+        WHERE i.id IN (SELECT value FROM json_each(?))""", [j])}
+    if run_id is not None:
+        for r in rows(conn, """SELECT m.image_id, m.cluster_id, c.label, c.kind FROM cluster_members m
+                               JOIN clusters c ON c.id = m.cluster_id
+                               WHERE m.run_id = ? AND m.image_id IN (SELECT value FROM json_each(?))""",
+                      [run_id, j]):
+            if r["image_id"] in cards:
+                cards[r["image_id"]].update(cluster_id=r["cluster_id"], cluster_label=r["label"],
+                                            cluster_kind=r["kind"])
+    return cards
+
+
+def cluster_cards(conn: Any, run: dict, sort: str, offset: int, limit: int, reps: int = 4) -> tuple[list[dict], int]:
+    """One page of a run's clusters with their representatives, and the total count."""
+    total = conn.execute("SELECT count(*) FROM clusters WHERE run_id = ?", [run["id"]]).fetchone()[0]
+    clusters = rows(conn, f"""
+        SELECT c.id, c.kind, c.label, c.size, c.cohesion FROM clusters c WHERE c.run_id = ?
+        ORDER BY c.kind = 'unclustered', {SORTS[sort]} LIMIT ? OFFSET ?""", [run["id"], limit, offset])
+    if not clusters:
+        return [], total
+    j = json.dumps([c["id"] for c in clusters])
+    members: dict[int, list[int]] = {}
+    for cid, iid in conn.execute("""SELECT cluster_id, image_id FROM cluster_members
+                                    WHERE cluster_id IN (SELECT value FROM json_each(?)) AND rank <= ?
+                                    ORDER BY cluster_id, rank""", [j, reps]):
+        members.setdefault(cid, []).append(iid)
+    labels = _labels(conn, [c["id"] for c in clusters])
+    for c in clusters:
+        c["representatives"] = members.get(c["id"], [])
+        c["labels"] = labels.get(c["id"], [])
+    return clusters, total
+
+
+def _labels(conn: Any, cluster_ids: list[int]) -> dict[int, list[dict]]:
+    if "cluster_labels" not in tables(conn):
+        return {}
+    out: dict[int, list[dict]] = {}
+    for r in rows(conn, """SELECT cluster_id, source, label, detail FROM cluster_labels
+                           WHERE cluster_id IN (SELECT value FROM json_each(?))
+                           ORDER BY CASE source WHEN 'user' THEN 0 WHEN 'ollama' THEN 1 WHEN 'clip' THEN 2
+                                    WHEN 'terms' THEN 3 ELSE 4 END""", [json.dumps(cluster_ids)]):
+        out.setdefault(r.pop("cluster_id"), []).append(r)
+    return out
+
+
+# --- one cluster -------------------------------------------------------------------
+
+
+def cluster_detail(conn: Any, cluster_id: int, offset: int, limit: int) -> dict:
+    if "clusters" not in tables(conn):
+        raise Problem(404, "this database has no clusters yet (run: imageclust cluster DATABASE)")
+    c = one(conn, "SELECT id, run_id, kind, label, size, cohesion, centroid FROM clusters WHERE id = ?", [cluster_id])
+    if c is None:
+        raise Problem(404, f"no cluster {cluster_id}")
+    run = one(conn, "SELECT id, name, method, is_default, n_clusters FROM cluster_runs WHERE id = ?", [c["run_id"]])
+    members = rows(conn, """SELECT image_id, distance, rank FROM cluster_members WHERE cluster_id = ?
+                            ORDER BY rank LIMIT ? OFFSET ?""", [cluster_id, limit, offset])
+    n_members = conn.execute("SELECT count(*) FROM cluster_members WHERE cluster_id = ?", [cluster_id]).fetchone()[0]
+    centroid = c.pop("centroid")
+    c["labels"] = _labels(conn, [cluster_id]).get(cluster_id, [])
+    return {"cluster": c, "run": run, "members": members, "n_members": n_members,
+            "neighbours": _neighbours(conn, c, centroid), "order": _prev_next(conn, c)}
+
+
+def _neighbours(conn: Any, c: dict, centroid: bytes | None, n: int = 6) -> list[dict]:
+    """The clusters of the same run whose centroids are nearest this one's."""
+    if not centroid or c["kind"] != "cluster":
+        return []
+    others = rows(conn, """SELECT id, label, size, centroid FROM clusters
+                           WHERE run_id = ? AND id != ? AND kind = 'cluster' AND centroid IS NOT NULL""",
+                  [c["run_id"], c["id"]])
+    me = np.frombuffer(centroid, dtype=np.float32)
+    scored = []
+    for o in others:
+        v = np.frombuffer(o.pop("centroid"), dtype=np.float32)
+        if v.shape == me.shape:
+            o["similarity"] = round(float(np.dot(v, me)), 4)
+            scored.append(o)
+    scored.sort(key=lambda o: -o["similarity"])
+    return scored[:n]
+
+
+def _prev_next(conn: Any, c: dict) -> dict:
+    """The previous and next clusters of the run in size order (as on the index)."""
+    ids = [r[0] for r in conn.execute(
+        "SELECT id FROM clusters WHERE run_id = ? ORDER BY kind = 'unclustered', size DESC, id", [c["run_id"]])]
+    i = ids.index(c["id"])
+    return {"previous": ids[i - 1] if i > 0 else None, "next": ids[i + 1] if i + 1 < len(ids) else None,
+            "position": i + 1, "of": len(ids)}
+
+
+# --- one image ---------------------------------------------------------------------
+
+
+def image_detail(conn: Any, image_id: int, k_similar: int) -> dict:
+    img = one(conn, """SELECT id, sha256, bytes, format, mode, width, height, frames, phash, dhash, taken,
+                              camera, latitude, longitude, exif, model_id, created FROM images WHERE id = ?""",
+              [image_id])
+    if img is None:
+        raise Problem(404, f"no image {image_id}")
+    try:
+        img["exif"] = json.loads(img["exif"]) if img["exif"] else {}
+    except ValueError:
+        img["exif"] = {"raw": img["exif"]}
+    t = tables(conn)
+    files = rows(conn, "SELECT id, path, root, relpath, size, mtime, added FROM files WHERE image_id = ? ORDER BY id",
+                 [image_id])
+    thumb = one(conn, "SELECT format, width, height, length(data) AS bytes FROM thumbnails WHERE image_id = ?",
+                [image_id])
+    clusters = []
+    if {"cluster_members", "clusters", "cluster_runs"} <= t:
+        clusters = rows(conn, """SELECT r.id AS run_id, r.name AS run_name, r.is_default, c.id AS cluster_id,
+                                        c.label, c.kind, c.size, m.rank, m.distance
+                                 FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id
+                                 JOIN cluster_runs r ON r.id = m.run_id
+                                 WHERE m.image_id = ? ORDER BY r.is_default DESC, r.created DESC""", [image_id])
+    near = []
+    if {"duplicate_members", "duplicate_groups"} <= t:
+        near = rows(conn, """SELECT DISTINCT o.image_id, g.id AS group_id, g.kind FROM duplicate_members d
+                             JOIN duplicate_groups g ON g.id = d.group_id
+                             JOIN duplicate_members o ON o.group_id = d.group_id AND o.image_id != d.image_id
+                             WHERE d.image_id = ? ORDER BY o.image_id LIMIT 200""", [image_id])
+    similar: list[dict] = []
+    if k_similar > 0:
+        similar = [{"image_id": i, "distance": round(d, 6)} for i, d in search.similar(conn, image_id, k_similar)]
+    return {"image": img, "files": files, "thumbnail": thumb, "clusters": clusters,
+            "near_duplicates": near, "similar": similar}
+
+
+def original_file(conn: Any, file_id: int, root: str | None) -> dict:
+    """The file row to serve, only if under ``root`` (already resolved) and present."""
+    if not root:
+        raise Problem(404, "original files are not served (set the plugin's originals_root)")
+    f = one(conn, "SELECT f.id, f.path, i.format FROM files f JOIN images i ON i.id = f.image_id WHERE f.id = ?",
+            [file_id])
+    if f is None:
+        raise Problem(404, f"no file {file_id}")
+    real = os.path.realpath(f["path"])
+    # realpath on both sides: a symlink inside the root cannot point outside it.
+    if os.path.commonpath([real, root]) != root or not os.path.isfile(real):
+        raise Problem(404, "this file is not available from this server")
+    f["real"] = real
+    return f
+
+
+def thumbnail(conn: Any, image_id: int) -> tuple[bytes, str, str] | None:
+    """(data, format, etag) of an image's thumbnail."""
+    r = conn.execute("""SELECT t.data, t.format, t.width, t.height, i.sha256 FROM thumbnails t
+                        JOIN images i ON i.id = t.image_id WHERE t.image_id = ?""", [image_id]).fetchone()
+    if r is None:
+        return None
+    data, fmt, w, h, sha = r
+    return data, fmt, f'"{sha[:20]}-{fmt}-{w}x{h}"'

@@ -1,0 +1,49 @@
+"""Plugin settings, from Datasette's plugin configuration (``metadata.yml`` on 0.65,
+``datasette.yaml`` on 1.0), globally or per database::
+
+    plugins:
+      datasette-imageclust:
+        default_run: photos-ward      # clustering run shown first (name or id)
+        originals_root: /srv/photos   # serve original files recorded under this folder
+        model: /srv/models/clip       # model directory for text search (default: the DB's)
+        page_size: 60                 # clusters or images per page
+        similar: 12                   # similar images on an image page
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+PLUGIN = "datasette-imageclust"
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_run: str | None = None
+    originals_root: str | None = None
+    model: str | None = None
+    page_size: int = 60
+    similar: int = 12
+
+
+def _int(value: Any, default: int, low: int, high: int) -> int:
+    try:
+        return max(low, min(high, int(value)))
+    except (TypeError, ValueError):
+        return default
+
+
+def settings(datasette: Any, database: str | None = None) -> Settings:
+    """The effective settings for ``database`` (database-level keys override global ones)."""
+    cfg = datasette.plugin_config(PLUGIN, database=database) or {}
+    root = cfg.get("originals_root")
+    default_run = cfg.get("default_run")
+    return Settings(
+        default_run=str(default_run) if default_run not in (None, "") else None,
+        # realpath once: originals are checked against the resolved root.
+        originals_root=os.path.realpath(os.path.expanduser(str(root))) if root else None,
+        model=str(cfg["model"]) if cfg.get("model") else None,
+        page_size=_int(cfg.get("page_size"), 60, 1, 500),
+        similar=_int(cfg.get("similar"), 12, 0, 100),
+    )

@@ -1,0 +1,73 @@
+"""Databases for the plugin tests, made with the project's own library (real images,
+real stand-in vectors, real clustering) plus hostile names and labels for XSS tests."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from datasette_imageclust import clustering, clusterstore, search, vectors
+from datasette_imageclust import db as dbmod
+from datasette_imageclust.schema import migrate
+
+XSS = '<script>alert(1)</script>'
+XSS_ATTR = '"><img src=x onerror=alert(2)>'
+
+
+def clustered(tux_db: str, dest: Path) -> str:
+    """The tux database with a search index, two clustering runs (one default), labels
+    (one hostile), a near-duplicate group, an exact duplicate file, hostile EXIF."""
+    path = str(dest)
+    shutil.copy(tux_db, path)
+    db = dbmod.connect(path)
+    search.build_index(db)
+    ids, x = vectors.read_all(db)
+    model = clusterstore.current_model(db)
+    for name, k, default in (("kmeans16", 16, True), ("kmeans8", 8, False)):
+        res = clustering.run("kmeans", x, n_clusters=k, min_size=3, max_size=None)
+        clusterstore.store_run(db, name, "kmeans", {"n_clusters": k}, ids, x, res.labels,
+                               model_id=model["id"] if model else None, seconds=0.1, default=default)
+    run = db.execute("SELECT id FROM cluster_runs WHERE name = 'kmeans16'").fetchone()[0]
+    cids = [r[0] for r in db.execute("SELECT id FROM clusters WHERE run_id = ? AND kind = 'cluster' "
+                                     "ORDER BY size DESC", [run])]
+    with db.conn:
+        clusterstore.put_label(db, cids[0], "user", XSS)
+        clusterstore.put_label(db, cids[0], "terms", XSS_ATTR)
+        clusterstore.put_label(db, cids[1], "clip", "a bird")
+        clusterstore.refresh_best_labels(db, run)
+        migrate(db, "clusters")
+        g = db["duplicate_groups"].insert({"kind": "near", "size": 2}).last_pk
+        db["duplicate_members"].insert_all([{"group_id": g, "image_id": 1}, {"group_id": g, "image_id": 2}])
+        # An exact duplicate: a second file with image 1's bytes, and a hostile file name.
+        f = db.execute("SELECT path, root, size, mtime, added FROM files WHERE image_id = 1").fetchone()
+        db["files"].insert({"path": f[1] + "/" + XSS + ".png", "root": f[1], "relpath": XSS + ".png",
+                            "image_id": 1, "size": f[2], "mtime": f[3], "added": f[4]})
+        db.execute("UPDATE images SET exif = ?, camera = ? WHERE id = 1",
+                   ['{"Artist": "%s"}' % XSS.replace('"', '\\"'), XSS_ATTR])
+    dbmod.finish(db)
+    db.conn.close()
+    return path
+
+
+def unclustered(tux_db: str, dest: Path) -> str:
+    """The tux database as `load` leaves it: no clusters, no index."""
+    shutil.copy(tux_db, dest)
+    return str(dest)
+
+
+def empty(dest: Path) -> str:
+    db = dbmod.connect(str(dest))
+    migrate(db, "core")
+    dbmod.finish(db)
+    db.conn.close()
+    return str(dest)
+
+
+def foreign(dest: Path) -> str:
+    """Not an imageclust database, though it has a table called images."""
+    db = dbmod.connect(str(dest))
+    db["images"].insert({"id": 1, "url": "x"}, pk="id")
+    dbmod.finish(db)
+    db.conn.close()
+    return str(dest)
