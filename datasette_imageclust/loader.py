@@ -384,13 +384,18 @@ class Loader:
             "longitude": d.longitude, "exif": d.exif, "model_id": self.model_id,
         }
         iid = self.sha_ids.get(p.sha256)
-        if iid is None:
-            row["created"] = stamp
-            iid = db["images"].insert(row).last_pk
+        cols = list(row)
+        if iid is None:  # plain SQL: sqlite-utils' insert() introspects the table every call
+            cols.append("created")
+            iid = db.conn.execute(
+                f"INSERT INTO images ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [*row.values(), stamp],
+            ).lastrowid
             self.sha_ids[p.sha256] = iid
             self.summary.new += 1
         else:  # known bytes without a current vector: re-embedding
-            db["images"].update(iid, row)
+            db.conn.execute(f"UPDATE images SET {', '.join(c + ' = ?' for c in cols)} WHERE id = ?",
+                            [*row.values(), iid])
             self.summary.reembedded += 1
         db.execute(
             "INSERT OR REPLACE INTO thumbnails (image_id, format, width, height, data) VALUES (?, ?, ?, ?, ?)",
