@@ -426,15 +426,16 @@ def compute_layout(db: sqlite_utils.Database, *, name: str = "default", method: 
         raise LayoutError("--landmarks must be at least 50")
     if not 0.25 <= gap <= 20:
         raise LayoutError("--gap must be between 0.25 and 20 cells")
+    migrate(db, "clusters")  # layouts.run_id references cluster_runs: it must exist
     migrate(db, "map")
     t0 = time.perf_counter()
+    r = default_run(db, run)  # before the slow part: a bad --run fails at once
     ids, vecs = _current_vectors(db)
     if not len(ids):
         raise LayoutError("no image vectors in this database: run `imageclust load` first")
     t_read = time.perf_counter()
     xy, used = embed_2d(vecs, method, seed=seed, landmarks=landmarks, status=status)
     t_embed = time.perf_counter()
-    r = default_run(db, run)
     cluster = np.full(len(ids), -1, np.int64)
     if r:
         pos = {int(i): k for k, i in enumerate(ids)}

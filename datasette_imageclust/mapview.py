@@ -89,6 +89,19 @@ def _int_arg(request, name: str, default: int | None = None) -> int | None:
     return int(raw)
 
 
+async def _load_state(datasette, db, request) -> dict:
+    layout_id = _int_arg(request, "layout")
+    run = _int_arg(request, "run")
+    configured = None
+    try:
+        from .pluginconfig import settings
+
+        configured = settings(datasette, db.name).default_run
+    except ImportError:  # pragma: no cover - pluginconfig ships with the package
+        pass
+    return await db.execute_fn(lambda conn: _state(conn, layout_id, run, configured))
+
+
 def _tables(conn) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
 
@@ -121,11 +134,23 @@ def _choose_layout(conn, tables: set[str], layout_id: int | None) -> dict | None
     return d
 
 
-def _run_id(conn, tables: set[str], layout: dict) -> int | None:
-    """The clustering whose colours and labels the map shows: the default run, else the
+def _run_id(conn, tables: set[str], layout: dict, run: int | None = None, configured: str | None = None) -> int | None:
+    """The clustering whose colours and labels the map shows: ``?run=``, else the
+    plugin's configured ``default_run`` (name or id), else the default run, else the
     run the layout kept together."""
     if "cluster_runs" not in tables:
+        if run is not None:
+            raise _Problem(404, f"clustering run {run} not found")
         return None
+    if run is not None:
+        if not conn.execute("SELECT 1 FROM cluster_runs WHERE id = ?", [run]).fetchone():
+            raise _Problem(404, f"clustering run {run} not found")
+        return run
+    if configured:
+        row = conn.execute("SELECT id FROM cluster_runs WHERE name = ? OR CAST(id AS TEXT) = ? ORDER BY name = ? DESC",
+                           [configured, configured, configured]).fetchone()
+        if row:
+            return row[0]
     row = conn.execute("SELECT id FROM cluster_runs WHERE is_default = 1 ORDER BY id DESC LIMIT 1").fetchone()
     if row:
         return row[0]
@@ -217,7 +242,7 @@ def _pack_points(p: dict[str, np.ndarray], cluster_index: dict[int, int]) -> byt
 # --- state shared by the page, the JSON and the binary ---------------------------------
 
 
-def _state(conn, layout_id: int | None) -> dict:
+def _state(conn, layout_id: int | None, run: int | None = None, configured: str | None = None) -> dict:
     tables = _tables(conn)
     meta = _meta(conn, tables)
     layout = _choose_layout(conn, tables, layout_id)
@@ -231,7 +256,7 @@ def _state(conn, layout_id: int | None) -> dict:
         state["n_images"] = conn.execute("SELECT count(*) FROM images").fetchone()[0]
     if layout:
         state["levels"] = _levels(conn, tables, meta)
-        state["run_id"] = _run_id(conn, tables, layout)
+        state["run_id"] = _run_id(conn, tables, layout, run, configured)
         state["clusters"] = _clusters(conn, tables, state["run_id"], layout["id"])
         b = conn.execute("SELECT min(x), min(y), max(x), max(y), count(*) FROM layout_points WHERE layout_id = ?",
                          [layout["id"]]).fetchone()
@@ -254,6 +279,8 @@ def _payload(datasette, db, state: dict) -> dict:
         message = ("This database has no map yet: run `imageclust layout` on it."
                    if state["n_images"] else "This database has no images: run `imageclust load`, then "
                                               "`imageclust layout`.")
+    elif not state.get("n_points"):
+        message = "The map layout is empty: run `imageclust layout` again after loading images."
     elif not state["levels"]:
         message = "The map has no atlas sheets: run `imageclust layout` again without --no-atlas."
     version = _version(state)
@@ -274,7 +301,8 @@ def _payload(datasette, db, state: dict) -> dict:
         "bounds": state.get("bounds"),
         "cell": 1.0,
         "points": None if lay is None else {
-            "url": f"{base}/map/points.bin?layout={lay['id']}&v={version}", "count": state.get("n_points", 0),
+            "url": f"{base}/map/points.bin?layout={lay['id']}"
+                   + (f"&run={state['run_id']}" if state["run_id"] is not None else "") + f"&v={version}", "count": state.get("n_points", 0),
             "format": "ICM1: magic, uint32 n, 2 x uint32 reserved; float32 x[n], float32 y[n], uint32 image_id[n], "
                       "int32 cluster_index[n] (-1: none), uint32 atlas_index[n] (0xFFFFFFFF: none); little-endian",
         },
@@ -293,8 +321,7 @@ async def map_page(datasette, request):
     as_json = request.url_vars.get("format") == "json"
     try:
         db = await _database(datasette, request)
-        layout_id = _int_arg(request, "layout")
-        state = await db.execute_fn(lambda conn: _state(conn, layout_id))
+        state = await _load_state(datasette, db, request)
     except _Problem as p:
         return _problem_response(p, as_json)
     payload = _payload(datasette, db, state)
@@ -326,8 +353,7 @@ async def map_page(datasette, request):
 async def points_bin(datasette, request):
     try:
         db = await _database(datasette, request)
-        layout_id = _int_arg(request, "layout")
-        state = await db.execute_fn(lambda conn: _state(conn, layout_id))
+        state = await _load_state(datasette, db, request)
         if state["layout"] is None:
             raise _Problem(404, "this database has no map layout yet: run `imageclust layout`")
     except _Problem as p:

@@ -450,10 +450,12 @@
   function draw() {
     drawPending = false;
     if (!renderer) return;
+    var t = performance.now();
     var parts = plan();
     renderer.draw(parts);
     drawOverlay();
     api.frames++;
+    api.drawMs = performance.now() - t;
     var li = levelFor();
     api.level = levels.length ? levels[li].level : null;
     api.detailLoaded = li > 0 ? sheets[li].filter(function (s) { return s.state === 2; }).length : 0;
@@ -564,6 +566,7 @@
     view.cx = X[i]; view.cy = Y[i]; view.s = clampScale(s || 64); requestDraw(); return true;
   };
   api.fit = fit;
+  api.redraw = requestDraw;
   api.idAt = function (clientX, clientY) {
     var r = box.getBoundingClientRect(), i = pick(clientX - r.left, clientY - r.top); return i >= 0 ? ID[i] : null;
   };

@@ -1,0 +1,166 @@
+"""Map benchmark: layout and atlas build time, and first paint of the map page in
+headless Chromium, at 10,000 and 100,000 images.
+
+    python bench/map.py [--sizes 10000,100000] [--cluster-size 10] [--runs 3] [--keep DIR]
+
+Databases are synthetic (tests/synthdb.py: real SQLite, real 256-px WebP thumbnails,
+vectors in vec0, a default clustering run with ~--cluster-size images per cluster), so
+no model inference is needed. Prints, per size: layout seconds (embed / pack), atlas
+seconds and MB per level, points.bin size, first paint (ms after navigation start, the
+page's window.__imageclustPainted, cold browser cache), and frame times while panning
+and zooming. Chromium runs with --disable-gpu: WebGL is SwiftShader on the CPU, so
+frame times here are a pessimistic bound for a machine with a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+
+
+def build(path: str, n: int, cluster_size: int) -> dict:
+    import synthdb
+    from datasette_imageclust import db as dbmod
+    from datasette_imageclust.atlas import build_atlas, layout_order
+    from datasette_imageclust.layout import compute_layout
+
+    t = time.perf_counter()
+    synthdb.make_db(path, n, clusters=max(2, n // cluster_size), dims=64, thumb_px=256, distinct_thumbs=1500)
+    made = time.perf_counter() - t
+    db = dbmod.connect(path)
+    t = time.perf_counter()
+    s = compute_layout(db)
+    t_layout = time.perf_counter() - t
+    t = time.perf_counter()
+    a = build_atlas(db, layout_order(db, s.layout_id))
+    t_atlas = time.perf_counter() - t
+    dbmod.finish(db)
+    db.conn.close()
+    return {"make_s": made, "layout_s": t_layout, "layout_parts": s.seconds, "method": s.method,
+            "groups": s.groups, "overlaps": s.overlaps, "atlas_s": t_atlas,
+            "atlas_mb": {lv: round(b / 1e6, 1) for lv, b in a.bytes.items()}, "sheets": a.sheets,
+            "db_mb": os.path.getsize(path) / 1e6}
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def measure(path: str, runs: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "datasette", path, "-h", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        name = Path(path).stem
+        url = f"http://127.0.0.1:{port}/{name}/-/imageclust/map"
+        out = {"paint_ms": [], "points_bytes": None}
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                for run in range(runs):
+                    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+                    page = ctx.new_page()
+                    page.goto(url)
+                    page.wait_for_function("window.__imageclustPainted", timeout=60_000)
+                    out["paint_ms"].append(page.evaluate("window.__imageclustPainted"))
+                    out["renderer"] = page.evaluate("window.__imageclustMap.renderer")
+                    if run == runs - 1:
+                        out["frames"] = page.evaluate(FRAMES_JS)
+                    ctx.close()
+            finally:
+                browser.close()
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/{name}/-/imageclust/map.json") as r:
+            import json
+
+            meta = json.load(r)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{meta['points']['url']}") as r:
+            out["points_bytes"] = len(r.read())
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# Pan and zoom programmatically, one view change per animation frame, and time frames.
+FRAMES_JS = """
+() => new Promise(resolve => {
+  const m = window.__imageclustMap, v = m.view, times = [];
+  const s0 = v.s; let k = 0, last = performance.now();
+  function step(now) {
+    times.push(now - last); last = now;
+    if (k < 60) { v.s = s0 * Math.pow(1.04, k); }          // zoom in
+    else if (k < 120) { v.cx += 30 / v.s; v.cy += 10 / v.s; } // pan
+    else { times.shift(); times.sort((a, b) => a - b);
+      return resolve({mean: times.reduce((a, b) => a + b, 0) / times.length,
+                      p95: times[Math.floor(times.length * 0.95)], level: m.level, detail: m.detailLoaded}); }
+    k++; m.redraw();
+    requestAnimationFrame(step);
+  }
+  requestAnimationFrame(step);
+})
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--cluster-size", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--keep", help="Keep the databases in this directory")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    tmp = args.keep or tempfile.mkdtemp(prefix="imageclust-map-bench-")
+    os.makedirs(tmp, exist_ok=True)
+    have_browser = os.path.exists(CHROMIUM)
+    if not have_browser:
+        print(f"{CHROMIUM} is absent: first-paint figures are skipped", file=sys.stderr)
+    for n in sizes:
+        path = os.path.join(tmp, f"map{n}.db")
+        if os.path.exists(path):
+            os.remove(path)
+        b = build(path, n, args.cluster_size)
+        print(f"n={n}: synthetic db {b['make_s']:.1f}s, {b['db_mb']:.0f} MB; layout {b['layout_s']:.1f}s "
+              f"({b['method']}, parts {b['layout_parts']}, {b['groups']} groups, overlaps {b['overlaps']}); "
+              f"atlas {b['atlas_s']:.1f}s, sheets {b['sheets']}, MB {b['atlas_mb']}", flush=True)
+        if have_browser:
+            m = measure(path, args.runs)
+            f = m.get("frames") or {}
+            print(f"n={n}: first paint ms {[round(x) for x in m['paint_ms']]} (median "
+                  f"{statistics.median(m['paint_ms']):.0f}), renderer {m.get('renderer')}, points.bin "
+                  f"{m['points_bytes'] / 1e6:.2f} MB; pan/zoom frame ms mean {f.get('mean', 0):.1f} "
+                  f"p95 {f.get('p95', 0):.1f}", flush=True)
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
