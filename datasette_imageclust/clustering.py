@@ -422,7 +422,7 @@ def hdbscan(x: np.ndarray, *, min_size: int = 3, max_size: int | None = None, kn
     d = min(dims, x.shape[1], n - 1)
     if d >= 2 and d < x.shape[1]:
         z = PCA(d, random_state=seed).fit_transform(z).astype(np.float32)
-    hd = HDBSCAN(min_cluster_size=max(2, min_size), max_cluster_size=max_size or 0,
+    hd = HDBSCAN(min_cluster_size=max(2, min_size), max_cluster_size=max_size or None,
                  copy=True, allow_single_cluster=False)
     labels = hd.fit_predict(z).astype(np.int64)
     labels[labels < 0] = UNCLUSTERED
