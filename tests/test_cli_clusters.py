@@ -1,0 +1,94 @@
+"""`imageclust cluster / clusters / label / duplicates` on real databases."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from datasette_imageclust.cli import cli
+
+
+@pytest.fixture
+def db(tux_db, tmp_path):
+    p = tmp_path / "t.db"
+    shutil.copy(tux_db, p)
+    return str(p)
+
+
+def run(*args):
+    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return r
+
+
+def lines(out):
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+def test_cluster_store_list_and_stable_user_label(db):
+    r = run("cluster", db, "--labels", "terms,clip", "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["clusters"] > 20
+    assert "no text tower" in summary["labels"]["clip"]  # the stand-in: skipped, not a crash
+    cl = lines(run("clusters", db, "--json").stdout)
+    real = [c for c in cl if c["kind"] == "cluster"]
+    assert all({"id", "label", "labels", "size", "representatives", "members"} <= set(c) for c in cl)
+    assert all(len(c["representatives"]) == 3 and c["size"] == len(c["members"]) for c in real)
+    assert sum(c["size"] for c in cl) == 353
+    assert any(c["labels"] and c["labels"][0]["source"] == "terms" for c in real)
+    un = [c for c in cl if c["kind"] == "unclustered"]
+    assert not un or "unclustered" in un[0]["label"]
+    target = real[0]
+    assert run("label", db, target["id"], "my favourites").exit_code == 0
+    # same parameters again: clusters match, ids and the person's label survive
+    assert run("cluster", db, "--labels", "terms").exit_code == 0
+    again = {c["id"]: c for c in lines(run("clusters", db, "--json").stdout)}
+    assert again[target["id"]]["label"] == "my favourites"
+    assert again[target["id"]]["labels"][0]["source"] == "user"
+    assert set(again[target["id"]]["members"]) == set(target["members"])
+
+
+def test_several_runs_and_default(db):
+    assert run("cluster", db, "--labels", "none", "--no-duplicates").exit_code == 0
+    r = run("cluster", db, "--name", "k16", "--clusters", "16", "--labels", "none", "--no-duplicates")
+    assert r.exit_code == 0, r.output
+    runs = lines(run("clusters", db, "--runs", "--json").stdout)
+    assert [(x["name"], x["is_default"]) for x in runs] == [("default", True), ("k16", False)]
+    k16 = lines(run("clusters", db, "--name", "k16", "--json").stdout)
+    assert len(k16) == 16 and sum(c["size"] for c in k16) == 353
+    assert run("clusters", db, "--name", "k16", "--set-default").exit_code == 0
+    assert len(lines(run("clusters", db, "--json").stdout)) == 16
+    assert run("clusters", db, "--name", "k16", "--delete").exit_code == 0
+    assert [x["name"] for x in lines(run("clusters", db, "--runs", "--json").stdout)] == ["default"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clusters", "0"], "--clusters"),
+    (["--max-size", "1"], "--max-size"),
+    (["--labels", "magic"], "unknown label source"),
+    (["--clusters", "5", "--max-size", "10"], "cannot hold"),
+    (["--method", "hdbscan", "--clusters", "5"], "hdbscan"),
+])
+def test_bad_flags(db, args, message):
+    r = run("cluster", db, *args)
+    assert r.exit_code != 0 and message in r.output
+
+
+def test_errors_for_unknown_run_and_cluster(db):
+    r = run("clusters", db)
+    assert r.exit_code != 0 and "imageclust cluster" in r.output
+    run("cluster", db, "--labels", "none", "--no-duplicates")
+    assert "no clustering run named" in run("clusters", db, "--name", "nope").output
+    assert "no cluster with id" in run("label", db, "999999", "x").output
+
+
+def test_hdbscan_and_kmeans_runs(db):
+    for m in ("hdbscan", "kmeans"):
+        r = run("cluster", db, "--method", m, "--name", m, "--labels", "none", "--no-duplicates", "--json")
+        assert r.exit_code == 0, r.output
+        cl = lines(run("clusters", db, "--name", m, "--json").stdout)
+        assert sum(c["size"] for c in cl) == 353
+        if m == "kmeans":
+            assert max(c["size"] for c in cl if c["kind"] == "cluster") <= 10
