@@ -59,6 +59,8 @@ async def _is_imageclust(datasette, database: str) -> bool:
 def render_cell(value, column, table, database, datasette):
     if table not in IMAGE_COLUMNS or IMAGE_COLUMNS[table] != column:
         return None
+    if isinstance(value, dict) and "value" in value:  # a foreign key with its label expanded
+        value = value["value"]
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         return None
 
@@ -115,13 +117,23 @@ def get_metadata(datasette, key, database, table):
 @hookimpl
 def startup(datasette):
     if not hasattr(datasette, "allowed"):
-        return  # 0.65: get_metadata does it
-    # Datasette 1.0 hides shadow tables itself and reads "hidden" from its config.
-    config = datasette.config if isinstance(getattr(datasette, "config", None), dict) else None
-    if config is None:
-        return
-    dbs = config.setdefault("databases", {})
-    for name in datasette.databases:
-        tables = dbs.setdefault(name, {}).setdefault("tables", {})
-        for t in HIDDEN:
-            tables.setdefault(t, {}).setdefault("hidden", True)
+        return None  # 0.65: get_metadata does it
+    config = getattr(datasette, "config", None)
+    if not isinstance(config, dict):
+        return None
+
+    async def inner():
+        # Datasette 1.0 reads "hidden" from its config and hides only the shadow tables
+        # that SQLite reports as such (vec0's are not): list them by name.
+        dbs = config.setdefault("databases", {})
+        for name, db in list(datasette.databases.items()):
+            try:
+                names = await db.table_names()
+            except Exception:  # an unreadable database is Datasette's to report
+                continue
+            hide = [t for t in names if t in HIDDEN or t.startswith(tuple(h + "_" for h in HIDDEN[:2]))]
+            tables = dbs.setdefault(name, {}).setdefault("tables", {}) if hide else {}
+            for t in hide:
+                tables.setdefault(t, {}).setdefault("hidden", True)
+
+    return inner

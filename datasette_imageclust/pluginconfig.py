@@ -36,7 +36,11 @@ def _int(value: Any, default: int, low: int, high: int) -> int:
 
 def settings(datasette: Any, database: str | None = None) -> Settings:
     """The effective settings for ``database`` (database-level keys override global ones)."""
-    cfg = datasette.plugin_config(PLUGIN, database=database) or {}
+    # Merged here rather than with plugin_config's own fallback, which some 1.0 alphas
+    # skip when the database has any config of its own.
+    cfg = dict(datasette.plugin_config(PLUGIN) or {})
+    if database is not None:
+        cfg.update(datasette.plugin_config(PLUGIN, database=database, fallback=False) or {})
     root = cfg.get("originals_root")
     default_run = cfg.get("default_run")
     return Settings(

@@ -202,7 +202,7 @@ async def index_page(datasette, request):
         "representatives": [_thumb(base, data["cards"].get(i), i) for i in c["representatives"]],
     } for c in data["clusters"]]
     args = {"run": requested, "sort": sort if sort != "size" else None}
-    path = f"{base}"
+    path = base + (".json" if _as_json(request) else "")
     body = {
         "ok": True, "database": db.name, "summary": data["summary"],
         "run": None if run is None else {k: run[k] for k in ("id", "name", "method", "is_default", "n_images", "n_clusters", "created")},
@@ -258,6 +258,7 @@ async def cluster_page(datasette, request):
     members = [{**_thumb(base, d["cards"].get(m["image_id"]), m["image_id"]),
                 "rank": m["rank"], "distance": round(m["distance"], 5)} for m in d["members"]]
     order = d["order"]
+    here = f"{base}/cluster/{cluster_id}" + (".json" if _as_json(request) else "")
     body = {
         "ok": True, "database": db.name,
         "cluster": {**c, "cohesion": None if c["cohesion"] is None else round(c["cohesion"], 4)},
@@ -266,11 +267,11 @@ async def cluster_page(datasette, request):
         "previous_url": f"{base}/cluster/{order['previous']}" if order["previous"] else None,
         "next_url": f"{base}/cluster/{order['next']}" if order["next"] else None,
         "position": order["position"], "of": order["of"],
-        "next_page_url": _page_url(f"{base}/cluster/{cluster_id}", {}, page + 1) if page < paging["pages"] else None,
-        "previous_page_url": _page_url(f"{base}/cluster/{cluster_id}", {}, page - 1) if page > 1 else None,
+        "next_page_url": _page_url(here, {}, page + 1) if page < paging["pages"] else None,
+        "previous_page_url": _page_url(here, {}, page - 1) if page > 1 else None,
         "table_url": datasette.urls.table(db.name, "cluster_members") + "?" + urlencode(
             {"cluster_id": cluster_id, "_sort": "rank"}),
-        "sql_url": datasette.urls.database(db.name) + "?" + urlencode({"sql": sql, "cluster": cluster_id}),
+        "sql_url": _sql_url(datasette, db.name, sql, {"cluster": cluster_id}),
         "index_url": _page_url(base, {"run": str(d["run"]["id"]) if d["run"] else None}, 1),
         "urls": _urls(datasette, db),
     }
@@ -278,6 +279,14 @@ async def cluster_page(datasette, request):
         return Response.json(body)
     title = c["label"] or f"Cluster {c['id']}"
     return await _render(datasette, request, "imageclust_cluster.html", {**body, "title": title})
+
+
+def _sql_url(datasette: Any, database: str, sql: str, params: dict) -> str:
+    """A link to run ``sql`` with named parameters (1.0 moved queries to /db/-/query)."""
+    query = getattr(datasette.urls, "database_query", None)
+    if query is not None:
+        return query(database, sql) + "&" + urlencode(params)
+    return datasette.urls.database(database) + "?" + urlencode({"sql": sql, **params})
 
 
 @_page

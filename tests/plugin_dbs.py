@@ -51,8 +51,16 @@ def clustered(tux_db: str, dest: Path) -> str:
 
 
 def unclustered(tux_db: str, dest: Path) -> str:
-    """The tux database as `load` leaves it: no clusters, no index."""
+    """The tux database with no clusters and no similarity index (as an older `load`
+    left it), to check the exact-search fallback."""
     shutil.copy(tux_db, dest)
+    db = dbmod.connect(str(dest))
+    for t in (search.BITS_TABLE, search.META_TABLE, search.COPY_TABLE):
+        db.execute(f"DROP TABLE IF EXISTS {t}")
+    db.execute("DELETE FROM schema_versions WHERE component = 'search'")
+    db.conn.commit()
+    dbmod.finish(db)
+    db.conn.close()
     return str(dest)
 
 
