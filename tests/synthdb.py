@@ -105,14 +105,14 @@ def add_run(db, label: np.ndarray, *, name: str = "default", label_prefix: str =
     return rid
 
 
-def make_map_db(path: str, n: int, **kw) -> str:
+def make_map_db(path: str, n: int, landmarks: int = 600, **kw) -> str:
     """``make_db`` plus ``imageclust layout`` (layout and atlas) through the library."""
     from datasette_imageclust.atlas import build_atlas, layout_order
     from datasette_imageclust.layout import compute_layout
 
     make_db(path, n, **kw)
     db = dbmod.connect(path)
-    s = compute_layout(db, landmarks=min(600, max(50, n)))
+    s = compute_layout(db, landmarks=min(landmarks, max(50, n)))
     build_atlas(db, layout_order(db, s.layout_id))
     dbmod.finish(db)
     db.conn.close()
