@@ -1,0 +1,161 @@
+"""The plugin's pages in a real browser (Debian Chromium driven by Playwright) against a
+real `datasette` server: clusters index -> cluster gallery -> image page -> more like
+this, every thumbnail decoded, no script from hostile labels or file names ever runs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import plugin_dbs
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+
+
+def _need_browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium): browser tests skipped")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tux_db, tux_dir, tmp_path_factory):
+    _need_browser()
+    d = tmp_path_factory.mktemp("browser")
+    db = plugin_dbs.clustered(tux_db, d / "photos.db")
+    meta = d / "meta.json"
+    meta.write_text(json.dumps({"plugins": {"datasette-imageclust": {"originals_root": str(tux_dir)}}}))
+    import datasette
+
+    flag = "-m" if datasette.__version__.startswith("0.") else "-c"
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "datasette", "-i", db, "-h", "127.0.0.1", "-p", str(port),
+                             flag, str(meta)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/-/versions.json", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("datasette did not start: " + proc.stderr.read().decode()[-2000:])
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _page(browser, dialogs: list):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # A hostile label or file name that ran as script would open an alert().
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    return page
+
+
+def _all_images_decoded(page) -> bool:
+    page.wait_for_load_state("networkidle")
+    # Lazy images below the fold load on scroll: scroll through, then check them all.
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=20000)
+    return page.evaluate("Array.from(document.images).every(i => i.naturalWidth > 0)")
+
+
+def test_browse_index_cluster_image_and_search(server, browser, tmp_path):
+    dialogs: list = []
+    page = _page(browser, dialogs)
+    page.goto(server + "/photos/-/imageclust")
+    cards = page.locator(".ic-card")
+    assert cards.count() >= 16
+    assert _all_images_decoded(page)
+    page.screenshot(path=str(tmp_path / "index.png"))
+    # The hostile label is shown as text.
+    assert page.locator(".ic-card h2 a").first.inner_text() == plugin_dbs.XSS
+    # Open the second cluster (its title link) and then its nearest member.
+    title = page.locator(".ic-card h2 a").nth(1)
+    size = int(page.locator(".ic-card .ic-meta").nth(1).inner_text().split()[0])
+    title.click()
+    page.wait_for_url("**/-/imageclust/cluster/*")
+    assert page.locator(".ic-grid .ic-tile").count() == size
+    assert _all_images_decoded(page)
+    first = page.locator(".ic-grid .ic-tile").first
+    href = first.get_attribute("href")
+    first.click()
+    page.wait_for_url("**" + href)
+    assert page.locator("h2", has_text="Most similar").count() == 1
+    assert page.locator(".ic-grid .ic-tile").count() >= 12
+    assert _all_images_decoded(page)
+    # The original file is served from under the configured root.
+    original = page.locator("a", has_text="original").first
+    resp = page.request.get(server + original.get_attribute("href"))
+    assert resp.status == 200 and resp.headers["content-type"].startswith("image/")
+    page.screenshot(path=str(tmp_path / "image.png"))
+    page.locator("a", has_text="More like this").click()
+    page.wait_for_url("**/-/imageclust/search?like=*")
+    assert page.locator(".ic-grid .ic-tile").count() == 48
+    assert _all_images_decoded(page)
+    # Back on the index, sort by cohesion through the form.
+    page.goto(server + "/photos/-/imageclust")
+    page.select_option("select[name=sort]", "cohesion")
+    page.locator(".ic-controls button").click()
+    page.wait_for_url("**sort=cohesion*")
+    assert page.locator(".ic-card").count() >= 16
+    assert dialogs == []
+    print(f"screenshots in {tmp_path}")
+
+
+def test_hostile_names_never_run(server, browser):
+    dialogs: list = []
+    page = _page(browser, dialogs)
+    for path in ["/photos/-/imageclust/image/1", "/photos/files",
+                 "/photos/-/imageclust/search?q=%3Cscript%3Ealert(1)%3C/script%3E",
+                 "/photos/-/imageclust?run=%3Cimg%20src%3Dx%20onerror%3Dalert(3)%3E"]:
+        page.goto(server + path)
+        page.wait_for_load_state("networkidle")
+    page.goto(server + "/photos/-/imageclust/image/1")
+    assert plugin_dbs.XSS + ".png" in page.locator(".ic-files").inner_text()
+    assert dialogs == []
+
+
+def test_action_menu_and_cell_thumbnails(server, browser):
+    dialogs: list = []
+    page = _page(browser, dialogs)
+    page.goto(server + "/photos/cluster_members")
+    assert _all_images_decoded(page)
+    assert page.locator("img.ic-cell-thumb").count() >= 50
+    page.goto(server + "/photos")
+    page.locator("details.actions-menu-links summary, details summary:has-text('Database actions')").first.click()
+    page.locator("a", has_text="Image clusters").first.click()
+    page.wait_for_url("**/photos/-/imageclust")
+    assert page.locator(".ic-card").count() >= 16
