@@ -84,27 +84,58 @@ def _kmeans(x: np.ndarray, k: int, seed: int, init="k-means++", n_init: int = 1,
     return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
 
 
-def partition(x: np.ndarray, block: int = BLOCK, seed: int = 0) -> list[np.ndarray]:
-    """Split row indices into groups of <= ``block`` similar rows (recursive k-means)."""
+def _project(x: np.ndarray, dims: int = 48, seed: int = 0) -> np.ndarray:
+    """PCA to ``dims`` from the covariance of a sample: cheap at 100k x 512."""
+    if x.shape[1] <= dims:
+        return x
+    rng = np.random.default_rng(seed)
+    s = x if len(x) <= 10_000 else x[rng.choice(len(x), 10_000, replace=False)]
+    mu = s.mean(0)
+    _, vecs = np.linalg.eigh(np.cov((s - mu).T))
+    return ((x - mu) @ vecs[:, ::-1][:, :dims]).astype(np.float32)
+
+
+def _lloyd(z: np.ndarray, k: int, seed: int, iters: int = 15) -> np.ndarray:
+    """Plain k-means (numpy, low-dimensional input) seeded by k-means++ on a sample."""
+    from sklearn.cluster import kmeans_plusplus
+
+    rng = np.random.default_rng(seed)
+    sample = z if len(z) <= 10_000 else z[rng.choice(len(z), 10_000, replace=False)]
+    cents, _ = kmeans_plusplus(sample, k, random_state=seed)
+    zz = (z * z).sum(1)
+    labels = np.zeros(len(z), np.int64)
+    for _ in range(iters):
+        d = zz[:, None] - 2 * z @ cents.T + (cents * cents).sum(1)[None, :]
+        new = d.argmin(1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        counts = np.bincount(labels, minlength=k)
+        order = np.argsort(labels, kind="stable")
+        nz = counts > 0
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[nz]
+        cents[nz] = np.add.reduceat(z[order], starts, axis=0) / counts[nz, None]
+    return labels
+
+
+def partition(x: np.ndarray, block: int = BLOCK, seed: int = 0, _z: np.ndarray | None = None) -> list[np.ndarray]:
+    """Split row indices into groups of <= ``block`` similar rows (recursive k-means on a
+    PCA projection): what makes Ward linear in n instead of quadratic."""
     n = len(x)
     if n <= block:
         return [np.arange(n)]
-    from sklearn.cluster import MiniBatchKMeans
-
+    z = _project(x, seed=seed) if _z is None else _z
     k = max(2, math.ceil(2 * n / block))  # aim at half-full blocks: k-means parts are uneven
-    sample = x if n <= 50_000 else x[np.random.default_rng(seed).choice(n, 50_000, replace=False)]
-    km = MiniBatchKMeans(k, random_state=seed, batch_size=4096, n_init=1, max_iter=50).fit(sample)
-    labels = km.predict(x)
+    labels = _lloyd(z, k, seed)
     out: list[np.ndarray] = []
-    for c in range(k):
-        members = np.flatnonzero(labels == c)
+    for members in np.split(np.argsort(labels, kind="stable"), np.cumsum(np.bincount(labels, minlength=k))[:-1]):
         if len(members) == 0:
             continue
         if len(members) > block:
             if len(members) == n:  # degenerate (identical vectors): split arbitrarily
                 out.extend(np.array_split(members, math.ceil(n / block)))
                 continue
-            out.extend(members[p] for p in partition(x[members], block, seed + 1))
+            out.extend(members[p] for p in partition(x[members], block, seed + 1, z[members]))
         else:
             out.append(members)
     return out
@@ -204,12 +235,23 @@ def _handle_small(x: np.ndarray, labels: np.ndarray, min_size: int, max_size: in
     if small == "merge" and len(moving):
         keep = ids[counts >= min_size]
         if len(keep):
-            cents = normalise(np.stack([x[labels == c].mean(0) for c in keep]))
-            room = np.array([(max_size or math.inf) - np.sum(labels == c) for c in keep], dtype=float)
-            sims = x[moving] @ cents.T
+            lab = labels.copy()
+            index = np.full(int(labels.max()) + 1, -1)
+            index[keep] = np.arange(len(keep))
+            lab = np.where(labels >= 0, index[np.maximum(labels, 0)], -1)
+            cents = centroids(x, lab, len(keep))
+            room = (max_size or math.inf) - np.bincount(lab[lab >= 0], minlength=len(keep)).astype(float)
+            top = min(20, len(keep))
+            cand = np.empty((len(moving), top), np.int64)
+            best = np.empty(len(moving), np.float32)
+            for s in range(0, len(moving), 2048):  # chunked: never moving x clusters at once
+                sims = x[moving[s : s + 2048]] @ cents.T
+                part = np.argsort(-sims, axis=1)[:, :top]
+                cand[s : s + 2048] = part
+                best[s : s + 2048] = np.take_along_axis(sims, part[:, :1], 1)[:, 0]
             # most confident images first, so the best fits get the last free places
-            for p in np.argsort(-sims.max(1)):
-                for c in np.argsort(-sims[p]):
+            for p in np.argsort(-best):
+                for c in cand[p]:
                     if room[c] >= 1:
                         labels[moving[p]] = keep[c]
                         room[c] -= 1
@@ -223,16 +265,32 @@ def _handle_small(x: np.ndarray, labels: np.ndarray, min_size: int, max_size: in
 def _relabel(labels: np.ndarray) -> np.ndarray:
     """Clusters numbered 0..m-1 by decreasing size; -1 stays."""
     out = np.full(len(labels), UNCLUSTERED, np.int64)
-    ids, counts = np.unique(labels[labels >= 0], return_counts=True)
-    for new, c in enumerate(ids[np.argsort(-counts, kind="stable")]):
-        out[labels == c] = new
+    inside = labels >= 0
+    ids, inv, counts = np.unique(labels[inside], return_inverse=True, return_counts=True)
+    rank = np.empty(len(ids), np.int64)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(len(ids))
+    out[inside] = rank[inv]
     return out
+
+
+def centroids(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Normalised mean of each cluster 0..k-1 (rows with label < 0 ignored); O(n d)."""
+    sums = np.zeros((k, x.shape[1]), np.float32)
+    m = np.flatnonzero(labels >= 0)
+    if len(m):
+        lab = labels[m]
+        order = m[np.argsort(lab, kind="stable")]
+        counts = np.bincount(lab, minlength=k)
+        nz = counts > 0
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[nz]
+        sums[nz] = np.add.reduceat(x[order], starts, axis=0)
+    return normalise(sums)
 
 
 def _refine(x: np.ndarray, labels: np.ndarray, seed: int, iters: int = 20) -> np.ndarray:
     """k-means (spherical on normalised rows) seeded with the given clusters' centroids."""
     k = int(labels.max()) + 1
-    cents = np.stack([x[labels == c].mean(0) for c in range(k)])
+    cents = centroids(x, labels, k)
     new, _ = _kmeans(x, k, seed, init=cents, max_iter=iters)
     return new
 
@@ -275,7 +333,7 @@ def trim_unsupported(x: np.ndarray, labels: np.ndarray, k: int = 5, blocks: list
 
 
 def ward(x: np.ndarray, *, n_clusters: int | None = None, min_size: int = 3, max_size: int | None = 10,
-         small: Small = "merge", knn_k: int | None = None, trim: bool = True, refine: bool = True,
+         small: Small = "unclustered", knn_k: int | None = None, trim: bool = True, refine: bool = True,
          seed: int = 0) -> Result:
     """Constrained Ward on k-NN-smoothed vectors.
 
@@ -308,7 +366,8 @@ def ward(x: np.ndarray, *, n_clusters: int | None = None, min_size: int = 3, max
             labels = ward_merge(z, n_clusters=n_clusters, max_size=max_size)
         else:  # Ward over k-means prototypes (weighted by their sizes)
             m = min(BLOCK, n)
-            plab, pcent = _kmeans(z, m, seed, n_init=1, max_iter=20)
+            plab = _lloyd(_project(z, seed=seed), m, seed)  # prototypes, found in a PCA projection
+            pcent = centroids(z, plab, m)
             w = np.bincount(plab, minlength=m).astype(float)
             used = w > 0
             pl = ward_merge(pcent[used], n_clusters=n_clusters, weights=w[used],
@@ -392,12 +451,30 @@ def kmeans(x: np.ndarray, *, n_clusters: int | None = None, min_size: int = 3, m
     z = np.empty_like(x)
     for b in blocks:
         z[b] = smooth(x[b], knn_k)
-    labels, cents = _kmeans(z, n_clusters, seed, n_init=3 if n <= 20_000 else 1)
+    if len(blocks) > 1 and n_clusters > 4 * len(blocks):
+        # many small clusters of a large collection: k-means inside each block, K split
+        # in proportion to the block sizes (never n x K distances)
+        labels = np.empty(n, np.int64)
+        cents_l, nxt = [], 0
+        for b in blocks:
+            kb = max(1, min(len(b), round(n_clusters * len(b) / n)))
+            if max_size is not None:
+                kb = max(kb, math.ceil(len(b) / max_size))
+            lb, cb = _kmeans(z[b], kb, seed, n_init=1, max_iter=50)
+            labels[b] = lb + nxt
+            cents_l.append(cb)
+            nxt += kb
+        cents = np.concatenate(cents_l)
+        n_clusters = nxt
+    else:
+        labels, cents = _kmeans(z, n_clusters, seed, n_init=3 if n <= 20_000 else 1)
     if max_size is not None and np.bincount(labels).max() > max_size:
         for _ in range(iters):
             labels = _capacity_assign(z, cents, max_size)
-            cents = normalise(np.stack([z[labels == c].mean(0) if np.any(labels == c) else cents[c]
-                                        for c in range(n_clusters)]))
+            new = centroids(z, labels, n_clusters)
+            empty = np.bincount(labels, minlength=n_clusters) == 0
+            new[empty] = cents[empty]
+            cents = new
     labels = _handle_small(x, labels, min_size, max_size, small, info)
     return Result(labels, info)
 

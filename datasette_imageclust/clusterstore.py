@@ -62,11 +62,11 @@ class ClusterRow:
 def summarise(ids: np.ndarray, x: np.ndarray, labels: np.ndarray) -> list[ClusterRow]:
     """Per cluster: members ranked by cosine distance to the normalised centroid."""
     out = []
-    groups = [(c, "cluster") for c in range(int(labels.max()) + 1 if len(labels) else 0)]
-    if np.any(labels == UNCLUSTERED):
-        groups.append((UNCLUSTERED, "unclustered"))
+    order_all = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order_all], np.arange(-1, int(labels.max(initial=-1)) + 2))
+    groups = [(c, "cluster") for c in range(int(labels.max(initial=-1)) + 1)] + [(UNCLUSTERED, "unclustered")]
     for c, kind in groups:
-        m = np.flatnonzero(labels == c)
+        m = order_all[bounds[c + 1] : bounds[c + 2]]
         if len(m) == 0:
             continue
         cent = normalise(x[m].mean(0, keepdims=True))[0]
