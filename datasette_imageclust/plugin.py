@@ -115,14 +115,43 @@ def get_metadata(datasette, key, database, table):
 
 
 @hookimpl
+def canned_queries(datasette, database, actor):
+    # Datasette 0.65: the ready-made similarity, cluster and duplicate queries.
+    async def inner():
+        from .queries import available
+
+        try:
+            names = set(await datasette.get_database(database).table_names())
+        except KeyError:
+            return {}
+        return available(names)
+
+    return inner
+
+
+@hookimpl
 def startup(datasette):
     if not hasattr(datasette, "allowed"):
-        return None  # 0.65: get_metadata does it
+        return None  # 0.65: get_metadata and canned_queries do all this
     config = getattr(datasette, "config", None)
     if not isinstance(config, dict):
         return None
 
     async def inner():
+        from .queries import available
+
+        # Datasette 1.0: the same queries, as stored queries of each imageclust database.
+        add_query = getattr(datasette, "add_query", None)
+        for name, db in list(datasette.databases.items()):
+            if add_query is None:
+                break
+            try:
+                queries = available(set(await db.table_names()))
+            except Exception:
+                continue
+            for qname, q in queries.items():
+                await add_query(name, qname, q["sql"], title=q["title"], description=q["description"],
+                                source="plugin")
         # Datasette 1.0 reads "hidden" from its config and hides only the shadow tables
         # that SQLite reports as such (vec0's are not): list them by name.
         dbs = config.setdefault("databases", {})

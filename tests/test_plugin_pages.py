@@ -337,3 +337,24 @@ async def test_templates_escape_by_default():
     for p in (Path(__file__).parent.parent / "datasette_imageclust" / "templates").glob("imageclust_*.html"):
         assert "|safe" not in p.read_text().replace(" ", ""), p.name
     assert html.escape(plugin_dbs.XSS) != plugin_dbs.XSS
+
+
+async def test_ready_made_queries(ds):
+    names = {"imageclust_similar", "imageclust_similar_fast", "imageclust_cluster_images", "imageclust_clusters",
+             "imageclust_exact_duplicates", "imageclust_near_duplicates"}
+    sim = (await ds.client.get("/photos/imageclust_similar.json?id=5&k=4&_shape=array")).json()
+    fast = (await ds.client.get("/photos/imageclust_similar_fast.json?id=5&k=4&_shape=array")).json()
+    exact = (await get_json(ds, "/photos/-/imageclust/search.json?like=5&k=4&exact=1"))["results"]
+    assert [r["image_id"] for r in sim] == [r["image_id"] for r in fast] == [r["image_id"] for r in exact]
+    members = (await ds.client.get("/photos/imageclust_cluster_images.json?cluster=1&_shape=array")).json()
+    assert [m["rank"] for m in members] == list(range(1, len(members) + 1)) and members
+    dupes = (await ds.client.get("/photos/imageclust_exact_duplicates.json?_shape=array")).json()
+    assert dupes[0]["image_id"] == 1 and dupes[0]["copies"] == 2
+    near = (await ds.client.get("/photos/imageclust_near_duplicates.json?_shape=array")).json()
+    assert near[0]["size"] == 2
+    assert (await ds.client.get("/photos/imageclust_clusters.json")).status_code == 200
+    # Offered where their tables exist, and never for other databases.
+    assert (await ds.client.get("/fresh/imageclust_similar_fast.json")).status_code == 404
+    assert (await ds.client.get("/fresh/imageclust_similar.json?id=1&k=2")).status_code == 200
+    for name in names:
+        assert (await ds.client.get(f"/other/{name}.json")).status_code == 404
