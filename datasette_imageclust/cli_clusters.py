@@ -14,12 +14,15 @@ def _err(msg: str) -> None:
 
 
 def _open(database: str):
-    from .db import ExtensionError, connect
+    from .db import ExtensionError, connect, finish
 
     try:
-        return connect(database)
+        db = connect(database)
     except ExtensionError as e:
         raise click.ClickException(str(e))
+    # Leave WAL mode when the command ends, so `datasette -i` (immutable) sees every row.
+    click.get_current_context().call_on_close(lambda: (finish(db), db.conn.close()))
+    return db
 
 
 @cli.command()

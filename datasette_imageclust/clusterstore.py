@@ -86,6 +86,11 @@ def _match(old: dict[int, tuple[str, set]], new: list[ClusterRow]) -> dict[int, 
             member_of.setdefault(i, []).append(oid)
     for ni, row in enumerate(new):
         nset = set(row.members.tolist())
+        if row.kind == "unclustered":  # one per run: always the same group
+            for oid, (okind, _) in old.items():
+                if okind == "unclustered":
+                    cands.append((2.0, ni, oid))
+            continue
         touched = {o for i in nset for o in member_of.get(i, ())}
         for oid in touched:
             okind, oset = old[oid]

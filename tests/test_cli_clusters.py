@@ -92,3 +92,42 @@ def test_hdbscan_and_kmeans_runs(db):
         assert sum(c["size"] for c in cl) == 353
         if m == "kmeans":
             assert max(c["size"] for c in cl if c["kind"] == "cluster") <= 10
+
+
+def test_ids_follow_matching_clusters(tmp_path):
+    """Re-running a name keeps the id of every cluster that still matches (Jaccard >= 0.5),
+    drops vanished clusters with their labels, and gives new clusters new ids."""
+    import numpy as np
+
+    from datasette_imageclust import clusterstore
+    from datasette_imageclust.db import connect
+    from datasette_imageclust.schema import migrate
+
+    db = connect(tmp_path / "s.db")
+    migrate(db, "core")
+    with db.conn:
+        for i in range(1, 13):
+            db.execute("INSERT INTO images (id, sha256, bytes, created) VALUES (?, ?, 1, 'x')", [i, str(i)])
+    ids = np.arange(1, 13)
+    x = np.random.default_rng(0).standard_normal((12, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    first = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, -1])
+    clusterstore.store_run(db, "r", "ward", {}, ids, x, first, model_id=None, seconds=0)
+    cid = {k: db.execute("SELECT cluster_id FROM cluster_members WHERE image_id = ?", [i]).fetchone()[0]
+           for k, i in ((0, 1), (1, 5), (2, 9), (-1, 12))}
+    for k, text in ((0, "zero"), (2, "two")):
+        clusterstore.set_user_label(db, cid[k], text)
+    # cluster 0 loses one member (3/4 overlap: kept), cluster 1 grows (4/6: kept), cluster 2
+    # falls apart (its rest overlaps it by 1/4: a new cluster), the unclustered group stays
+    second = np.array([0, 0, 0, -1, 1, 1, 1, 1, 1, 1, 2, 2])
+    clusterstore.store_run(db, "r", "ward", {}, ids, x, second, model_id=None, seconds=0)
+    now = {k: db.execute("SELECT cluster_id FROM cluster_members WHERE image_id = ?", [i]).fetchone()[0]
+           for k, i in ((0, 1), (1, 5), (2, 11), (-1, 4))}
+    assert now[0] == cid[0] and now[1] == cid[1] and now[-1] == cid[-1]
+    assert now[2] != cid[2]
+    assert db.execute("SELECT label FROM clusters WHERE id = ?", [cid[0]]).fetchone()[0] == "zero"
+    assert db.execute("SELECT COUNT(*) FROM cluster_labels WHERE label = 'two'").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM clusters WHERE id = ?", [cid[2]]).fetchone()[0] == 0
+    ranks = db.execute("SELECT rank FROM cluster_members WHERE cluster_id = ? ORDER BY rank", [cid[1]]).fetchall()
+    assert [r[0] for r in ranks] == [1, 2, 3, 4, 5, 6]
+    assert db.execute("SELECT label FROM clusters WHERE kind = 'unclustered'").fetchone()[0] == "unclustered (2 images)"

@@ -97,3 +97,21 @@ def test_tux_quality(tux_db, tux_dir):
         tot += len(v) * (len(v) - 1)
     assert same / tot >= 0.72  # bench reports 0.755; margin for BLAS/platform differences
     assert 5 <= np.bincount(r.labels[m]).mean() <= 15
+
+
+def test_blocked_paths_match_the_exact_ones(monkeypatch):
+    """Above BLOCK images Ward runs per k-means block (default) or over weighted
+    prototypes (K); with a small BLOCK both paths run here on a few thousand vectors."""
+    from sklearn.metrics import adjusted_rand_score
+
+    x, y = blobs(n_per=300, k=8, d=32, noise=0.1)
+    monkeypatch.setattr(C, "BLOCK", 500)
+    r = C.ward(x)
+    assert r.info["blocks"] >= 5
+    sizes = np.bincount(r.labels[r.labels >= 0])
+    assert sizes.max() <= 10 and sizes.min() >= 3
+    # small clusters never mix blobs
+    for c in range(len(sizes)):
+        assert len(set(y[r.labels == c])) == 1
+    rk = C.ward(x, n_clusters=8, max_size=None)
+    assert rk.info["blocks"] >= 5 and adjusted_rand_score(y, rk.labels) > 0.95
