@@ -154,7 +154,7 @@ def store_run(db: sqlite_utils.Database, name: str, method: str, params: dict, i
         for ni, r in enumerate(rows):
             rec = {"run_id": run_id, "kind": r.kind, "size": int(len(r.members)),
                    "cohesion": round(r.cohesion, 6), "centroid": r.centroid.astype(np.float32).tobytes(),
-                   "label": f"unclustered ({len(r.members)} images)" if r.kind == "unclustered" else None}
+                   "label": _unclustered_label(len(r.members)) if r.kind == "unclustered" else None}
             if ni in matched:
                 cid = matched[ni]
                 db["clusters"].update(cid, rec)
@@ -168,6 +168,10 @@ def store_run(db: sqlite_utils.Database, name: str, method: str, params: dict, i
     return run_id
 
 
+def _unclustered_label(n: int) -> str:
+    return f"unclustered ({n} image{'' if n == 1 else 's'})"
+
+
 def refresh_best_labels(db: sqlite_utils.Database, run_id: int) -> None:
     """clusters.label = the best available label (user > ollama > clip > terms)."""
     order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SOURCE_ORDER))
@@ -175,7 +179,8 @@ def refresh_best_labels(db: sqlite_utils.Database, run_id: int) -> None:
         f"""UPDATE clusters SET label = COALESCE((
               SELECT l.label FROM cluster_labels l WHERE l.cluster_id = clusters.id
               ORDER BY CASE l.source {order} ELSE 99 END LIMIT 1),
-            CASE WHEN kind = 'unclustered' THEN 'unclustered (' || size || ' images)' END)
+            CASE WHEN kind = 'unclustered' THEN 'unclustered (' || size ||
+                 CASE WHEN size = 1 THEN ' image)' ELSE ' images)' END END)
             WHERE run_id = ?""", [run_id])
 
 

@@ -130,4 +130,4 @@ def test_ids_follow_matching_clusters(tmp_path):
     assert db.execute("SELECT COUNT(*) FROM clusters WHERE id = ?", [cid[2]]).fetchone()[0] == 0
     ranks = db.execute("SELECT rank FROM cluster_members WHERE cluster_id = ? ORDER BY rank", [cid[1]]).fetchall()
     assert [r[0] for r in ranks] == [1, 2, 3, 4, 5, 6]
-    assert db.execute("SELECT label FROM clusters WHERE kind = 'unclustered'").fetchone()[0] == "unclustered (2 images)"
+    assert db.execute("SELECT label FROM clusters WHERE kind = 'unclustered'").fetchone()[0] == "unclustered (1 image)"
