@@ -26,7 +26,7 @@ import numpy as np
 import sqlite_utils
 from PIL import Image
 
-from .clustering import knn
+from .clustering import knn, partition
 from .clusterstore import model_vectors
 from .schema import migrate
 
@@ -38,6 +38,7 @@ NCC_MIN = 0.94
 SIDE = 40  # px of the grayscale views compared pixel-wise
 ZOOMS = (1.0, 1.04, 1.08, 1.12, 1.17)  # up to ~15% cropped away
 ANGLES = (-5.0, -2.5, 0.0, 2.5, 5.0)  # small rotations
+EXACT_KNN = 20_000  # above this, vector neighbours are searched within k-means blocks
 
 
 @dataclass
@@ -91,6 +92,35 @@ def aligned_ncc(thumb_a: bytes, thumb_b: bytes) -> float:
     return best
 
 
+def phash_pairs(phash: np.ndarray, max_dist: int) -> list[tuple[int, int]]:
+    """All (i < j) with Hamming(phash) <= max_dist. Multi-index hashing: split the 64 bits
+    into max_dist + 1 bands; two hashes that close agree exactly on at least one band
+    (pigeonhole), so only rows sharing a band value are compared."""
+    n = len(phash)
+    out: set[tuple[int, int]] = set()
+    if n < 2:
+        return []
+    nb = max_dist + 1
+    widths = [64 // nb + (1 if b < 64 % nb else 0) for b in range(nb)]
+    shift = 0
+    for w in widths:
+        key = (phash >> np.uint64(shift)) & np.uint64((1 << w) - 1)
+        shift += w
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        cuts = np.flatnonzero(np.diff(sk)) + 1
+        for g in np.split(order, cuts):
+            if len(g) < 2:
+                continue
+            for s in range(0, len(g), 1024):  # a huge bucket (blank images) in chunks
+                d = hamming(phash[g[s : s + 1024], None], phash[None, g])
+                for a, b in zip(*np.nonzero(d <= max_dist)):
+                    i, j = int(g[s + a]), int(g[b])
+                    if i < j:
+                        out.add((i, j))
+    return sorted(out)
+
+
 def find_pairs(ids: np.ndarray, x: np.ndarray, phash: np.ndarray, dhash: np.ndarray,
                thumbnail: Callable[[int], bytes | None], *, k: int = 5) -> list[Pair]:
     """Candidate pairs from vector k-NN and close pHashes, then the two rules above."""
@@ -98,18 +128,19 @@ def find_pairs(ids: np.ndarray, x: np.ndarray, phash: np.ndarray, dhash: np.ndar
     if n < 2:
         return []
     cand: dict[tuple[int, int], int] = {}
-    nidx, _ = knn(x, min(k + 1, n))
-    for i in range(n):
-        for r, j in enumerate(nidx[i, 1:], start=1):
-            key = (min(i, int(j)), max(i, int(j)))
-            cand[key] = min(cand.get(key, 99), r)
-    # all pairs with close pHashes (chunked: n x chunk at a time)
-    for s in range(0, n, 1024):
-        d = hamming(phash[s : s + 1024, None], phash[None, :])
-        for i, j in zip(*np.nonzero(d <= PHASH_MAX)):
-            i, j = int(i) + s, int(j)
-            if i < j:
-                cand.setdefault((i, j), 99)
+    # vector neighbours; above EXACT_KNN images, within k-means blocks (never n x n)
+    blocks = [np.arange(n)] if n <= EXACT_KNN else partition(x, EXACT_KNN // 2)
+    for b in blocks:
+        if len(b) < 2:
+            continue
+        nidx, _ = knn(x[b], min(k + 1, len(b)))
+        for r in range(1, nidx.shape[1]):
+            for i, j in zip(b.tolist(), b[nidx[:, r]].tolist()):
+                if i != j:
+                    key = (min(i, j), max(i, j))
+                    cand[key] = min(cand.get(key, 99), r)
+    for i, j in phash_pairs(phash, PHASH_MAX):
+        cand.setdefault((i, j), 99)
     pairs = []
     for (i, j), rank in cand.items():
         sim = float(x[i] @ x[j])

@@ -59,3 +59,20 @@ def test_exact_duplicates_and_stored(tmp_path, tux_dir, stand_in_model):
     assert len(exact) == 1 and sorted(os.path.basename(x) for x in exact[0]["paths"]) == ["a0.jpg", "copy.jpg"]
     r2 = CliRunner().invoke(cli, ["duplicates", p, "--stored"], catch_exceptions=False)
     assert "exact 2:" in r2.stdout
+
+
+def test_phash_pairs_is_exact():
+    import numpy as np
+
+    from datasette_imageclust.neardup import hamming, phash_pairs
+
+    rng = np.random.default_rng(0)
+    ph = rng.integers(0, 2**63, 3000, dtype=np.uint64)
+    ph[100:110] = ph[5]  # a bucket of identical hashes
+    for i, bits in ((200, 0b1), (201, 0b1011), (202, 0b11011), (203, 0b111011)):
+        ph[i] = ph[7] ^ np.uint64(bits)  # 1, 3, 4 and 5 bits away
+    d = hamming(ph[:, None], ph[None, :])
+    brute = {(int(i), int(j)) for i, j in zip(*np.nonzero(d <= 4)) if i < j}
+    got = phash_pairs(ph, 4)
+    assert set(got) == brute and len(got) == len(brute)
+    assert (7, 202) in brute and (7, 203) not in brute
