@@ -102,11 +102,13 @@ def _lloyd(z: np.ndarray, k: int, seed: int, iters: int = 15) -> np.ndarray:
     rng = np.random.default_rng(seed)
     sample = z if len(z) <= 10_000 else z[rng.choice(len(z), 10_000, replace=False)]
     cents, _ = kmeans_plusplus(sample, k, random_state=seed)
-    zz = (z * z).sum(1)
     labels = np.zeros(len(z), np.int64)
+    cents = cents.astype(np.float32)
     for _ in range(iters):
-        d = zz[:, None] - 2 * z @ cents.T + (cents * cents).sum(1)[None, :]
-        new = d.argmin(1)
+        new = np.empty(len(z), np.int64)
+        cc = (cents * cents).sum(1)
+        for s in range(0, len(z), 8192):  # chunked: never n x k at once
+            new[s : s + 8192] = (cc[None, :] - 2 * z[s : s + 8192] @ cents.T).argmin(1)
         if np.array_equal(new, labels):
             break
         labels = new
