@@ -61,6 +61,19 @@ def _get(cache: dict, name: str, make) -> Any:
     return hit
 
 
+def availability(name: str) -> dict[str, str | None]:
+    """Without loading any model: why text / image queries cannot be embedded with
+    model ``name`` on this server ({"text": reason or None, "image": reason or None})."""
+    try:
+        files = _offline_files(name)
+    except ModelError as e:
+        return {"text": str(e), "image": str(e)}
+    text = None
+    if files.text is None or files.tokenizer is None:
+        text = f"model {name} has no text tower (text_model.onnx + tokenizer.json)"
+    return {"text": text, "image": None}
+
+
 def text_embedder(name: str) -> TextEmbedder:
     return _get(_TEXT, name, lambda f: TextEmbedder(f, threads=1))
 
@@ -86,13 +99,17 @@ def embed_text(db: Any, text: str, override: str | None = None) -> np.ndarray:
     return vec
 
 
-def embed_image(db: Any, image: Any, override: str | None = None) -> np.ndarray:
-    """The vector of a PIL image (an upload) in the space of ``db``'s image vectors."""
-    name, dims = model_for(db, override)
-    vec = image_embedder(name).embed_images([image])[0]
+def embed_upload(name: str, dims: int, data: bytes, filename: str) -> tuple[np.ndarray, Any]:
+    """The vector of uploaded image bytes by model ``name``, decoded exactly as ``load``
+    decodes files (same safety limits, same crop); returns (vector, imaging.Decoded)."""
+    from .imaging import decode
+
+    emb = image_embedder(name)
+    d = decode(data, emb.preprocessor, name=filename)
+    vec = emb.embed_uint8(d.crop[None])[0]
     if vec.shape[0] != dims:
         raise ModelError(f"{name} gives {vec.shape[0]}-d vectors, the database's are {dims}-d")
-    return vec
+    return vec, d
 
 
 def clear_cache() -> None:

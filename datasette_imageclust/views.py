@@ -14,6 +14,7 @@ Read-only. The SQL lives in ``pagedata``; this module is the HTTP layer.
 """
 from __future__ import annotations
 
+import base64
 import math
 import mimetypes
 from pathlib import Path
@@ -337,60 +338,78 @@ async def image_page(datasette, request):
 async def search_page(datasette, request):
     db = await _database(datasette, request)
     cfg = settings(datasette, db.name)
-    q = (request.args.get("q") or "").strip()
-    like_raw = (request.args.get("like") or "").strip()
     k = _int_arg(request, "k", 48, 1, MAX_K)
     exact = request.args.get("exact") in ("1", "true", "on")
-    if q and like_raw:
-        raise Problem(400, "give q (text) or like (an image id), not both")
-    if len(q) > MAX_Q:
-        raise Problem(400, f"q is longer than {MAX_Q} characters")
-    like = None
-    if like_raw:
-        if not like_raw.isdigit() or len(like_raw) > 18:
-            raise Problem(400, "like must be an image id")
-        like = int(like_raw)
     base = _base(datasette, db)
-    note = None
-    mode = "text" if q else "like" if like is not None else None
-    hits: list[tuple[int, float]] = []
     model = await db.execute_fn(textquery.database_model)
-    text_ok, text_note = True, None
-    if mode in ("text", None):
-        if model is None:
-            text_ok, text_note = False, "this database has no embedding model recorded"
-        else:
-            name = cfg.model or model["name"]
-            try:
-                # Loading the model takes a while the first time: do it off the event loop.
-                await _in_thread(textquery.text_embedder, name)
-            except ModelError as e:
-                text_ok, text_note = False, (f"Text search needs the text tower of the database's model "
-                                             f"({model['name']}), which is not available on this server: {e}")
-    if mode == "text" and not text_ok:
-        note = text_note
-    elif mode == "text":
-        def run_text(conn):
-            vec = textquery.embed_text(conn, q, cfg.model)
-            return search.knn(conn, vec, k, exact=exact)
+    if model is None:
+        why = "this database has no embedding model recorded (no images loaded yet)"
+        avail = {"text": why, "image": why}
+    else:
+        # Only looks for the model's files: nothing is loaded until a query needs it.
+        avail = await _in_thread(textquery.availability, cfg.model or model["name"])
+        if avail["text"]:
+            avail["text"] = (f"Text search needs the text tower of the database's model ({model['name']}), "
+                             f"which is not available on this server: {avail['text']}")
+    q, like, upload, note, hits = "", None, None, None, []
+    if request.method == "POST":
+        if avail["image"]:
+            raise Problem(400, f"search by upload is not available: {avail['image']}")
+        from .imaging import ImageError
+        from .upload import read_image
 
+        data, filename = await read_image(request)
         try:
-            hits = await db.execute_fn(run_text)
-        except (ModelError, search.SearchError) as e:
-            note = str(e)
-    elif mode == "like":
-        def run_like(conn):
-            if search.vector_of(conn, like) is None:
-                if conn.execute("SELECT 1 FROM images WHERE id = ?", [like]).fetchone() is None:
-                    raise Problem(404, f"no image {like}")
-                return None
-            return search.similar(conn, like, k, exact=exact)
+            vec, decoded = await _in_thread(textquery.embed_upload, cfg.model or model["name"], int(model["dimensions"]),
+                                            data, filename)
+        except ImageError as e:
+            raise Problem(400, f"cannot read the uploaded image: {e}")
+        except ModelError as e:
+            raise Problem(400, str(e))
+        try:
+            hits = await db.execute_fn(lambda conn: search.knn(conn, vec, k, exact=exact))
+        except search.SearchError as e:
+            raise Problem(400, str(e))
+        upload = {"name": filename, "width": decoded.width, "height": decoded.height,
+                  "thumbnail": f"data:image/{decoded.thumb_format};base64,"
+                               + base64.b64encode(decoded.thumbnail).decode("ascii")}
+        mode = "upload"
+    else:
+        q = (request.args.get("q") or "").strip()
+        like_raw = (request.args.get("like") or "").strip()
+        if q and like_raw:
+            raise Problem(400, "give q (text) or like (an image id), not both")
+        if len(q) > MAX_Q:
+            raise Problem(400, f"q is longer than {MAX_Q} characters")
+        if like_raw:
+            if not like_raw.isdigit() or len(like_raw) > 18:
+                raise Problem(400, "like must be an image id")
+            like = int(like_raw)
+        mode = "text" if q else "like" if like is not None else None
+        if mode == "text" and avail["text"]:
+            note = avail["text"]
+        elif mode == "text":
+            def run_text(conn):
+                vec = textquery.embed_text(conn, q, cfg.model)
+                return search.knn(conn, vec, k, exact=exact)
 
-        got = await db.execute_fn(run_like)
-        if got is None:
-            note = f"image {like} has no vector yet, so nothing can be compared with it"
-        else:
-            hits = got
+            try:
+                hits = await db.execute_fn(run_text)
+            except (ModelError, search.SearchError) as e:
+                note = str(e)
+        elif mode == "like":
+            def run_like(conn):
+                if search.vector_of(conn, like) is None:
+                    if conn.execute("SELECT 1 FROM images WHERE id = ?", [like]).fetchone() is None:
+                        raise Problem(404, f"no image {like}")
+                    return None
+                return search.similar(conn, like, k, exact=exact)
+
+            got = await db.execute_fn(run_like)
+            if got is None:
+                note = f"image {like} has no vector yet, so nothing can be compared with it"
+            else:
+                hits = got
 
     def cards(conn):
         run = pagedata.choose_run(conn, None, cfg.default_run)
@@ -400,16 +419,20 @@ async def search_page(datasette, request):
     card_map, index = await db.execute_fn(cards)
     body = {
         "ok": True, "database": db.name, "mode": mode, "q": q or None, "like": like, "k": k, "exact": exact,
-        "note": note, "text_search": {"available": text_ok, "note": text_note},
+        "note": note,
+        "text_search": {"available": not avail["text"], "note": avail["text"]},
+        "upload_search": {"available": not avail["image"], "note": avail["image"]},
         "index": {"present": index["present"], "fresh": index["fresh"], "reason": index["reason"]},
         "query_image": _thumb(base, card_map.get(like), like) if like is not None else None,
+        "upload": upload,
         "results": [{**_thumb(base, card_map.get(i), i), "distance": round(d, 6), "similarity": round(1 - d, 4)}
                     for i, d in hits],
         "urls": _urls(datasette, db),
     }
     if _as_json(request):
         return Response.json(body)
-    title = f"Search: {q}" if q else f"More like image {like}" if like is not None else "Search"
+    title = (f"Search: {q}" if q else f"More like image {like}" if like is not None
+             else "Search by an uploaded image" if upload else "Search")
     return await _render(datasette, request, "imageclust_search.html", {**body, "title": title})
 
 

@@ -159,3 +159,21 @@ def test_action_menu_and_cell_thumbnails(server, browser):
     page.locator("a", has_text="Image clusters").first.click()
     page.wait_for_url("**/photos/-/imageclust")
     assert page.locator(".ic-card").count() >= 16
+
+
+def test_upload_search_in_browser(server, browser, tux_dir):
+    dialogs: list = []
+    page = _page(browser, dialogs)
+    page.goto(server + "/photos/-/imageclust/search")
+    sample = sorted((tux_dir / "fish").iterdir())[0]
+    page.set_input_files("input[type=file][name=image]", str(sample))
+    page.locator("form.ic-upload button").click()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("figure.ic-uploaded img").count() == 1
+    assert page.locator(".ic-grid .ic-tile").count() == 48
+    assert _all_images_decoded(page)
+    # The uploaded file is in the collection: the first result is that very image.
+    page.locator(".ic-grid .ic-tile").first.click()
+    page.wait_for_url("**/-/imageclust/image/*")
+    assert str(sample) in page.locator(".ic-files").inner_text()
+    assert dialogs == []

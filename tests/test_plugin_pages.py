@@ -358,3 +358,30 @@ async def test_ready_made_queries(ds):
     assert (await ds.client.get("/fresh/imageclust_similar.json?id=1&k=2")).status_code == 200
     for name in names:
         assert (await ds.client.get(f"/other/{name}.json")).status_code == 404
+
+
+async def test_search_by_uploaded_image(ds, tux_dir, monkeypatch):
+    sample = sorted((tux_dir / "birds").iterdir())[0]
+    files = {"image": (sample.name, sample.read_bytes(), "image/jpeg")}
+    d = (await ds.client.post("/photos/-/imageclust/search.json?k=5", files=files)).json()
+    assert d["mode"] == "upload" and d["upload_search"]["available"] and len(d["results"]) == 5
+    # The same file was loaded: it is its own nearest image, at distance ~0.
+    first = d["results"][0]
+    page = (await get_json(ds, f"/photos/-/imageclust/image/{first['image_id']}.json?k=0"))
+    assert any(f["path"] == str(sample) for f in page["files"]) and first["distance"] < 1e-3
+    assert d["upload"]["thumbnail"].startswith("data:image/")
+    html_page = (await ds.client.post("/photos/-/imageclust/search", files=files)).text
+    assert "Upload and search" in html_page and html_page.count('class="ic-tile"') == 48
+    for bad_files, status in [({"image": ("x.jpg", b"not an image", "image/jpeg")}, 400),
+                              ({"other": ("x.jpg", sample.read_bytes(), "image/jpeg")}, 400)]:
+        r = await ds.client.post("/photos/-/imageclust/search.json", files=bad_files)
+        assert r.status_code == status and r.json()["ok"] is False
+    r = await ds.client.post("/photos/-/imageclust/search.json", data={"image": "x"})
+    assert r.status_code == 400
+    r = await ds.client.post("/empty/-/imageclust/search.json", files=files)
+    assert r.status_code == 400 and "no embedding model" in r.json()["error"]
+    from datasette_imageclust import upload
+
+    monkeypatch.setattr(upload, "MAX_BYTES", 1000)
+    r = await ds.client.post("/photos/-/imageclust/search.json", files=files)
+    assert r.status_code == 413 and "limited" in r.json()["error"]
