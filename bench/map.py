@@ -34,7 +34,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-net
 def build(path: str, n: int, cluster_size: int) -> dict:
     import synthdb
     from datasette_imageclust import db as dbmod
-    from datasette_imageclust.atlas import build_atlas, layout_order
+    from datasette_imageclust.atlas import auto_levels, build_atlas, layout_order
     from datasette_imageclust.layout import compute_layout
 
     t = time.perf_counter()
@@ -45,7 +45,8 @@ def build(path: str, n: int, cluster_size: int) -> dict:
     s = compute_layout(db)
     t_layout = time.perf_counter() - t
     t = time.perf_counter()
-    a = build_atlas(db, layout_order(db, s.layout_id))
+    order = layout_order(db, s.layout_id)
+    a = build_atlas(db, order, levels=auto_levels(len(order)))
     t_atlas = time.perf_counter() - t
     dbmod.finish(db)
     db.conn.close()

@@ -20,7 +20,8 @@ from .cli import _err, cli
 @click.option("--landmarks", type=int, default=1000, show_default=True,
               help="Above this many images, t-SNE runs on this many k-means prototypes")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--levels", default="16,64", show_default=True, help="Atlas cell sizes in px, comma-separated")
+@click.option("--levels", default="auto", show_default=True,
+              help="Atlas cell sizes in px, comma-separated; auto: 16,64, plus 8 above 30,000 images")
 @click.option("--format", "fmt", type=click.Choice(["webp", "jpeg"]), default="webp", show_default=True,
               help="Atlas sheet format")
 @click.option("--quality", type=click.IntRange(1, 100), default=70, show_default=True)
@@ -36,11 +37,11 @@ def layout(database, name, method, run_name, make_default, gap, landmarks, seed,
     thumbnails overlap.
     """
     from . import db as dbmod
-    from .atlas import AtlasError, build_atlas, layout_order, parse_levels
+    from .atlas import AtlasError, auto_levels, build_atlas, layout_order, parse_levels
     from .layout import LayoutError, compute_layout
 
     try:
-        level_list = parse_levels(levels)  # validate before the slow part
+        level_list = None if levels == "auto" else parse_levels(levels)  # validate before the slow part
         db = dbmod.connect(database)
     except (AtlasError, dbmod.ExtensionError) as e:
         raise click.ClickException(str(e))
@@ -53,7 +54,8 @@ def layout(database, name, method, run_name, make_default, gap, landmarks, seed,
         out = {"layout": summary.as_dict()}
         if not no_atlas:
             _err("building atlas sheets")
-            a = build_atlas(db, layout_order(db, summary.layout_id), levels=level_list, fmt=fmt,
+            order = layout_order(db, summary.layout_id)
+            a = build_atlas(db, order, levels=level_list or auto_levels(len(order)), fmt=fmt,
                             quality=quality, sheet_size=int(sheet_size), status=_err)
             _err("atlas: " + ", ".join(f"{lv}px {a.sheets[lv]} sheets {a.bytes[lv] / 1e6:.1f} MB"
                                        for lv in a.levels) + f" in {a.seconds:.1f}s")

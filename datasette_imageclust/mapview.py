@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ MAGIC = b"ICM1"
 NO_CELL = 0xFFFFFFFF
 CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
 _points_cache: "OrderedDict[tuple, bytes]" = OrderedDict()
+_state_cache: "OrderedDict[tuple, dict]" = OrderedDict()
 _template = None
 
 
@@ -89,7 +92,21 @@ def _int_arg(request, name: str, default: int | None = None) -> int | None:
     return int(raw)
 
 
-async def _load_state(datasette, db, request) -> dict:
+def _signature(db) -> tuple | None:
+    """Changes whenever the database file does (None: cannot tell, do not cache)."""
+    path = getattr(db, "path", None)
+    if not path or getattr(db, "is_memory", False):
+        return None
+    try:
+        sig = [os.stat(path)]
+        if os.path.exists(path + "-wal"):
+            sig.append(os.stat(path + "-wal"))
+    except OSError:
+        return None
+    return tuple((st.st_mtime_ns, st.st_size, st.st_ino) for st in sig)
+
+
+async def _load_state(datasette, db, request, with_clusters: bool = False) -> dict:
     layout_id = _int_arg(request, "layout")
     run = _int_arg(request, "run")
     configured = None
@@ -99,7 +116,9 @@ async def _load_state(datasette, db, request) -> dict:
         configured = settings(datasette, db.name).default_run
     except ImportError:  # pragma: no cover - pluginconfig ships with the package
         pass
-    return await db.execute_fn(lambda conn: _state(conn, layout_id, run, configured))
+    sig = _signature(db)
+    prefix = None if sig is None else (db.name, sig)
+    return await db.execute_fn(lambda conn: _state(conn, layout_id, run, configured, prefix, with_clusters))
 
 
 def _tables(conn) -> set[str]:
@@ -176,46 +195,90 @@ def _levels(conn, tables: set[str], meta: dict[str, str]) -> list[dict]:
 
 
 def _points(conn, layout: dict, run_id: int | None, levels: list[dict]) -> dict[str, np.ndarray]:
-    """Arrays of the layout's points in atlas order (points without a cell last)."""
-    small = levels[0] if levels else None
-    sql = ["SELECT p.image_id, p.x, p.y,",
-           "m.cluster_id" if run_id is not None else "NULL",
-           ", a.sheet, a.cell" if small else ", NULL, NULL",
-           "FROM layout_points p"]
-    params: list[Any] = []
+    """Arrays of the layout's points in atlas order (points without a cell last).
+
+    Three plain scans joined with numpy: ~3x faster than one SQL join at 100k points."""
+    def scan(sql: str, params: list, cols: int) -> np.ndarray:
+        rows = conn.execute(sql, params).fetchall()
+        return np.array(rows, dtype=np.float64).reshape(len(rows), cols)
+
+    pts = scan("SELECT image_id, x, y FROM layout_points WHERE layout_id = ? ORDER BY image_id", [layout["id"]], 3)
+    ids = pts[:, 0].astype(np.int64)
+    n = len(ids)
+
+    def lookup(table: np.ndarray, missing: int) -> np.ndarray:
+        out = np.full(n, missing, np.int64)
+        if len(table) and n:
+            keys = table[:, 0].astype(np.int64)
+            pos = np.searchsorted(ids, keys)
+            ok = pos < n
+            ok[ok] = ids[pos[ok]] == keys[ok]
+            out[pos[ok]] = table[ok, 1].astype(np.int64)
+        return out
+
+    cluster = np.full(n, -1, np.int64)
     if run_id is not None:
-        sql.append("LEFT JOIN cluster_members m ON m.run_id = ? AND m.image_id = p.image_id")
-        params.append(run_id)
-    if small:
-        sql.append("LEFT JOIN atlas_cells a ON a.image_id = p.image_id AND a.level = ?")
-        params.append(small["level"])
-    sql.append("WHERE p.layout_id = ?")
-    params.append(layout["id"])
-    rows = conn.execute(" ".join(sql), params).fetchall()
-    n = len(rows)
-    ids = np.fromiter((r[0] for r in rows), np.int64, n)
-    x = np.fromiter((r[1] for r in rows), np.float64, n)
-    y = np.fromiter((r[2] for r in rows), np.float64, n)
-    cluster = np.fromiter((-1 if r[3] is None else r[3] for r in rows), np.int64, n)
-    per = small["per_sheet"] if small else 0
-    cell = np.fromiter((NO_CELL if r[4] is None else r[4] * per + r[5] for r in rows), np.int64, n)
+        cluster = lookup(scan("SELECT image_id, cluster_id FROM cluster_members WHERE run_id = ?", [run_id], 2), -1)
+    cell = np.full(n, NO_CELL, np.int64)
+    if levels:
+        small = levels[0]
+        cell = lookup(scan("SELECT image_id, sheet * ? + cell FROM atlas_cells WHERE level = ?",
+                           [small["per_sheet"], small["level"]], 2), NO_CELL)
     order = np.lexsort((ids, cell))
-    return {"id": ids[order], "x": x[order], "y": y[order], "cluster": cluster[order], "cell": cell[order]}
+    return {"id": ids[order], "x": pts[order, 1], "y": pts[order, 2], "cluster": cluster[order], "cell": cell[order]}
 
 
-def _clusters(conn, tables: set[str], run_id: int | None, layout_id: int) -> list[dict]:
+_arrays_cache: "OrderedDict[tuple, dict]" = OrderedDict()
+_arrays_lock = threading.Lock()
+
+
+def _points_shared(conn, state: dict, levels: list[dict]) -> dict[str, np.ndarray]:
+    """``_points``, computed once for concurrent requests (the page asks for map.json
+    and points.bin at the same time; both need the arrays)."""
+    lay = state["layout"]
+    if state.get("signature") is None:
+        return _points(conn, lay, state["run_id"], levels)
+    key = (state["signature"], lay["id"], lay["created"], state["run_id"],
+           tuple((lv["level"], lv["per_sheet"]) for lv in levels[:1]))
+    with _arrays_lock:
+        got = _arrays_cache.get(key)
+        if got is None:
+            got = _points(conn, lay, state["run_id"], levels)
+            _arrays_cache[key] = got
+            while len(_arrays_cache) > 2:
+                _arrays_cache.popitem(last=False)
+        return got
+
+
+def _cluster_ids(conn, tables: set[str], run_id: int | None) -> list[int]:
+    """Cluster ids of a run in the order map.json lists them (cheap: no centres)."""
     if run_id is None or "clusters" not in tables:
         return []
+    return [r[0] for r in conn.execute("SELECT id FROM clusters WHERE run_id = ? ORDER BY id", [run_id])]
+
+
+def _clusters(conn, tables: set[str], run_id: int | None, state: dict) -> list[dict]:
+    """The run's clusters with their centre on the map (mean of their members' cells),
+    computed with numpy from the same scans as the points (a GROUP BY join over 100k
+    members was ~4x slower)."""
+    if run_id is None or "clusters" not in tables:
+        return []
+    rows = conn.execute("SELECT id, kind, label, size FROM clusters WHERE run_id = ? ORDER BY id", [run_id]).fetchall()
+    if not rows:
+        return []
+    pts = _points_shared(conn, state, state["levels"])
+    idx = _cluster_index(pts["cluster"], [r[0] for r in rows])
+    on = idx >= 0
+    k = len(rows)
+    count = np.bincount(idx[on], minlength=k)
+    sx = np.bincount(idx[on], weights=pts["x"][on], minlength=k)
+    sy = np.bincount(idx[on], weights=pts["y"][on], minlength=k)
     out = []
-    for cid, kind, label, size, cx, cy, n in conn.execute(
-        "SELECT c.id, c.kind, c.label, c.size, avg(p.x), avg(p.y), count(p.image_id) FROM clusters c "
-        "LEFT JOIN cluster_members m ON m.cluster_id = c.id AND m.run_id = c.run_id "
-        "LEFT JOIN layout_points p ON p.layout_id = ? AND p.image_id = m.image_id "
-        "WHERE c.run_id = ? GROUP BY c.id ORDER BY c.id", [layout_id, run_id]
-    ):
+    for j, (cid, kind, label, size) in enumerate(rows):
+        n = int(count[j])
         out.append({"id": cid, "kind": kind, "label": label or (kind if kind != "cluster" else f"cluster {cid}"),
                     "size": size, "on_map": n,
-                    "x": None if cx is None else round(cx, 2), "y": None if cy is None else round(cy, 2)})
+                    "x": round(float(sx[j] / n), 2) if n else None, "y": round(float(sy[j] / n), 2) if n else None})
     return out
 
 
@@ -228,9 +291,18 @@ def _not_modified(request, etag: str) -> bool:
     return etag in [t.strip() for t in have.split(",")] or have.strip() == "*"
 
 
-def _pack_points(p: dict[str, np.ndarray], cluster_index: dict[int, int]) -> bytes:
+def _cluster_index(cluster: np.ndarray, cluster_ids: list[int]) -> np.ndarray:
+    """Position of each point's cluster in the (id-ordered) cluster list, -1 if none."""
+    cids = np.asarray(cluster_ids, np.int64)
+    if not len(cids):
+        return np.full(len(cluster), -1, np.int32)
+    pos = np.minimum(np.searchsorted(cids, cluster), len(cids) - 1)
+    return np.where(cids[pos] == cluster, pos, -1).astype(np.int32)
+
+
+def _pack_points(p: dict[str, np.ndarray], cluster_ids: list[int]) -> bytes:
     n = len(p["id"])
-    cidx = np.fromiter((cluster_index.get(int(c), -1) for c in p["cluster"]), np.int32, n)
+    cidx = _cluster_index(p["cluster"], cluster_ids)
     return b"".join([
         MAGIC, struct.pack("<III", n, 0, 0),
         p["x"].astype("<f4").tobytes(), p["y"].astype("<f4").tobytes(),
@@ -242,7 +314,11 @@ def _pack_points(p: dict[str, np.ndarray], cluster_index: dict[int, int]) -> byt
 # --- state shared by the page, the JSON and the binary ---------------------------------
 
 
-def _state(conn, layout_id: int | None, run: int | None = None, configured: str | None = None) -> dict:
+def _state(conn, layout_id: int | None, run: int | None = None, configured: str | None = None,
+           cache: tuple | None = None, with_clusters: bool = False) -> dict:
+    """Everything the page needs but the points. The expensive part (cluster centres of
+    up to 100k points) is kept, keyed by ``cache`` (database name and file signature),
+    until the database file changes."""
     tables = _tables(conn)
     meta = _meta(conn, tables)
     layout = _choose_layout(conn, tables, layout_id)
@@ -257,18 +333,28 @@ def _state(conn, layout_id: int | None, run: int | None = None, configured: str 
     if layout:
         state["levels"] = _levels(conn, tables, meta)
         state["run_id"] = _run_id(conn, tables, layout, run, configured)
-        state["clusters"] = _clusters(conn, tables, state["run_id"], layout["id"])
-        b = conn.execute("SELECT min(x), min(y), max(x), max(y), count(*) FROM layout_points WHERE layout_id = ?",
-                         [layout["id"]]).fetchone()
-        state["bounds"] = list(b[:4]) if b[4] else [0, 0, 0, 0]
-        state["n_points"] = b[4]
+        key = None if cache is None else (cache, layout["id"], layout["created"], state["run_id"])
+        known = _state_cache.get(key, {}) if key else {}
+        if "bounds" not in known:
+            b = conn.execute("SELECT min(x), min(y), max(x), max(y), count(*) FROM layout_points WHERE layout_id = ?",
+                             [layout["id"]]).fetchone()
+            known = {**known, "bounds": list(b[:4]) if b[4] else [0, 0, 0, 0], "n_points": b[4]}
+        if with_clusters and "clusters" not in known:
+            state["signature"] = cache
+            known = {**known, "clusters": _clusters(conn, tables, state["run_id"], state)}
+        if key:
+            _state_cache[key] = known
+            while len(_state_cache) > 8:
+                _state_cache.popitem(last=False)
+        state.update(known)
+        state["signature"] = cache
     return state
 
 
 def _version(state: dict) -> str:
     lay = state["layout"] or {}
     return _etag(lay.get("id"), lay.get("created"), state["meta"].get("atlas_build"), state["run_id"],
-                 len(state["clusters"]))[1:-1]
+                 state.get("signature"))[1:-1]
 
 
 def _payload(datasette, db, state: dict) -> dict:
@@ -310,6 +396,8 @@ def _payload(datasette, db, state: dict) -> dict:
         "run_id": state["run_id"],
         "clusters": state["clusters"],
         "urls": {"image": f"{base}/image/", "thumb": f"{base}/map/thumb/", "json": f"{base}/map.json",
+                 "clusters": f"{base}/map.json" + ("" if lay is None else f"?layout={lay['id']}"
+                                                   + (f"&run={state['run_id']}" if state["run_id"] is not None else "")),
                  "page": f"{base}/map", "database": datasette.urls.database(db.name)},
     }
 
@@ -321,18 +409,17 @@ async def map_page(datasette, request):
     as_json = request.url_vars.get("format") == "json"
     try:
         db = await _database(datasette, request)
-        state = await _load_state(datasette, db, request)
+        state = await _load_state(datasette, db, request, with_clusters=as_json)
     except _Problem as p:
         return _problem_response(p, as_json)
     payload = _payload(datasette, db, state)
     if as_json:
         if request.args.get("points") in ("1", "true"):
             if state["layout"]:
-                pts = await db.execute_fn(lambda conn: _points(conn, state["layout"], state["run_id"], state["levels"]))
-                index = {c["id"]: k for k, c in enumerate(state["clusters"])}
+                pts = await db.execute_fn(lambda conn: _points_shared(conn, state, state["levels"]))
                 payload["points"]["arrays"] = {
                     "id": pts["id"].tolist(), "x": np.round(pts["x"], 3).tolist(), "y": np.round(pts["y"], 3).tolist(),
-                    "cluster": [index.get(int(c), -1) for c in pts["cluster"]],
+                    "cluster": _cluster_index(pts["cluster"], [c["id"] for c in state["clusters"]]).tolist(),
                     "atlas_index": [None if c == NO_CELL else int(c) for c in pts["cell"]],
                 }
         return Response.json(payload, headers={"Cache-Control": "no-cache"})
@@ -342,9 +429,12 @@ async def map_page(datasette, request):
         # works whether or not the package's templates directory is registered.
         _template = datasette.jinja_env.from_string((HERE / "templates" / "imageclust_map.html").read_text("utf-8"))
     static = datasette.urls.path("/-/imageclust-map/static/")
+    # The page embeds everything but the clusters (10,000 of them at 100k images): the
+    # script fetches those from map.json in parallel with the points and atlas sheets.
+    page_config = {**payload, "clusters": None}
     return Response.html(await datasette.render_template(
         _template,
-        {"database": db.name, "config": payload, "static": static, "title": f"Map of {db.name}",
+        {"database": db.name, "config": page_config, "static": static, "title": f"Map of {db.name}",
          "database_url": datasette.urls.database(db.name)},
         request=request,
     ))
@@ -366,9 +456,12 @@ async def points_bin(datasette, request):
     key = (db.name, state["layout"]["id"], version)
     body = _points_cache.get(key)
     if body is None:
-        pts = await db.execute_fn(lambda conn: _points(conn, state["layout"], state["run_id"], state["levels"]))
-        index = {c["id"]: k for k, c in enumerate(state["clusters"])}
-        body = _pack_points(pts, index)
+        def work(conn):
+            return (_points_shared(conn, state, state["levels"]),
+                    _cluster_ids(conn, state["tables"], state["run_id"]))
+
+        pts, cids = await db.execute_fn(work)
+        body = _pack_points(pts, cids)
         _points_cache[key] = body
         while len(_points_cache) > 4:
             _points_cache.popitem(last=False)

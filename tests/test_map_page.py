@@ -102,12 +102,29 @@ async def test_map_page_html_escapes_labels(map_db):
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     html = r.text
     assert 'id="icm-config"' in html and "/-/imageclust-map/static/map.js" in html
-    # Labels carry HTML: it must only appear JSON-escaped, never as markup.
-    assert "onerror" in html and '<img src=x onerror' not in html
+    # Labels carry HTML: they are fetched as JSON by the script, never markup.
+    assert '<img src=x onerror' not in html
     js = await ds.client.get("/-/imageclust-map/static/map.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert "innerHTML" not in js.text  # labels and paths only ever go through textContent / canvas
     assert (await ds.client.get("/-/imageclust-map/static/secret.py")).status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_layout_names_are_escaped(map_db, tmp_path):
+    import shutil
+
+    from datasette_imageclust.layout import compute_layout
+
+    path = str(tmp_path / "xss.db")
+    shutil.copy(map_db, path)
+    db = dbmod.connect(path)
+    compute_layout(db, name="<script>alert(1)</script>", landmarks=60)
+    db.conn.close()
+    ds = await _ds(path)
+    html = (await ds.client.get("/xss/-/imageclust/map")).text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # the layout selector
+    assert "<script>alert(1)" not in html
 
 
 @pytest.mark.asyncio

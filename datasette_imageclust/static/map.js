@@ -98,7 +98,8 @@
       for (var s = 0; s < lv.sheets.length; s++) {
         var sh = lv.sheets[s];
         byNo[sh.sheet] = sheets[li][s] = { url: sh.url, width: sh.width, height: sh.height, no: sh.sheet,
-          level: lv.level, perRow: lv.per_row, perSheet: lv.per_sheet, state: 0, tex: null, bitmap: null, used: 0 };
+          level: lv.level, perRow: lv.per_row, perSheet: lv.per_sheet, state: 0, tex: null, bitmap: null, used: 0,
+          prefetch: li === 0 ? prefetched[sh.url] || null : null };
       }
       var i = 0;
       while (i < nCelled) {
@@ -167,19 +168,24 @@
     for (var li = 0; li < levels.length; li++) if (levels[li].level * 1.25 >= px) return li;
     return levels.length - 1;
   }
-  function load(sheet, first) {
-    if (sheet.state !== 0) return;
-    sheet.state = 1;
-    if (!first && loading >= MAX_LOADS) { sheet.state = 0; if (queue.indexOf(sheet) < 0) queue.push(sheet); return; }
-    loading++;
-    return fetch(sheet.url).then(function (r) {
+  function fetchBitmap(url) {
+    return fetch(url).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.blob();
     }).then(function (blob) {
       return window.createImageBitmap ? createImageBitmap(blob) : new Promise(function (ok, bad) {
         var img = new Image(); img.onload = function () { ok(img); }; img.onerror = bad; img.src = URL.createObjectURL(blob);
       });
-    }).then(function (bitmap) {
+    });
+  }
+  function load(sheet, first) {
+    if (sheet.state !== 0) return sheet.promise;
+    if (!first && loading >= MAX_LOADS) { if (queue.indexOf(sheet) < 0) queue.push(sheet); return; }
+    sheet.state = 1;
+    loading++;
+    var pending = sheet.prefetch || fetchBitmap(sheet.url);
+    sheet.prefetch = null;
+    sheet.promise = pending.then(function (bitmap) {
       renderer.upload(sheet, bitmap);
       sheet.state = 2; sheet.used = ++useClock;
     }, function (err) {
@@ -189,6 +195,7 @@
       while (queue.length && loading < MAX_LOADS) { var q = queue.shift(); if (q.state === 0 && q.wanted) load(q); }
       requestDraw();
     });
+    return sheet.promise;
   }
   function evict(li) {
     var loaded = sheets[li].filter(function (s) { return s.state === 2; });
@@ -258,17 +265,12 @@
 
   function makeGL(canvas) {
     var opts = { antialias: false, alpha: false, depth: false, stencil: false, premultipliedAlpha: false };
-    var gl = canvas.getContext("webgl2", opts), kind = "webgl2", inst = null;
+    var gl = canvas.getContext("webgl2", opts), kind = "webgl2";
     if (!gl) {
       gl = canvas.getContext("webgl", opts) || canvas.getContext("experimental-webgl", opts);
       if (!gl) return null;
-      inst = gl.getExtension("ANGLE_instanced_arrays");
-      if (!inst) return null;
       kind = "webgl";
     }
-    var divisor = inst ? function (l, d) { inst.vertexAttribDivisorANGLE(l, d); } : function (l, d) { gl.vertexAttribDivisor(l, d); };
-    var drawInst = inst ? function (n) { inst.drawArraysInstancedANGLE(gl.TRIANGLE_STRIP, 0, 4, n); }
-                        : function (n) { gl.drawArraysInstanced(gl.TRIANGLE_STRIP, 0, 4, n); };
     function shader(type, src) {
       var s = gl.createShader(type); gl.shaderSource(s, src); gl.compileShader(s);
       if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
@@ -284,31 +286,33 @@
     ["a_corner", "a_pos", "a_ai", "a_color"].forEach(function (n) { loc[n] = gl.getAttribLocation(prog, n); });
     ["u_center", "u_scale", "u_half", "u_size", "u_start", "u_perRow", "u_cellUV", "u_inset", "u_tex", "u_mode",
      "u_border", "u_hasTex"].forEach(function (n) { uni[n] = gl.getUniformLocation(prog, n); });
-    var quad = gl.createBuffer();
-    gl.bindBuffer(gl.ARRAY_BUFFER, quad);
-    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([0, 0, 1, 0, 0, 1, 1, 1]), gl.STATIC_DRAW);
-    gl.enableVertexAttribArray(loc.a_corner);
-    gl.vertexAttribPointer(loc.a_corner, 2, gl.FLOAT, false, 0, 0);
-    divisor(loc.a_corner, 0);
-    // Interleaved instance data: x, y, atlas index (float32) + rgba (4 x uint8) = 16 bytes.
-    var inst16 = gl.createBuffer();
+    // Two triangles per image, 6 vertices of 20 bytes: x, y, atlas index (float32),
+    // rgba (4 x uint8), corner (2 x uint8) + 2 padding. Plain triangles rather than
+    // instancing: software WebGL (SwiftShader, i.e. machines without a usable GPU)
+    // runs instanced draws about as slowly as one draw call per instance.
+    var vbuf = gl.createBuffer();
+    var CORNERS = [0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1];
     function setInstances() {
-      var buf = new ArrayBuffer(N * 16), f = new Float32Array(buf), u = new Uint8Array(buf);
+      var V = 6, STRIDE = 20;
+      var buf = new ArrayBuffer(N * V * STRIDE), f = new Float32Array(buf), u = new Uint8Array(buf);
       for (var i = 0; i < N; i++) {
-        f[i * 4] = X[i]; f[i * 4 + 1] = Y[i]; f[i * 4 + 2] = AI[i] === NO_CELL ? 0 : AI[i];
-        var c = CL[i];
-        if (c >= 0) { u[i * 16 + 12] = colors[c * 4]; u[i * 16 + 13] = colors[c * 4 + 1]; u[i * 16 + 14] = colors[c * 4 + 2]; u[i * 16 + 15] = colors[c * 4 + 3]; }
-        else { u[i * 16 + 12] = u[i * 16 + 13] = u[i * 16 + 14] = 120; u[i * 16 + 15] = 0; }
+        var c = CL[i], r = 120, g = 120, bl = 120, al = 0;
+        if (c >= 0) { r = colors[c * 4]; g = colors[c * 4 + 1]; bl = colors[c * 4 + 2]; al = colors[c * 4 + 3]; }
+        var ai = AI[i] === NO_CELL ? 0 : AI[i];
+        for (var v = 0; v < V; v++) {
+          var o = (i * V + v) * STRIDE;
+          f[o / 4] = X[i]; f[o / 4 + 1] = Y[i]; f[o / 4 + 2] = ai;
+          u[o + 12] = r; u[o + 13] = g; u[o + 14] = bl; u[o + 15] = al;
+          u[o + 16] = CORNERS[v * 2]; u[o + 17] = CORNERS[v * 2 + 1];
+        }
       }
-      gl.bindBuffer(gl.ARRAY_BUFFER, inst16);
+      gl.bindBuffer(gl.ARRAY_BUFFER, vbuf);
       gl.bufferData(gl.ARRAY_BUFFER, buf, gl.STATIC_DRAW);
-      ["a_pos", "a_ai", "a_color"].forEach(function (n) { gl.enableVertexAttribArray(loc[n]); divisor(loc[n], 1); });
-    }
-    function pointAt(start) {
-      var o = start * 16;
-      gl.vertexAttribPointer(loc.a_pos, 2, gl.FLOAT, false, 16, o);
-      gl.vertexAttribPointer(loc.a_ai, 1, gl.FLOAT, false, 16, o + 8);
-      gl.vertexAttribPointer(loc.a_color, 4, gl.UNSIGNED_BYTE, true, 16, o + 12);
+      ["a_pos", "a_ai", "a_color", "a_corner"].forEach(function (n) { gl.enableVertexAttribArray(loc[n]); });
+      gl.vertexAttribPointer(loc.a_pos, 2, gl.FLOAT, false, STRIDE, 0);
+      gl.vertexAttribPointer(loc.a_ai, 1, gl.FLOAT, false, STRIDE, 8);
+      gl.vertexAttribPointer(loc.a_color, 4, gl.UNSIGNED_BYTE, true, STRIDE, 12);
+      gl.vertexAttribPointer(loc.a_corner, 2, gl.UNSIGNED_BYTE, false, STRIDE, 16);
     }
     function pot(v) { return (v & (v - 1)) === 0; }
     return {
@@ -354,8 +358,7 @@
           } else {
             gl.uniform1f(uni.u_hasTex, 0);
           }
-          pointAt(start);
-          drawInst(end - start);
+          gl.drawArrays(gl.TRIANGLES, start * 6, (end - start) * 6);
         }
       },
     };
@@ -572,12 +575,23 @@
   };
 
   // ---- start ---------------------------------------------------------------------------
+  // Points, clusters and the overview sheets are fetched (and decoded) in parallel.
   var t0 = performance.now();
-  fetch(cfg.points.url).then(function (r) {
+  var prefetched = {};
+  if (levels.length) levels[0].sheets.forEach(function (sh) {
+    prefetched[sh.url] = fetchBitmap(sh.url);
+    prefetched[sh.url].catch(function () {});  // reported when used
+  });
+  var clustersFetch = cfg.clusters ? Promise.resolve(cfg.clusters) : fetch(cfg.urls.clusters).then(function (r) {
+    if (!r.ok) throw new Error("clusters: HTTP " + r.status);
+    return r.json();
+  }).then(function (d) { return d.clusters || []; });
+  Promise.all([fetch(cfg.points.url).then(function (r) {
     if (!r.ok) throw new Error("points: HTTP " + r.status);
     return r.arrayBuffer();
-  }).then(function (buf) {
-    parsePoints(buf);
+  }), clustersFetch]).then(function (got) {
+    parsePoints(got[0]);
+    clusters = got[1];
     colors = clusterColors();
     buildRanges();
     try { renderer = makeGL(glCanvas); } catch (err) { renderer = null; console.warn("WebGL failed:", err); }
