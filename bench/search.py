@@ -178,7 +178,7 @@ def main() -> None:
                 s[i - 1] = -np.inf
                 rec.append(len(got & set((np.argpartition(-s, a.k)[:a.k] + 1).tolist())) / a.k)
             db.conn.close()
-            print(f"{'real':>14} n={len(x):>8}  recall@{a.k} rescoring only {c} Hamming-nearest: "
+            print(f"{'real':>14} n={len(x):>8}  recall@{a.k} rescoring only the best {c} after the two bit stages: "
                   f"{np.mean(rec):.4f}", flush=True)
 
 
