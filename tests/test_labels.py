@@ -27,7 +27,7 @@ def test_tokens_and_tfidf():
 
 def test_vocabulary_is_shipped():
     v = labels.vocabulary()
-    assert len(v) >= 1000 and len(v) == len({t.lower() for t in v})
+    assert len(v) >= 3000 and len(v) == len({t.lower() for t in v})
     assert "traffic light" in v and "watercolor painting" in v
 
 
