@@ -173,22 +173,43 @@ def cluster_detail(conn: Any, cluster_id: int, offset: int, limit: int) -> dict:
             "neighbours": _neighbours(conn, c, centroid), "order": _prev_next(conn, c)}
 
 
+_CENTROIDS: dict[tuple, tuple[np.ndarray, list[dict]]] = {}
+
+
+def _centroids(conn: Any, run_id: int) -> tuple[np.ndarray, list[dict]]:
+    """All centroids of a run as one matrix (cached until the database file changes:
+    a run of 100k images has ~10k clusters, too many to decode per page view)."""
+    key = (search._file_stamp(conn), run_id)
+    if key[0] is not None and key in _CENTROIDS:
+        return _CENTROIDS[key]
+    rows_ = rows(conn, """SELECT id, label, size, centroid FROM clusters
+                          WHERE run_id = ? AND kind = 'cluster' AND centroid IS NOT NULL ORDER BY id""", [run_id])
+    dims = {len(r["centroid"]) for r in rows_}
+    if len(dims) != 1:
+        rows_ = [r for r in rows_ if len(r["centroid"]) == max(dims, default=0)]
+    m = (np.frombuffer(b"".join(r.pop("centroid") for r in rows_), dtype=np.float32).reshape(len(rows_), -1)
+         if rows_ else np.zeros((0, 0), np.float32))
+    if key[0] is not None:
+        if len(_CENTROIDS) > 16:
+            _CENTROIDS.clear()
+        _CENTROIDS[key] = (m, rows_)
+    return m, rows_
+
+
 def _neighbours(conn: Any, c: dict, centroid: bytes | None, n: int = 6) -> list[dict]:
     """The clusters of the same run whose centroids are nearest this one's."""
     if not centroid or c["kind"] != "cluster":
         return []
-    others = rows(conn, """SELECT id, label, size, centroid FROM clusters
-                           WHERE run_id = ? AND id != ? AND kind = 'cluster' AND centroid IS NOT NULL""",
-                  [c["run_id"], c["id"]])
+    m, info = _centroids(conn, c["run_id"])
     me = np.frombuffer(centroid, dtype=np.float32)
-    scored = []
-    for o in others:
-        v = np.frombuffer(o.pop("centroid"), dtype=np.float32)
-        if v.shape == me.shape:
-            o["similarity"] = round(float(np.dot(v, me)), 4)
-            scored.append(o)
-    scored.sort(key=lambda o: -o["similarity"])
-    return scored[:n]
+    if not len(info) or m.shape[1] != me.shape[0]:
+        return []
+    sims = np.einsum("ij,j->i", m, me)
+    out = []
+    for i in np.argsort(-sims)[: n + 1]:
+        if info[i]["id"] != c["id"]:
+            out.append({**info[i], "similarity": round(float(sims[i]), 4)})
+    return out[:n]
 
 
 def _prev_next(conn: Any, c: dict) -> dict:

@@ -1,6 +1,7 @@
 """Datasette hooks. Kept small: pages live in ``views`` (and the map in ``mapview``)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from datasette import hookimpl
@@ -46,13 +47,24 @@ def register_routes():
     return [*views.ROUTES, *mapview.ROUTES]
 
 
+_KNOWN: dict[tuple[int, str], tuple[float, bool]] = {}
+KNOWN_SECONDS = 10.0  # how long "is this an imageclust database?" is remembered
+
+
 async def _is_imageclust(datasette, database: str) -> bool:
+    # Asked for every cell of a table page: remembered briefly per Datasette and database.
+    key = (id(datasette), database)
+    hit = _KNOWN.get(key)
+    if hit is not None and time.monotonic() - hit[0] < KNOWN_SECONDS:
+        return hit[1]
     try:
         db = datasette.get_database(database)
     except KeyError:
         return False
     names = set(await db.table_names())
-    return {"images", "thumbnails", "imageclust_meta"} <= names
+    known = {"images", "thumbnails", "imageclust_meta"} <= names
+    _KNOWN[key] = (time.monotonic(), known)
+    return known
 
 
 @hookimpl
