@@ -493,7 +493,8 @@ def hdbscan(x: np.ndarray, *, min_size: int = 3, max_size: int | None = None, kn
     x = normalise(x)
     n = len(x)
     info: dict = {"n": n}
-    if n < 2:
+    if n < max(3, min_size):  # too few images to form a dense group
+        info["noise"] = info["unclustered"] = n
         return Result(np.full(n, UNCLUSTERED, np.int64), info)
     z = np.empty_like(x)
     for b in partition(x, BLOCK, seed):

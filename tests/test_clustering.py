@@ -115,3 +115,13 @@ def test_blocked_paths_match_the_exact_ones(monkeypatch):
         assert len(set(y[r.labels == c])) == 1
     rk = C.ward(x, n_clusters=8, max_size=None)
     assert rk.info["blocks"] >= 5 and adjusted_rand_score(y, rk.labels) > 0.95
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.parametrize("method", ["ward", "kmeans", "hdbscan"])
+def test_tiny_collections(method, n):
+    x, _ = blobs(n_per=n, k=1)
+    r = C.run(method, x, min_size=3, max_size=10)
+    assert len(r.labels) == n
+    if n < 3:  # below --min-size nothing can be a cluster: all explicitly unclustered
+        assert (r.labels == C.UNCLUSTERED).all()
