@@ -8,7 +8,6 @@ Routes (under ``/<database>/-/imageclust/``):
 - ``map/points.bin?layout=<id>``: every point as little-endian typed arrays (24 bytes
   an image: 2.4 MB at 100,000), in atlas order, cached in memory and by ETag.
 - ``map/atlas/<level>/<sheet>``: a sprite sheet (WebP/JPEG) with ETag and long caching.
-- ``map/thumb/<image id>``: one thumbnail, for the hover preview.
 
 Read-only: everything comes from what ``imageclust layout`` stored.
 """
@@ -54,27 +53,11 @@ async def _database(datasette, request):
         db = datasette.get_database(route=route)
     except KeyError:
         raise _Problem(404, f"database not found: {route}")
-    if not await _can_view(datasette, request.actor, db.name):
+    from .views import check_view  # the pages' shared permission check (0.65 and 1.0)
+
+    if not await check_view(datasette, request, db.name):
         raise _Problem(403, "permission denied")
     return db
-
-
-async def _can_view(datasette, actor, database: str) -> bool:
-    allowed = getattr(datasette, "allowed", None)
-    if allowed is not None:  # Datasette >= 1.0a20: resource-based permissions
-        from datasette.resources import DatabaseResource, TableResource  # type: ignore
-
-        return bool(
-            await allowed(action="view-database", resource=DatabaseResource(database=database), actor=actor)
-            and await allowed(action="view-table", resource=TableResource(database=database, table="images"),
-                              actor=actor)
-        )
-    if not await datasette.permission_allowed(actor, "view-instance", default=True):
-        return False
-    if not await datasette.permission_allowed(actor, "view-database", resource=database, default=True):
-        return False
-    # The map shows the images table's content: respect a table-level block too.
-    return await datasette.permission_allowed(actor, "view-table", resource=(database, "images"), default=True)
 
 
 def _problem_response(p: _Problem, as_json: bool) -> Response:
@@ -395,7 +378,7 @@ def _payload(datasette, db, state: dict) -> dict:
         "atlas": {"build": build, "levels": levels},
         "run_id": state["run_id"],
         "clusters": state["clusters"],
-        "urls": {"image": f"{base}/image/", "thumb": f"{base}/map/thumb/", "json": f"{base}/map.json",
+        "urls": {"image": f"{base}/image/", "thumb": f"{base}/thumb/", "json": f"{base}/map.json",
                  "clusters": f"{base}/map.json" + ("" if lay is None else f"?layout={lay['id']}"
                                                    + (f"&run={state['run_id']}" if state["run_id"] is not None else "")),
                  "page": f"{base}/map", "database": datasette.urls.database(db.name)},
@@ -498,28 +481,6 @@ async def atlas_sheet(datasette, request):
     return Response(row[1], headers=headers, content_type=CONTENT_TYPES.get(row[0], "application/octet-stream"))
 
 
-async def thumb(datasette, request):
-    try:
-        db = await _database(datasette, request)
-        image_id = int(request.url_vars["id"])
-
-        def fetch(conn):
-            if "thumbnails" not in _tables(conn):
-                return None
-            return conn.execute("SELECT format, data FROM thumbnails WHERE image_id = ?", [image_id]).fetchone()
-
-        row = await db.execute_fn(fetch)
-        if not row:
-            raise _Problem(404, f"no thumbnail for image {image_id}")
-    except _Problem as p:
-        return _problem_response(p, False)
-    etag = _etag("thumb", image_id, len(row[1]), hashlib.sha1(row[1]).hexdigest())
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=3600"}
-    if _not_modified(request, etag):
-        return Response("", status=304, headers=headers)
-    return Response(row[1], headers=headers, content_type=CONTENT_TYPES.get(row[0], "application/octet-stream"))
-
-
 async def static(datasette, request):
     name = request.url_vars["name"]
     if name not in STATIC:
@@ -537,6 +498,5 @@ ROUTES: list = [
     (_DB + r"(\.(?P<format>json))?$", map_page),
     (_DB + r"/points\.bin$", points_bin),
     (_DB + r"/atlas/(?P<level>\d{1,3})/(?P<sheet>\d{1,6})$", atlas_sheet),
-    (_DB + r"/thumb/(?P<id>\d{1,12})$", thumb),
     (r"^/-/imageclust-map/static/(?P<name>[A-Za-z0-9_.-]+)$", static),
 ]

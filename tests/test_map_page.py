@@ -91,8 +91,10 @@ async def test_atlas_sheet_route(map_db):
     # Without the build id (or an old one) the URL is only briefly cacheable.
     r3 = await ds.client.get(sheet["url"].split("?")[0] + "?v=old")
     assert r3.status_code == 200 and r3.headers["cache-control"] == "public, max-age=300"
-    r4 = await ds.client.get("/map/-/imageclust/map/thumb/1")
-    assert r4.status_code == 200 and r4.headers["content-type"] == "image/webp" and "etag" in r4.headers
+    # The hover preview uses the plugin's thumbnail route.
+    assert d["urls"]["thumb"] == "/map/-/imageclust/thumb/"
+    r4 = await ds.client.get(d["urls"]["thumb"] + "1")
+    assert r4.status_code == 200 and r4.headers["content-type"] == "image/webp"
 
 
 @pytest.mark.asyncio
@@ -146,7 +148,6 @@ async def test_empty_database(tmp_path):
     assert r.status_code == 200 and "no images" in r.text
     assert (await ds.client.get("/empty/-/imageclust/map/points.bin")).status_code == 404
     assert (await ds.client.get("/empty/-/imageclust/map/atlas/16/0")).status_code == 404
-    assert (await ds.client.get("/empty/-/imageclust/map/thumb/1")).status_code == 404
 
 
 @pytest.mark.asyncio
@@ -187,9 +188,8 @@ async def test_layout_without_atlas_and_without_clusters(tmp_path):
     ("/map/-/imageclust/map/atlas/16/99", 404),
     ("/map/-/imageclust/map/atlas/7/0", 404),
     ("/map/-/imageclust/map/atlas/x/0", 404),
-    ("/map/-/imageclust/map/thumb/999999", 404),
-    ("/map/-/imageclust/map/thumb/~2E~2E~2F~2E~2E~2Fetc~2Fpasswd", 404),
-    ("/map/-/imageclust/map/thumb/../../etc/passwd", 404),
+    ("/map/-/imageclust/map/atlas/~2E~2E~2F~2E~2E~2Fetc~2Fpasswd/0", 404),
+    ("/map/-/imageclust/map/atlas/../../etc/passwd", 404),
     ("/nope/-/imageclust/map.json", 404),
     ("/nope/-/imageclust/map", 404),
 ])
@@ -229,7 +229,7 @@ async def test_run_parameter_and_configured_default(map_db, tmp_path):
 async def test_permissions(map_db):
     ds = await _ds(map_db, metadata={"databases": {"map": {"allow": {"id": "root"}}}})
     for url in ("/map/-/imageclust/map", "/map/-/imageclust/map.json", "/map/-/imageclust/map/points.bin",
-                "/map/-/imageclust/map/atlas/16/0", "/map/-/imageclust/map/thumb/1"):
+                "/map/-/imageclust/map/atlas/16/0"):
         r = await ds.client.get(url)
         assert r.status_code == 403, url
     cookies = {"ds_actor": ds.sign({"a": {"id": "root"}}, "actor")}
