@@ -140,6 +140,14 @@ def test_map_pans_zooms_and_opens_an_image(browser, server, tmp_path):
     page.screenshot(path=str(tmp_path / "zoomed.png"))
     assert _distinct_colours(canvas.screenshot()) > 30
 
+    # Deeper still: whole thumbnails replace the largest atlas cells for the images in view.
+    page.evaluate(f"{api}.zoomTo(1234, 200)")
+    page.wait_for_function(f"{api}.thumbsLoaded > 0", timeout=30_000)
+    assert _distinct_colours(canvas.screenshot()) > 30
+    page.evaluate(f"{api}.zoomTo(1234, 64)")
+    page.wait_for_timeout(200)
+    cx, cy = page.evaluate(f"[{api}.screenOf(1234).x, {api}.screenOf(1234).y]")
+
     # Hover an image: the preview shows its thumbnail and the label as text.
     target = page.evaluate(f"{api}.idAt({cx}, {cy})")
     assert target == 1234

@@ -231,14 +231,52 @@
     want.forEach(function (s) { s.wanted = true; load(s); });
     if (li > 0) evict(li);
     if (uncelled) out.push([uncelled.start, uncelled.end, null]);
+    if (li === levels.length - 1 && view.s * view.dpr > levels[li].level * 1.5) planThumbs(li, out);
     return out;
+  }
+
+  // Deepest zoom: whole stored thumbnails (sharper than the largest atlas cell) for the
+  // images in view, each its own texture, drawn over their cells.
+  var thumbs = new Map(), thumbLoads = 0, MAX_THUMBS = 300, MAX_THUMBS_IN_VIEW = 120;
+  function planThumbs(li, out) {
+    var hw = view.w / 2 / view.s + 0.5, hh = view.h / 2 / view.s + 0.5, seen = 0;
+    var rs = ranges[li];
+    for (var k = 0; k < rs.length && seen <= MAX_THUMBS_IN_VIEW; k++) {
+      if (!visible(rs[k])) continue;
+      for (var i = rs[k].start; i < rs[k].end; i++) {
+        if (Math.abs(X[i] - view.cx) > hw || Math.abs(Y[i] - view.cy) > hh) continue;
+        if (++seen > MAX_THUMBS_IN_VIEW) break;
+        var t = thumbs.get(ID[i]);
+        if (!t) { t = { thumb: true, state: 0, tex: null, bitmap: null, used: 0, width: 0, height: 0 }; thumbs.set(ID[i], t); }
+        t.used = ++useClock;
+        if (t.state === 2) out.push([i, i + 1, t]);
+        else if (t.state === 0 && thumbLoads < 6) loadThumb(ID[i], t);
+      }
+    }
+    if (seen > MAX_THUMBS_IN_VIEW) return;
+    api.thumbsLoaded = 0;
+    thumbs.forEach(function (t) { if (t.state === 2) api.thumbsLoaded++; });
+    if (thumbs.size > MAX_THUMBS) {
+      var all = Array.from(thumbs.entries()).sort(function (a, b) { return a[1].used - b[1].used; });
+      for (var j = 0; j < all.length - MAX_THUMBS; j++) {
+        if (all[j][1].state === 1) continue;
+        renderer.drop(all[j][1]); thumbs.delete(all[j][0]);
+      }
+    }
+  }
+  function loadThumb(id, t) {
+    t.state = 1; thumbLoads++;
+    fetchBitmap(cfg.urls.thumb + id).then(function (bitmap) {
+      if (thumbs.get(id) !== t) { if (bitmap.close) bitmap.close(); return; }
+      renderer.upload(t, bitmap); t.state = 2;
+    }, function () { t.state = 3; }).then(function () { thumbLoads--; requestDraw(); });
   }
 
   // ---- WebGL renderer ----------------------------------------------------------------
   var VS = [
     "attribute vec2 a_corner; attribute vec2 a_pos; attribute float a_ai; attribute vec4 a_color;",
     "uniform vec2 u_center; uniform float u_scale; uniform vec2 u_half; uniform float u_size;",
-    "uniform float u_start; uniform float u_perRow; uniform vec2 u_cellUV; uniform float u_inset;",
+    "uniform float u_start; uniform float u_perRow; uniform vec2 u_cellUV; uniform float u_inset; uniform vec2 u_uv0;",
     "varying vec2 v_uv; varying vec4 v_color; varying vec2 v_local;",
     "void main() {",
     "  vec2 w = a_pos + (a_corner - 0.5) * u_size;",
@@ -247,7 +285,7 @@
     "  float c = a_ai - u_start;",
     "  float row = floor((c + 0.5) / u_perRow);",
     "  float col = c - row * u_perRow;",
-    "  v_uv = (vec2(col, row) + mix(vec2(u_inset), vec2(1.0 - u_inset), a_corner)) * u_cellUV;",
+    "  v_uv = u_uv0 + (vec2(col, row) + mix(vec2(u_inset), vec2(1.0 - u_inset), a_corner)) * u_cellUV;",
     "  v_color = a_color; v_local = a_corner;",
     "}"].join("\n");
   var FS = [
@@ -284,7 +322,7 @@
     gl.useProgram(prog);
     var loc = {}, uni = {};
     ["a_corner", "a_pos", "a_ai", "a_color"].forEach(function (n) { loc[n] = gl.getAttribLocation(prog, n); });
-    ["u_center", "u_scale", "u_half", "u_size", "u_start", "u_perRow", "u_cellUV", "u_inset", "u_tex", "u_mode",
+    ["u_center", "u_scale", "u_half", "u_size", "u_start", "u_perRow", "u_cellUV", "u_inset", "u_uv0", "u_tex", "u_mode",
      "u_border", "u_hasTex"].forEach(function (n) { uni[n] = gl.getUniformLocation(prog, n); });
     // Two triangles per image, 6 vertices of 20 bytes: x, y, atlas index (float32),
     // rgba (4 x uint8), corner (2 x uint8) + 2 padding. Plain triangles rather than
@@ -329,6 +367,7 @@
         gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
         gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
         gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+        sheet.width = sheet.width || bitmap.width; sheet.height = sheet.height || bitmap.height;
         if (bitmap.close) bitmap.close();
         sheet.tex = tex;
       },
@@ -348,12 +387,23 @@
         for (var k = 0; k < parts.length; k++) {
           var start = parts[k][0], end = parts[k][1], sh = parts[k][2];
           if (end <= start) continue;
-          if (sh) {
+          if (sh && sh.thumb) {
+            // A whole thumbnail as its own texture, centre-cropped to a square like the cells.
+            var m = Math.min(sh.width, sh.height), cu = m / sh.width, cv = m / sh.height;
+            gl.bindTexture(gl.TEXTURE_2D, sh.tex);
+            gl.uniform1f(uni.u_hasTex, 1);
+            gl.uniform1f(uni.u_start, AI[start] === NO_CELL ? 0 : AI[start]);
+            gl.uniform1f(uni.u_perRow, 1);
+            gl.uniform2f(uni.u_cellUV, cu, cv);
+            gl.uniform2f(uni.u_uv0, (1 - cu) / 2, (1 - cv) / 2);
+            gl.uniform1f(uni.u_inset, 0);
+          } else if (sh) {
             gl.bindTexture(gl.TEXTURE_2D, sh.tex);
             gl.uniform1f(uni.u_hasTex, 1);
             gl.uniform1f(uni.u_start, sh.no * sh.perSheet);
             gl.uniform1f(uni.u_perRow, sh.perRow);
             gl.uniform2f(uni.u_cellUV, sh.level / sh.width, sh.level / sh.height);
+            gl.uniform2f(uni.u_uv0, 0, 0);
             gl.uniform1f(uni.u_inset, 0.5 / sh.level);
           } else {
             gl.uniform1f(uni.u_hasTex, 0);
@@ -371,7 +421,9 @@
     return {
       kind: "canvas2d",
       setInstances: function () {},
-      upload: function (sheet, bitmap) { sheet.bitmap = bitmap; },
+      upload: function (sheet, bitmap) {
+        sheet.bitmap = bitmap; sheet.width = sheet.width || bitmap.width; sheet.height = sheet.height || bitmap.height;
+      },
       drop: function (sheet) { if (sheet.bitmap && sheet.bitmap.close) sheet.bitmap.close(); sheet.bitmap = null; },
       draw: function (parts) {
         var dpr = view.dpr;
@@ -390,6 +442,11 @@
             var c = CL[i];
             var col = c >= 0 && colors[c * 4 + 3] ? "rgb(" + colors[c * 4] + "," + colors[c * 4 + 1] + "," + colors[c * 4 + 2] + ")" : "#777";
             if (!sh || mode === 3 || px < 3) { ctx.fillStyle = col; ctx.fillRect(sx, sy, px, px); continue; }
+            if (sh.thumb) {
+              var mm = Math.min(sh.width, sh.height);
+              ctx.drawImage(sh.bitmap, (sh.width - mm) / 2, (sh.height - mm) / 2, mm, mm, sx, sy, px, px);
+              continue;
+            }
             var cell = AI[i] - sh.no * sh.perSheet;
             ctx.drawImage(sh.bitmap, (cell % sh.perRow) * sh.level, Math.floor(cell / sh.perRow) * sh.level,
                           sh.level, sh.level, sx, sy, px, px);
