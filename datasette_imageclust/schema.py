@@ -306,3 +306,18 @@ def _search_v1(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration("search")
+def _search_v2(db: sqlite_utils.Database) -> None:
+    # The bits again, in a few large BLOBs: a server process reads them all in one go
+    # (a million rows of image_bits take seconds to read through vec0).
+    db.executescript(
+        """
+        CREATE TABLE search_bits (
+            chunk INTEGER PRIMARY KEY,
+            ids BLOB NOT NULL,               -- int64 little-endian image ids
+            bits BLOB NOT NULL               -- the rows of image_bits, packed, in the same order
+        );
+        """
+    )
