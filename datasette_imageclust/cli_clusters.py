@@ -147,6 +147,8 @@ def clusters(database, name, as_json, runs, set_default, delete):
         run = find_run(db, name)
     except StoreError as e:
         raise click.ClickException(str(e))
+    if not as_json:
+        click.echo(f"{'id':>6}  {'size':>5}  {'label':<40}  representatives")
     for c in cluster_listing(db, run["id"]):
         c.pop("image_ids")
         if as_json:

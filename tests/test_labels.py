@@ -219,3 +219,24 @@ def test_ollama_parse_is_strict():
                 json.dumps({"error": "x"}).encode()):
         with pytest.raises(ollama._Retry):
             ollama.parse(bad)
+
+
+def test_cluster_command_with_ollama(tux_db, tmp_path, fake):
+    """End to end through the CLI: ollama titles become the best labels, terms are kept."""
+    from click.testing import CliRunner
+
+    from datasette_imageclust.cli import cli
+
+    p = tmp_path / "c.db"
+    shutil.copy(tux_db, p)
+    srv = fake(["500"])
+    r = CliRunner().invoke(cli, ["cluster", str(p), "--clusters", "5", "--labels", "terms,ollama", "--no-duplicates",
+                                 "--ollama-host", srv.url, "--ollama-model", "llava:7b", "--json"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["labels"]["ollama"] == "5 clusters labelled"
+    out = [json.loads(l) for l in CliRunner().invoke(cli, ["clusters", str(p), "--json"]).stdout.splitlines()]
+    assert all(c["label"] == "Group of 3" for c in out)
+    assert all(c["labels"][0]["source"] == "ollama" for c in out)
+    assert sum(any(l["source"] == "terms" for l in c["labels"]) for c in out) >= 3
+    assert all(req["model"] == "llava:7b" for req in srv.requests)
