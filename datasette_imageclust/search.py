@@ -34,6 +34,8 @@ from .schema import migrate, now
 BITS_TABLE = "image_bits"
 META_TABLE = "search_index"
 COPY_TABLE = "search_vectors"
+PACKED_TABLE = "search_bits"
+PACKED_CHUNK = 65536  # images per search_bits row
 
 
 class SearchError(ValueError):
@@ -170,6 +172,7 @@ def build_index(db: Any, *, batch: int = 5000) -> dict:
         conn.execute(f"DROP TABLE IF EXISTS {BITS_TABLE}")
         conn.execute(f"DELETE FROM {COPY_TABLE}")
         conn.execute(f"DELETE FROM {META_TABLE}")
+        conn.execute(f"DELETE FROM {PACKED_TABLE}")
         if dims is None:
             return {"vectors": 0, "dimensions": None, "seconds": round(time.perf_counter() - t0, 3)}
         mean = x.mean(axis=0).astype(np.float32) if len(ids) else np.zeros(dims, np.float32)
@@ -184,6 +187,10 @@ def build_index(db: Any, *, batch: int = 5000) -> dict:
                              [(int(j), b.tobytes()) for j, b in zip(chunk_ids, bits)])
             conn.executemany(f"INSERT INTO {COPY_TABLE} (image_id, embedding) VALUES (?, ?)",
                              [(int(j), v.tobytes()) for j, v in zip(chunk_ids, chunk)])
+        for n, i in enumerate(range(0, len(ids), PACKED_CHUNK)):
+            conn.execute(f"INSERT INTO {PACKED_TABLE} (chunk, ids, bits) VALUES (?, ?, ?)",
+                         [n, ids[i:i + PACKED_CHUNK].astype("<i8").tobytes(),
+                          quantise(x[i:i + PACKED_CHUNK], mean).tobytes()])
         seconds = time.perf_counter() - t0
         conn.execute(
             f"INSERT INTO {META_TABLE} (id, model_id, dimensions, n_vectors, mean, built, seconds) "
@@ -250,11 +257,18 @@ def _load_bits(conn: Any, built: str, n: int) -> _Bits:
         hit = _CACHE.get(key)
         if hit is not None:
             return hit
-        rows = conn.execute(f"SELECT image_id, bits FROM {BITS_TABLE} ORDER BY image_id").fetchall()
         mean = np.frombuffer(conn.execute(f"SELECT mean FROM {META_TABLE} WHERE id = 1").fetchone()[0],
                              dtype=np.float32)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        raw = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), -1)
+        nbytes = (len(mean) + 7) // 8
+        packed = (conn.execute(f"SELECT ids, bits FROM {PACKED_TABLE} ORDER BY chunk").fetchall()
+                  if _table_exists(conn, PACKED_TABLE) else [])
+        if packed:
+            ids = np.frombuffer(b"".join(r[0] for r in packed), dtype="<i8").astype(np.int64)
+            raw = np.frombuffer(b"".join(r[1] for r in packed), dtype=np.uint8).reshape(len(ids), nbytes)
+        else:  # an index built before search_bits existed: read the vec0 table (slower)
+            rows = conn.execute(f"SELECT image_id, bits FROM {BITS_TABLE} ORDER BY image_id").fetchall()
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            raw = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), nbytes)
         words = np.ascontiguousarray(_pad64(raw).view(np.uint64).T)
         entry = _Bits(ids, words, mean)
         # One entry per database file: drop older builds of the same file.
@@ -262,6 +276,22 @@ def _load_bits(conn: Any, built: str, n: int) -> _Bits:
             del _CACHE[k]
         _CACHE[key] = entry
         return entry
+
+
+def warm(path: str) -> bool:
+    """Load a database's bits into this process's cache ahead of the first query (the
+    plugin does this in a background thread at startup). True if there was an index."""
+    from . import db as dbmod
+
+    conn = dbmod.connect(path, readonly=True).conn
+    try:
+        st = status(conn)
+        if not st.fresh:
+            return False
+        _load_bits(conn, st.built or "", st.indexed)
+        return True
+    finally:
+        conn.close()
 
 
 def clear_cache() -> None:

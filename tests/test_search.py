@@ -169,3 +169,23 @@ def test_text_query_with_a_clip_shaped_model(tiny_clip, tux_dir, tmp_path):
     r = CliRunner().invoke(cli, ["similar", path, "--text", "a red moth", "-k", "2", "--json"])
     assert r.exit_code == 0, r.output
     assert [h["image_id"] for h in json.loads(r.stdout)] == [i for i, _ in hits[:2]]
+
+
+def test_packed_bits_match_the_vec0_table_and_warm(tmp_path):
+    path = str(tmp_path / "syn.db")
+    ids, x = synthetic_db(path, n=1500, dims=96)
+    search.clear_cache()
+    assert search.warm(path) is True
+    assert len(search._CACHE) == 1
+    cached = next(iter(search._CACHE.values()))
+    db = dbmod.connect(path)
+    got = [search.knn(db, x[j], 8, candidates=40) for j in range(0, 1500, 97)]
+    # An index from before search_bits existed: the bits come from image_bits instead.
+    db.execute("DELETE FROM search_bits")
+    db.conn.commit()
+    search.clear_cache()
+    assert [search.knn(db, x[j], 8, candidates=40) for j in range(0, 1500, 97)] == got
+    again = next(iter(search._CACHE.values()))
+    assert (again.ids == cached.ids).all() and (again.words == cached.words).all()
+    (tmp_path / "nothing.db").touch()  # an empty SQLite database: nothing to warm
+    assert search.warm(str(tmp_path / "nothing.db")) is False
