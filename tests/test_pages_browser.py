@@ -109,6 +109,13 @@ def test_browse_index_cluster_image_and_search(server, browser, tmp_path):
     page.wait_for_url("**/-/imageclust/cluster/*")
     assert page.locator(".ic-grid .ic-tile").count() == size
     assert _all_images_decoded(page)
+    # The arrow keys move between clusters.
+    here = page.url
+    nxt = page.locator("a[data-ic-key=ArrowRight]").get_attribute("href")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url("**" + nxt)
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url(here)
     first = page.locator(".ic-grid .ic-tile").first
     href = first.get_attribute("href")
     first.click()
