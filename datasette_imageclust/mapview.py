@@ -201,7 +201,11 @@ def _points(conn, layout: dict, run_id: int | None, levels: list[dict]) -> dict[
 
     cluster = np.full(n, -1, np.int64)
     if run_id is not None:
-        cluster = lookup(scan("SELECT image_id, cluster_id FROM cluster_members WHERE run_id = ?", [run_id], 2), -1)
+        # With few runs a plain table scan beats the (run_id, image_id) index, whose every
+        # row needs a lookup in the table: 50 ms instead of 150-250 ms at 100k members.
+        runs = conn.execute("SELECT count(*) FROM cluster_runs").fetchone()[0]
+        where = "+run_id = ?" if runs <= 3 else "run_id = ?"
+        cluster = lookup(scan(f"SELECT image_id, cluster_id FROM cluster_members WHERE {where}", [run_id], 2), -1)
     cell = np.full(n, NO_CELL, np.int64)
     if levels:
         small = levels[0]

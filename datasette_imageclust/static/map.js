@@ -197,11 +197,13 @@
     });
     return sheet.promise;
   }
-  function evict(li) {
+  function evict(li, inView) {
+    // Keep what is in view (a high-DPI screen can show more sheets than the cap) plus a few.
+    var cap = Math.max(MAX_DETAIL_TEXTURES, inView + 4);
     var loaded = sheets[li].filter(function (s) { return s.state === 2; });
-    if (loaded.length <= MAX_DETAIL_TEXTURES) return;
+    if (loaded.length <= cap) return;
     loaded.sort(function (a, b) { return a.used - b.used; });
-    for (var k = 0; k < loaded.length - MAX_DETAIL_TEXTURES; k++) { renderer.drop(loaded[k]); loaded[k].state = 0; }
+    for (var k = 0; k < loaded.length - cap; k++) { renderer.drop(loaded[k]); loaded[k].state = 0; }
   }
   function fallbackRanges(start, end, li, out) {
     // The points [start, end) drawn from the best loaded level below li.
@@ -220,16 +222,17 @@
   function plan() {
     // What to draw this frame: [start, end, sheet|null] triples.
     var out = [], li = levelFor();
-    var want = [];
+    var want = [], inView = 0;
     ranges[li].forEach(function (r) {
       if (li > 0 && !visible(r)) return;
+      inView++;
       if (r.sheet && r.sheet.state === 2) { r.sheet.used = ++useClock; out.push([r.start, r.end, r.sheet]); return; }
       if (r.sheet && r.sheet.state === 0) want.push(r.sheet);
       fallbackRanges(r.start, r.end, li, out);
     });
     sheets[li].forEach(function (s) { s.wanted = false; });
     want.forEach(function (s) { s.wanted = true; load(s); });
-    if (li > 0) evict(li);
+    if (li > 0) evict(li, inView);
     if (uncelled) out.push([uncelled.start, uncelled.end, null]);
     if (li === levels.length - 1 && view.s * view.dpr > levels[li].level * 1.5) planThumbs(li, out);
     return out;
