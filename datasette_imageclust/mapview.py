@@ -33,7 +33,6 @@ NO_CELL = 0xFFFFFFFF
 CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
 _points_cache: "OrderedDict[tuple, bytes]" = OrderedDict()
 _state_cache: "OrderedDict[tuple, dict]" = OrderedDict()
-_template = None
 
 
 class _Problem(Exception):
@@ -410,19 +409,15 @@ async def map_page(datasette, request):
                     "atlas_index": [None if c == NO_CELL else int(c) for c in pts["cell"]],
                 }
         return Response.json(payload, headers={"Cache-Control": "no-cache"})
-    global _template
-    if _template is None:
-        # Loaded through Datasette's own Jinja environment, so it extends base.html and
-        # works whether or not the package's templates directory is registered.
-        _template = datasette.jinja_env.from_string((HERE / "templates" / "imageclust_map.html").read_text("utf-8"))
     static = datasette.urls.path("/-/imageclust-map/static/")
     # The page embeds everything but the clusters (10,000 of them at 100k images): the
     # script fetches those from map.json in parallel with the points and atlas sheets.
     page_config = {**payload, "clusters": None}
+    # Found through the plugin's prepare_jinja2_environment hook (plugin.py).
     return Response.html(await datasette.render_template(
-        _template,
-        {"database": db.name, "config": page_config, "static": static, "title": f"Map of {db.name}",
-         "database_url": datasette.urls.database(db.name)},
+        "imageclust_map.html",
+        {"database": db.name, "config": page_config, "icm_static": static, "title": f"Map of {db.name}",
+         "database_url": datasette.urls.database(db.name), "home_url": datasette.urls.instance()},
         request=request,
     ))
 
