@@ -160,8 +160,15 @@ def test_map_pans_zooms_and_opens_an_image(browser, server, tmp_path):
     assert page.evaluate("window.__xss") is None  # labels with HTML never became markup
 
     # Click: land on the image page.
+    page.wait_for_timeout(500)  # the view is written to the URL (#x,y,zoom) after a pause
+    view = page.evaluate(f"[{api}.view.cx, {api}.view.cy, {api}.view.s]")
     page.mouse.click(p["x"], p["y"])
     page.wait_for_url(re.compile(rf"/big/-/imageclust/image/{target}$"), timeout=15_000)
+    # Back: the map opens where it was.
+    page.go_back()
+    page.wait_for_function("window.__imageclustPainted", timeout=60_000)
+    back = page.evaluate(f"[{api}.view.cx, {api}.view.cy, {api}.view.s]")
+    assert back == pytest.approx(view, abs=0.1)
     assert errors == []
     page.close()
 

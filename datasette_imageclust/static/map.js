@@ -504,11 +504,27 @@
     }
   }
 
-  var drawPending = false;
+  var drawPending = false, hashTimer = null;
   function requestDraw() {
     if (drawPending || !renderer) return;
     drawPending = true;
     requestAnimationFrame(draw);
+    // Remember the view in the URL (#x,y,zoom): Back from an image page, or a shared
+    // link, returns to the same place.
+    clearTimeout(hashTimer);
+    hashTimer = setTimeout(function () {
+      if (!view.fitS) return;
+      history.replaceState(null, "", "#" + view.cx.toFixed(1) + "," + view.cy.toFixed(1) + "," + view.s.toFixed(3));
+    }, 400);
+  }
+  function viewFromHash() {
+    var m = /^#(-?[\d.]+),(-?[\d.]+),([\d.]+)$/.exec(window.location.hash);
+    if (!m) return false;
+    var x = parseFloat(m[1]), y = parseFloat(m[2]), z = parseFloat(m[3]);
+    if (!isFinite(x) || !isFinite(y) || !(z > 0)) return false;
+    view.cx = x; view.cy = y; view.s = clampScale(z);
+    requestDraw();
+    return true;
   }
   function draw() {
     drawPending = false;
@@ -614,7 +630,8 @@
   document.getElementById("icm-fit").addEventListener("click", fit);
   var layoutSel = document.getElementById("icm-layout");
   if (layoutSel) layoutSel.addEventListener("change", function () {
-    var u = new URL(window.location.href); u.searchParams.set("layout", layoutSel.value); window.location.href = u.toString();
+    var u = new URL(window.location.href); u.searchParams.set("layout", layoutSel.value); u.hash = "";
+    window.location.href = u.toString();
   });
 
   // Test and scripting hooks.
@@ -660,6 +677,7 @@
     renderer.setInstances();
     resize();
     fit();
+    viewFromHash();
     countEl.textContent = N.toLocaleString() + " images" + (clusters.length ? ", " + clusters.filter(function (c) {
       return c.kind === "cluster"; }).length.toLocaleString() + " clusters" : "") + " · " + renderer.kind;
     if (!sheets.length) { setStatus("no atlas: squares only"); requestDraw(); painted(); return; }
