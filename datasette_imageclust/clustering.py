@@ -9,10 +9,13 @@ Design (measured in ``bench/clusters.py``):
   similarity-weighted mean of itself and its nearest neighbours). It pulls images towards
   the dense part of their neighbourhood, which sharpens category structure for every
   method (tuxpaint K=16 Ward ARI 0.40 -> 0.52) and costs one k-NN pass.
-* Constrained Ward is an exact Lance-Williams Ward that *refuses* merges exceeding
-  ``max_size``. Above ``BLOCK`` images the collection is first partitioned with k-means
-  into blocks of <= BLOCK images (no n x n matrix), and Ward runs inside each block.
-* With a fixed K, Ward is followed by a k-means refinement seeded with Ward's centroids.
+* Constrained Ward (no K): the exact Ward tree (scipy) is split top-down until no cluster
+  exceeds ``max_size`` (a merge over the cap is refused; oversize groups are split again);
+  images none of whose 5 nearest neighbours share their cluster become unclustered.
+  Above ``BLOCK`` images the collection is first partitioned with k-means (in a PCA
+  projection) into blocks of <= BLOCK images and Ward runs per block: no n x n matrix.
+* With a fixed K, Ward (Lance-Williams, over weighted k-means prototypes above BLOCK) is
+  cut at K and refined by k-means seeded with Ward's centroids.
 * Undersized clusters are never silently dropped: their members join the nearest cluster
   that has room, or become unclustered (``small="unclustered"``).
 """
@@ -78,8 +81,12 @@ def smooth(x: np.ndarray, k: int = 10, alpha: float = 3.0) -> np.ndarray:
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, init="k-means++", n_init: int = 1, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans, kmeans_plusplus
 
+    if isinstance(init, str) and init == "k-means++" and k > 64 and x.shape[1] > 48:
+        # k-means++ seeding is O(n k d log k): pick the seeds in a PCA projection instead
+        _, seeds = kmeans_plusplus(_project(x, seed=seed), k, random_state=seed)
+        init, n_init = x[seeds], 1
     km = KMeans(k, init=init, n_init=n_init, random_state=seed, max_iter=max_iter).fit(x)
     return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
 
@@ -405,7 +412,7 @@ def ward(x: np.ndarray, *, n_clusters: int | None = None, min_size: int = 3, max
 # --- k-means with a size cap -------------------------------------------------------------
 
 
-def _capacity_assign(x: np.ndarray, cents: np.ndarray, cap: int, top: int = 20) -> np.ndarray:
+def _capacity_assign(x: np.ndarray, cents: np.ndarray, cap: int, top: int = 10) -> np.ndarray:
     """Assign rows to centroids, nearest first, never more than ``cap`` per centroid."""
     n, k = len(x), len(cents)
     top = min(top, k)
@@ -414,16 +421,31 @@ def _capacity_assign(x: np.ndarray, cents: np.ndarray, cap: int, top: int = 20) 
         block = x[s : s + 4096] @ cents.T
         part = np.argpartition(-block, top - 1, axis=1)[:, :top] if top < k else np.tile(np.arange(k), (len(block), 1))
         idx[s : s + 4096], sim[s : s + 4096] = part, np.take_along_axis(block, part, 1)
+    # Deferred acceptance (vectorised rounds): rows propose to their next-best centroid,
+    # each centroid keeps its ``cap`` most similar proposers. With one similarity for both
+    # sides this equals "most similar pair first", without a Python loop over n x top pairs.
+    o = np.argsort(-sim, axis=1)
+    idx, sim = np.take_along_axis(idx, o, 1), np.take_along_axis(sim, o, 1)
     labels = np.full(n, -1, np.int64)
-    room = np.full(k, cap)
-    order = np.argsort(-sim, axis=None)  # all (row, candidate) pairs, most similar first
-    rows, cols = np.unravel_index(order, sim.shape)
-    for r, c in zip(rows.tolist(), cols.tolist()):
-        if labels[r] < 0:
-            cl = idx[r, c]
-            if room[cl] > 0:
-                labels[r] = cl
-                room[cl] -= 1
+    ptr = np.zeros(n, np.int64)
+    rows_all = np.arange(n)
+    for _ in range(50 * top):
+        free = rows_all[(labels < 0) & (ptr < top)]
+        if len(free) == 0:
+            break
+        held = rows_all[labels >= 0]
+        rows = np.concatenate([held, free])
+        cl = np.concatenate([labels[held], idx[free, ptr[free]]])
+        sc = np.concatenate([sim[held, ptr[held]], sim[free, ptr[free]]])
+        order = np.lexsort((-sc, cl))
+        cls = cl[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(cls)) + 1]
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        keep = rank < cap
+        labels[rows] = -1
+        labels[rows[order][keep]] = cls[keep]
+        ptr[rows[order][~keep]] += 1
+    room = cap - np.bincount(labels[labels >= 0], minlength=k)
     for r in np.flatnonzero(labels < 0):  # all top candidates full: any with room
         s = cents @ x[r]
         s[room <= 0] = -np.inf
@@ -453,30 +475,32 @@ def kmeans(x: np.ndarray, *, n_clusters: int | None = None, min_size: int = 3, m
     z = np.empty_like(x)
     for b in blocks:
         z[b] = smooth(x[b], knn_k)
+    def capped(zb: np.ndarray, lb: np.ndarray, cb: np.ndarray, k: int) -> np.ndarray:
+        if max_size is None or np.bincount(lb).max() <= max_size:
+            return lb
+        for _ in range(iters):
+            lb = _capacity_assign(zb, cb, max_size)
+            new = centroids(zb, lb, k)
+            empty = np.bincount(lb, minlength=k) == 0
+            new[empty] = cb[empty]
+            cb = new
+        return lb
+
     if len(blocks) > 1 and n_clusters > 4 * len(blocks):
-        # many small clusters of a large collection: k-means inside each block, K split
-        # in proportion to the block sizes (never n x K distances)
+        # many small clusters of a large collection: k-means (and the size cap) inside each
+        # block, K split in proportion to the block sizes (never n x K distances)
         labels = np.empty(n, np.int64)
-        cents_l, nxt = [], 0
+        nxt = 0
         for b in blocks:
             kb = max(1, min(len(b), round(n_clusters * len(b) / n)))
             if max_size is not None:
                 kb = max(kb, math.ceil(len(b) / max_size))
             lb, cb = _kmeans(z[b], kb, seed, n_init=1, max_iter=50)
-            labels[b] = lb + nxt
-            cents_l.append(cb)
+            labels[b] = capped(z[b], lb, cb, kb) + nxt
             nxt += kb
-        cents = np.concatenate(cents_l)
-        n_clusters = nxt
     else:
         labels, cents = _kmeans(z, n_clusters, seed, n_init=3 if n <= 20_000 else 1)
-    if max_size is not None and np.bincount(labels).max() > max_size:
-        for _ in range(iters):
-            labels = _capacity_assign(z, cents, max_size)
-            new = centroids(z, labels, n_clusters)
-            empty = np.bincount(labels, minlength=n_clusters) == 0
-            new[empty] = cents[empty]
-            cents = new
+        labels = capped(z, labels, cents, n_clusters)
     labels = _handle_small(x, labels, min_size, max_size, small, info)
     return Result(labels, info)
 
