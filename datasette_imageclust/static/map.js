@@ -276,33 +276,56 @@
   }
 
   // ---- WebGL renderer ----------------------------------------------------------------
-  var VS = [
+  // Two programs over the same per-image data: quads (2 triangles an image) when
+  // thumbnails are large on screen, and point sprites (1 vertex an image, 6x less vertex
+  // work: what matters on software WebGL) when they are small.
+  var VS_QUAD = [
     "attribute vec2 a_corner; attribute vec2 a_pos; attribute float a_ai; attribute vec4 a_color;",
     "uniform vec2 u_center; uniform float u_scale; uniform vec2 u_half; uniform float u_size;",
-    "uniform float u_start; uniform float u_perRow; uniform vec2 u_cellUV; uniform float u_inset; uniform vec2 u_uv0;",
-    "varying vec2 v_uv; varying vec4 v_color; varying vec2 v_local;",
+    "uniform float u_start; uniform float u_perRow;",
+    "varying vec2 v_cell; varying vec4 v_color; varying vec2 v_local;",
     "void main() {",
     "  vec2 w = a_pos + (a_corner - 0.5) * u_size;",
     "  vec2 p = (w - u_center) * u_scale / u_half;",
     "  gl_Position = vec4(p.x, -p.y, 0.0, 1.0);",
     "  float c = a_ai - u_start;",
     "  float row = floor((c + 0.5) / u_perRow);",
-    "  float col = c - row * u_perRow;",
-    "  v_uv = u_uv0 + (vec2(col, row) + mix(vec2(u_inset), vec2(1.0 - u_inset), a_corner)) * u_cellUV;",
+    "  v_cell = vec2(c - row * u_perRow, row);",
     "  v_color = a_color; v_local = a_corner;",
     "}"].join("\n");
-  var FS = [
-    "#ifdef GL_FRAGMENT_PRECISION_HIGH\nprecision highp float;\n#else\nprecision mediump float;\n#endif",
-    "uniform sampler2D u_tex; uniform float u_mode; uniform float u_border; uniform float u_hasTex;",
-    "varying vec2 v_uv; varying vec4 v_color; varying vec2 v_local;",
+  var VS_POINT = [
+    "attribute vec2 a_pos; attribute float a_ai; attribute vec4 a_color;",
+    "uniform vec2 u_center; uniform float u_scale; uniform vec2 u_half; uniform float u_px;",
+    "uniform float u_start; uniform float u_perRow;",
+    "varying vec2 v_cell; varying vec4 v_color;",
     "void main() {",
-    "  vec3 t = u_hasTex > 0.5 ? texture2D(u_tex, v_uv).rgb : mix(vec3(0.35), v_color.rgb, v_color.a * 0.7);",
-    "  if (u_mode > 2.5) { gl_FragColor = vec4(v_color.a > 0.5 ? v_color.rgb : vec3(0.45), 1.0); return; }",
-    "  if (u_mode > 1.5) { gl_FragColor = vec4(mix(t, v_color.rgb, 0.45 * v_color.a), 1.0); return; }",
-    "  vec2 d = min(v_local, 1.0 - v_local);",
-    "  if (u_mode > 0.5 && v_color.a > 0.5 && min(d.x, d.y) < u_border) { gl_FragColor = vec4(v_color.rgb, 1.0); return; }",
-    "  gl_FragColor = vec4(t, 1.0);",
+    "  vec2 p = (a_pos - u_center) * u_scale / u_half;",
+    "  gl_Position = vec4(p.x, -p.y, 0.0, 1.0);",
+    "  gl_PointSize = u_px;",
+    "  float c = a_ai - u_start;",
+    "  float row = floor((c + 0.5) / u_perRow);",
+    "  v_cell = vec2(c - row * u_perRow, row);",
+    "  v_color = a_color;",
     "}"].join("\n");
+  function fragment(points) {
+    return [
+      "#ifdef GL_FRAGMENT_PRECISION_HIGH\nprecision highp float;\n#else\nprecision mediump float;\n#endif",
+      "uniform sampler2D u_tex; uniform float u_mode; uniform float u_border; uniform float u_hasTex;",
+      "uniform vec2 u_cellUV; uniform float u_inset; uniform vec2 u_uv0;",
+      "varying vec2 v_cell; varying vec4 v_color;" + (points ? "" : " varying vec2 v_local;"),
+      "void main() {",
+      points ? "  vec2 local = gl_PointCoord;" : "  vec2 local = v_local;",
+      "  vec2 uv = u_uv0 + (v_cell + mix(vec2(u_inset), vec2(1.0 - u_inset), local)) * u_cellUV;",
+      "  vec3 t = u_hasTex > 0.5 ? texture2D(u_tex, uv).rgb : mix(vec3(0.35), v_color.rgb, v_color.a * 0.7);",
+      "  if (u_mode > 2.5) { gl_FragColor = vec4(v_color.a > 0.5 ? v_color.rgb : vec3(0.45), 1.0); return; }",
+      "  if (u_mode > 1.5) { gl_FragColor = vec4(mix(t, v_color.rgb, 0.45 * v_color.a), 1.0); return; }",
+      "  vec2 d = min(local, 1.0 - local);",
+      "  if (u_mode > 0.5 && v_color.a > 0.5 && min(d.x, d.y) < u_border) { gl_FragColor = vec4(v_color.rgb, 1.0); return; }",
+      "  gl_FragColor = vec4(t, 1.0);",
+      "}"].join("\n");
+  }
+  var UNIFORMS = ["u_center", "u_scale", "u_half", "u_size", "u_px", "u_start", "u_perRow", "u_cellUV", "u_inset",
+                  "u_uv0", "u_tex", "u_mode", "u_border", "u_hasTex"];
 
   function makeGL(canvas) {
     var opts = { antialias: false, alpha: false, depth: false, stencil: false, premultipliedAlpha: false };
@@ -317,43 +340,68 @@
       if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
       return s;
     }
-    var prog = gl.createProgram();
-    gl.attachShader(prog, shader(gl.VERTEX_SHADER, VS));
-    gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, FS));
-    gl.linkProgram(prog);
-    if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
-    gl.useProgram(prog);
-    var loc = {}, uni = {};
-    ["a_corner", "a_pos", "a_ai", "a_color"].forEach(function (n) { loc[n] = gl.getAttribLocation(prog, n); });
-    ["u_center", "u_scale", "u_half", "u_size", "u_start", "u_perRow", "u_cellUV", "u_inset", "u_uv0", "u_tex", "u_mode",
-     "u_border", "u_hasTex"].forEach(function (n) { uni[n] = gl.getUniformLocation(prog, n); });
-    // Two triangles per image, 6 vertices of 20 bytes: x, y, atlas index (float32),
-    // rgba (4 x uint8), corner (2 x uint8) + 2 padding. Plain triangles rather than
-    // instancing: software WebGL (SwiftShader, i.e. machines without a usable GPU)
+    function program(vs, fs, attrs) {
+      var prog = gl.createProgram();
+      gl.attachShader(prog, shader(gl.VERTEX_SHADER, vs));
+      gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, fs));
+      gl.linkProgram(prog);
+      if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
+      var P = { prog: prog, loc: {}, uni: {}, attrs: attrs };
+      attrs.forEach(function (n) { P.loc[n] = gl.getAttribLocation(prog, n); });
+      UNIFORMS.forEach(function (n) { P.uni[n] = gl.getUniformLocation(prog, n); });
+      return P;
+    }
+    var quads = program(VS_QUAD, fragment(false), ["a_pos", "a_ai", "a_color", "a_corner"]);
+    var points = program(VS_POINT, fragment(true), ["a_pos", "a_ai", "a_color"]);
+    var maxPoint = (gl.getParameter(gl.ALIASED_POINT_SIZE_RANGE) || [1, 1])[1];
+    // Quads: 6 vertices of 20 bytes an image (x, y, atlas index as float32; rgba and the
+    // corner as bytes). Plain triangles, not instancing: software WebGL (SwiftShader)
     // runs instanced draws about as slowly as one draw call per instance.
-    var vbuf = gl.createBuffer();
+    // Points: 1 vertex of 16 bytes an image.
+    var qbuf = gl.createBuffer(), pbuf = gl.createBuffer();
     var CORNERS = [0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1];
     function setInstances() {
-      var V = 6, STRIDE = 20;
-      var buf = new ArrayBuffer(N * V * STRIDE), f = new Float32Array(buf), u = new Uint8Array(buf);
+      var V = 6, QS = 20, PS = 16;
+      var qb = new ArrayBuffer(N * V * QS), qf = new Float32Array(qb), qu = new Uint8Array(qb);
+      var pb = new ArrayBuffer(N * PS), pf = new Float32Array(pb), pu = new Uint8Array(pb);
       for (var i = 0; i < N; i++) {
         var c = CL[i], r = 120, g = 120, bl = 120, al = 0;
         if (c >= 0) { r = colors[c * 4]; g = colors[c * 4 + 1]; bl = colors[c * 4 + 2]; al = colors[c * 4 + 3]; }
         var ai = AI[i] === NO_CELL ? 0 : AI[i];
+        pf[i * 4] = X[i]; pf[i * 4 + 1] = Y[i]; pf[i * 4 + 2] = ai;
+        pu[i * PS + 12] = r; pu[i * PS + 13] = g; pu[i * PS + 14] = bl; pu[i * PS + 15] = al;
         for (var v = 0; v < V; v++) {
-          var o = (i * V + v) * STRIDE;
-          f[o / 4] = X[i]; f[o / 4 + 1] = Y[i]; f[o / 4 + 2] = ai;
-          u[o + 12] = r; u[o + 13] = g; u[o + 14] = bl; u[o + 15] = al;
-          u[o + 16] = CORNERS[v * 2]; u[o + 17] = CORNERS[v * 2 + 1];
+          var o = (i * V + v) * QS;
+          qf[o / 4] = X[i]; qf[o / 4 + 1] = Y[i]; qf[o / 4 + 2] = ai;
+          qu[o + 12] = r; qu[o + 13] = g; qu[o + 14] = bl; qu[o + 15] = al;
+          qu[o + 16] = CORNERS[v * 2]; qu[o + 17] = CORNERS[v * 2 + 1];
         }
       }
-      gl.bindBuffer(gl.ARRAY_BUFFER, vbuf);
-      gl.bufferData(gl.ARRAY_BUFFER, buf, gl.STATIC_DRAW);
-      ["a_pos", "a_ai", "a_color", "a_corner"].forEach(function (n) { gl.enableVertexAttribArray(loc[n]); });
-      gl.vertexAttribPointer(loc.a_pos, 2, gl.FLOAT, false, STRIDE, 0);
-      gl.vertexAttribPointer(loc.a_ai, 1, gl.FLOAT, false, STRIDE, 8);
-      gl.vertexAttribPointer(loc.a_color, 4, gl.UNSIGNED_BYTE, true, STRIDE, 12);
-      gl.vertexAttribPointer(loc.a_corner, 2, gl.UNSIGNED_BYTE, false, STRIDE, 16);
+      gl.bindBuffer(gl.ARRAY_BUFFER, qbuf);
+      gl.bufferData(gl.ARRAY_BUFFER, qb, gl.STATIC_DRAW);
+      gl.bindBuffer(gl.ARRAY_BUFFER, pbuf);
+      gl.bufferData(gl.ARRAY_BUFFER, pb, gl.STATIC_DRAW);
+    }
+    var current = null;
+    function use(P) {
+      if (current === P) return;
+      if (current) current.attrs.forEach(function (n) { if (current.loc[n] >= 0) gl.disableVertexAttribArray(current.loc[n]); });
+      gl.useProgram(P.prog);
+      var L = P.loc;
+      P.attrs.forEach(function (n) { if (L[n] >= 0) gl.enableVertexAttribArray(L[n]); });
+      if (P === quads) {
+        gl.bindBuffer(gl.ARRAY_BUFFER, qbuf);
+        gl.vertexAttribPointer(L.a_pos, 2, gl.FLOAT, false, 20, 0);
+        gl.vertexAttribPointer(L.a_ai, 1, gl.FLOAT, false, 20, 8);
+        gl.vertexAttribPointer(L.a_color, 4, gl.UNSIGNED_BYTE, true, 20, 12);
+        gl.vertexAttribPointer(L.a_corner, 2, gl.UNSIGNED_BYTE, false, 20, 16);
+      } else {
+        gl.bindBuffer(gl.ARRAY_BUFFER, pbuf);
+        gl.vertexAttribPointer(L.a_pos, 2, gl.FLOAT, false, 16, 0);
+        gl.vertexAttribPointer(L.a_ai, 1, gl.FLOAT, false, 16, 8);
+        gl.vertexAttribPointer(L.a_color, 4, gl.UNSIGNED_BYTE, true, 16, 12);
+      }
+      current = P;
     }
     function pot(v) { return (v & (v - 1)) === 0; }
     return {
@@ -379,10 +427,16 @@
         gl.viewport(0, 0, glCanvas.width, glCanvas.height);
         gl.clearColor(0.114, 0.122, 0.129, 1);
         gl.clear(gl.COLOR_BUFFER_BIT);
+        var size = view.s >= 12 ? 0.92 : 1.0, px = view.s * size * view.dpr;
+        var pointMode = px <= Math.min(maxPoint, 32);
+        api.pointMode = pointMode;
+        use(pointMode ? points : quads);
+        var uni = current.uni;
         gl.uniform2f(uni.u_center, view.cx, view.cy);
         gl.uniform1f(uni.u_scale, view.s);
         gl.uniform2f(uni.u_half, view.w / 2, view.h / 2);
-        gl.uniform1f(uni.u_size, view.s >= 12 ? 0.92 : 1.0);
+        gl.uniform1f(uni.u_size, size);
+        gl.uniform1f(uni.u_px, px);
         gl.uniform1f(uni.u_mode, mode);
         gl.uniform1f(uni.u_border, Math.min(0.5, Math.max(0.015, 2 / view.s)));
         gl.uniform1i(uni.u_tex, 0);
@@ -411,7 +465,8 @@
           } else {
             gl.uniform1f(uni.u_hasTex, 0);
           }
-          gl.drawArrays(gl.TRIANGLES, start * 6, (end - start) * 6);
+          if (pointMode) gl.drawArrays(gl.POINTS, start, end - start);
+          else gl.drawArrays(gl.TRIANGLES, start * 6, (end - start) * 6);
         }
       },
     };
