@@ -109,6 +109,7 @@ def test_map_pans_zooms_and_opens_an_image(browser, server, tmp_path):
     shot = tmp_path / "overview.png"
     page.screenshot(path=str(shot))
     assert _distinct_colours(canvas.screenshot()) > 200  # thumbnails and cluster colours, not a blank canvas
+    assert page.evaluate(f"{api}.pointMode") is True  # small thumbnails: point sprites
     if os.environ.get("IMAGECLUST_DOCS_SCREENSHOT"):
         page.screenshot(path=os.environ["IMAGECLUST_DOCS_SCREENSHOT"])
 
@@ -144,6 +145,7 @@ def test_map_pans_zooms_and_opens_an_image(browser, server, tmp_path):
     page.evaluate(f"{api}.zoomTo(1234, 200)")
     page.wait_for_function(f"{api}.thumbsLoaded > 0", timeout=30_000)
     assert _distinct_colours(canvas.screenshot()) > 30
+    assert page.evaluate(f"{api}.pointMode") is False  # large thumbnails: quads
     page.evaluate(f"{api}.zoomTo(1234, 64)")
     page.wait_for_timeout(200)
     cx, cy = page.evaluate(f"[{api}.screenOf(1234).x, {api}.screenOf(1234).y]")
