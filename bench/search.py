@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datasette_imageclust import db as dbmod  # noqa: E402
 from datasette_imageclust import search, vectors  # noqa: E402
+from datasette_imageclust.plugin import MMAP_BYTES  # noqa: E402
 from datasette_imageclust.schema import migrate  # noqa: E402
 
 
@@ -81,6 +82,7 @@ def pct(a: list[float], p: float) -> float:
 def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None], k: int,
         float_scan: int) -> dict:
     db = dbmod.connect(path, readonly=True)
+    db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")  # as the plugin's connections
     n = len(x)
     t = time.perf_counter()
     search.knn(db, queries[0], k)  # loads the bits into the process cache

@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 from .db import ExtensionError, load_vec
 
 TEMPLATES = Path(__file__).parent / "templates"
+MMAP_BYTES = 2**31
 
 # Tables whose image_id column (and images.id) is shown with its thumbnail.
 IMAGE_COLUMNS = {
@@ -28,6 +29,12 @@ def prepare_connection(conn):
         load_vec(conn)
     except ExtensionError:
         # Datasette without an extension-capable sqlite3 still serves the other tables.
+        pass
+    # Memory-mapped reads: rescoring a similarity query reads ~800 random rows, ~5x faster
+    # mapped than through read() calls (bench/search.py). SQLite caps the size it maps.
+    try:
+        conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+    except Exception:  # e.g. a build without mmap: reads work as before
         pass
 
 
