@@ -5,8 +5,8 @@ Routes (under ``/<database>/-/imageclust/``):
 - ``map`` and ``map.json``: the page, and its metadata (layouts, clusters with their
   centres, atlas sheets, URLs). ``map.json?points=1`` adds the points as compact arrays
   for scripts.
-- ``map/points.bin?layout=<id>``: every point as little-endian typed arrays (24 bytes
-  an image: 2.4 MB at 100,000), in atlas order, cached in memory and by ETag.
+- ``map/points.bin?layout=<id>``: every point as little-endian typed arrays (20 bytes
+  an image: 2 MB at 100,000), in atlas order, cached in memory and by ETag.
 - ``map/atlas/<level>/<sheet>``: a sprite sheet (WebP/JPEG) with ETag and long caching.
 
 Read-only: everything comes from what ``imageclust layout`` stored.
@@ -91,13 +91,9 @@ def _signature(db) -> tuple | None:
 async def _load_state(datasette, db, request, with_clusters: bool = False) -> dict:
     layout_id = _int_arg(request, "layout")
     run = _int_arg(request, "run")
-    configured = None
-    try:
-        from .pluginconfig import settings
+    from .pluginconfig import settings
 
-        configured = settings(datasette, db.name).default_run
-    except ImportError:  # pragma: no cover - pluginconfig ships with the package
-        pass
+    configured = settings(datasette, db.name).default_run
     sig = _signature(db)
     prefix = None if sig is None else (db.name, sig)
     return await db.execute_fn(lambda conn: _state(conn, layout_id, run, configured, prefix, with_clusters))
