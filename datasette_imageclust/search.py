@@ -110,6 +110,10 @@ def status(db: Any) -> IndexStatus:
     vector rows on every query would cost milliseconds)."""
     conn = _conn(db)
     stamp = _file_stamp(conn)
+    if stamp is not None:
+        # data_version changes when another connection commits; the file stamp when this
+        # one does (timestamps alone are too coarse for two quick commits).
+        stamp += (id(conn), conn.execute("PRAGMA data_version").fetchone()[0])
     if stamp is not None and stamp in _STATUS:
         return _STATUS[stamp]
     st = _status(conn, db)

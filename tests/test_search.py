@@ -189,3 +189,16 @@ def test_packed_bits_match_the_vec0_table_and_warm(tmp_path):
     assert (again.ids == cached.ids).all() and (again.words == cached.words).all()
     (tmp_path / "nothing.db").touch()  # an empty SQLite database: nothing to warm
     assert search.warm(str(tmp_path / "nothing.db")) is False
+
+
+def test_status_sees_another_connections_commit(tmp_path):
+    path = str(tmp_path / "syn.db")
+    synthetic_db(path, n=300, dims=16)
+    reader = dbmod.connect(path, readonly=True)
+    writer = dbmod.connect(path)
+    assert search.status(reader).fresh
+    for i in range(3):  # several quick commits: timestamps alone could miss them
+        with writer.conn:
+            vectors.put(writer, [10_000 + i], np.ones((1, 16), np.float32) / 4)
+        st = search.status(reader)
+        assert not st.fresh and st.n_vectors == 301 + i
