@@ -233,6 +233,26 @@ def _clusters_v2(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("clusters")
+def _clusters_v3(db: sqlite_utils.Database) -> None:
+    # An image removed by `load --prune` (or a changed file) leaves its clusters and
+    # duplicate groups first, whoever deletes it; otherwise the foreign keys refuse.
+    db.executescript(
+        """
+        CREATE TRIGGER clusters_forget_image BEFORE DELETE ON images
+        BEGIN
+            UPDATE clusters SET size = size - 1
+             WHERE id IN (SELECT cluster_id FROM cluster_members WHERE image_id = old.id);
+            DELETE FROM cluster_members WHERE image_id = old.id;
+            DELETE FROM duplicate_pairs WHERE image_a = old.id OR image_b = old.id;
+            UPDATE duplicate_groups SET size = size - 1
+             WHERE id IN (SELECT group_id FROM duplicate_members WHERE image_id = old.id);
+            DELETE FROM duplicate_members WHERE image_id = old.id;
+        END;
+        """
+    )
+
+
 # --- map: what `imageclust layout` writes ---------------------------------------
 
 

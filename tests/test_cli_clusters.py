@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -131,3 +132,37 @@ def test_ids_follow_matching_clusters(tmp_path):
     ranks = db.execute("SELECT rank FROM cluster_members WHERE cluster_id = ? ORDER BY rank", [cid[1]]).fetchall()
     assert [r[0] for r in ranks] == [1, 2, 3, 4, 5, 6]
     assert db.execute("SELECT label FROM clusters WHERE kind = 'unclustered'").fetchone()[0] == "unclustered (1 image)"
+
+
+def test_prune_after_clustering(tmp_path, tux_dir, stand_in_model):
+    """`load --prune` can delete images that are in clusters and duplicate groups."""
+    from datasette_imageclust.db import connect
+    from datasette_imageclust.loader import load
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    files = sorted((tux_dir / "birds").iterdir())[:12]
+    for f in files:
+        shutil.copy(f, src / f.name)
+    shutil.copy(files[0], src / "copy.jpg")
+    p = str(tmp_path / "p.db")
+    load(p, [str(src)], stand_in_model)
+    assert run("cluster", p, "--labels", "terms").exit_code == 0
+    db = connect(p)
+    with db.conn:  # a stored near-duplicate group holding the image we will delete
+        gid = db["duplicate_groups"].insert({"kind": "near", "size": 2}).last_pk
+        a, b = [r[0] for r in db.execute(
+            "SELECT image_id FROM files GROUP BY image_id HAVING COUNT(*) = 1 ORDER BY image_id LIMIT 2")]
+        db.execute("INSERT INTO duplicate_members VALUES (?, ?), (?, ?)", [gid, a, gid, b])
+        db.execute("INSERT INTO duplicate_pairs (group_id, image_a, image_b) VALUES (?, ?, ?)", [gid, a, b])
+    gone = db.execute("SELECT path FROM files WHERE image_id = ? ORDER BY path", [b]).fetchone()[0]
+    db.conn.close()
+    os.remove(gone)
+    s = load(p, [str(src)], stand_in_model, prune=True)
+    assert s.pruned == 1
+    cl = lines(run("clusters", p, "--json").stdout)
+    assert sum(c["size"] for c in cl) == 11
+    assert gone not in {m for c in cl for m in c["members"]}
+    db = connect(p)
+    assert db.execute("SELECT size FROM duplicate_groups WHERE id = ?", [gid]).fetchone()[0] == 1
+    assert db.execute("SELECT COUNT(*) FROM duplicate_pairs").fetchone()[0] == 0
