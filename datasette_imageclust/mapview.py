@@ -377,7 +377,8 @@ def _payload(datasette, db, state: dict) -> dict:
         "atlas": {"build": build, "levels": levels},
         "run_id": state["run_id"],
         "clusters": state["clusters"],
-        "urls": {"image": f"{base}/image/", "thumb": f"{base}/thumb/", "json": f"{base}/map.json",
+        "urls": {"image": f"{base}/image/", "cluster": f"{base}/cluster/", "thumb": f"{base}/thumb/",
+                 "json": f"{base}/map.json",
                  "clusters": f"{base}/map.json" + ("" if lay is None else f"?layout={lay['id']}"
                                                    + (f"&run={state['run_id']}" if state["run_id"] is not None else "")),
                  "page": f"{base}/map", "database": datasette.urls.database(db.name)},

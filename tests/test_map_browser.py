@@ -171,6 +171,24 @@ def test_map_pans_zooms_and_opens_an_image(browser, server, tmp_path):
     page.wait_for_function("window.__imageclustPainted", timeout=60_000)
     back = page.evaluate(f"[{api}.view.cx, {api}.view.cy, {api}.view.s]")
     assert back == pytest.approx(view, abs=0.1)
+
+    # Find a cluster by (part of) its label: the view centres on it.
+    meta = page.evaluate(f"fetch('{server}/big/-/imageclust/map.json').then(r => r.json())")
+    target_cluster = max(meta["clusters"], key=lambda c: c["on_map"])
+    page.fill("#icm-find", target_cluster["label"])
+    page.press("#icm-find", "Enter")
+    page.wait_for_function(f"Math.abs({api}.view.cx - {target_cluster['x']}) < 0.01")
+    assert page.evaluate(f"{api}.view.cy") == pytest.approx(target_cluster["y"], abs=0.01)
+    assert page.evaluate("document.querySelectorAll('#icm-clusters option').length") == 100
+
+    # Shift-click opens the image's cluster.
+    page.evaluate(f"{api}.zoomTo({target}, 64)")
+    page.wait_for_timeout(100)
+    p = page.evaluate(f"{api}.screenOf({target})")
+    page.keyboard.down("Shift")
+    page.mouse.click(p["x"], p["y"])
+    page.keyboard.up("Shift")
+    page.wait_for_url(re.compile(r"/big/-/imageclust/cluster/\d+$"), timeout=15_000)
     assert errors == []
     page.close()
 

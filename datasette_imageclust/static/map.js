@@ -634,7 +634,11 @@
     if (!pointers.size) box.classList.remove("dragging");
     if (wasClick) {
       var p = local(e), i = pick(p[0], p[1]);
-      if (i >= 0) window.location.href = cfg.urls.image + ID[i];
+      if (i >= 0 && e.shiftKey && CL[i] >= 0 && clusters[CL[i]].kind === "cluster") {
+        window.location.href = cfg.urls.cluster + clusters[CL[i]].id;
+      } else if (i >= 0) {
+        window.location.href = cfg.urls.image + ID[i];
+      }
     }
   }
   box.addEventListener("pointerup", endPointer);
@@ -689,6 +693,44 @@
     window.location.href = u.toString();
   });
 
+  // Find a cluster by label: zoom so the whole cluster fills about half the view.
+  var findBox = document.getElementById("icm-find"), clusterList = document.getElementById("icm-clusters");
+  function fillClusterList() {
+    var order = clusters.map(function (c, k) { return k; }).filter(function (k) {
+      return clusters[k].kind === "cluster" && clusters[k].on_map > 0;
+    }).sort(function (a, b) { return clusters[b].on_map - clusters[a].on_map; }).slice(0, 2000);
+    var seen = {}, frag = document.createDocumentFragment();
+    order.forEach(function (k) {
+      var text = String(clusters[k].label);
+      if (seen[text]) return;
+      seen[text] = true;
+      var o = document.createElement("option"); o.value = text; frag.appendChild(o);
+    });
+    clusterList.textContent = "";
+    clusterList.appendChild(frag);
+  }
+  function findCluster(text) {
+    text = String(text || "").trim().toLowerCase();
+    if (!text) return -1;
+    var best = null;
+    for (var k = 0; k < clusters.length; k++) {
+      var c = clusters[k];
+      if (c.kind !== "cluster" || !c.on_map || c.x === null) continue;
+      var l = String(c.label).toLowerCase();
+      var score = l === text ? 3 : l.indexOf(text) === 0 ? 2 : l.indexOf(text) >= 0 ? 1 : 0;
+      if (score && (!best || score > best.score || (score === best.score && c.on_map > clusters[best.k].on_map))) best = { k: k, score: score };
+    }
+    if (!best) return -1;
+    var c2 = clusters[best.k], r = Math.sqrt(c2.on_map / Math.PI) + 1;
+    view.cx = c2.x; view.cy = c2.y; view.s = clampScale(Math.min(view.w, view.h) / (4 * r));
+    requestDraw();
+    return best.k;
+  }
+  findBox.addEventListener("change", function () {
+    findBox.classList.toggle("icm-notfound", findCluster(findBox.value) < 0 && findBox.value !== "");
+  });
+  api.findCluster = findCluster;
+
   // Test and scripting hooks.
   api.indexOf = function (id) { for (var i = 0; i < N; i++) if (ID[i] === id) return i; return -1; };
   api.screenOf = function (id) {
@@ -725,6 +767,7 @@
     parsePoints(got[0]);
     clusters = got[1];
     colors = clusterColors();
+    fillClusterList();
     buildRanges();
     try { renderer = makeGL(glCanvas); } catch (err) { renderer = null; console.warn("WebGL failed:", err); }
     if (!renderer) renderer = makeCanvas2D(glCanvas);
