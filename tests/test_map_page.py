@@ -236,3 +236,19 @@ async def test_permissions(map_db):
     assert (await ds.client.get("/map/-/imageclust/map.json", cookies=cookies)).status_code == 200
     ds = await _ds(map_db, metadata={"databases": {"map": {"tables": {"images": {"allow": False}}}}})
     assert (await ds.client.get("/map/-/imageclust/map.json")).status_code == 403
+
+
+@pytest.mark.asyncio
+async def test_database_name_needing_encoding(map_db, tmp_path):
+    import shutil
+
+    path = str(tmp_path / "my photos.v2.db")
+    shutil.copy(map_db, path)
+    ds = await _ds(path)
+    d = (await ds.client.get("/my~20photos~2Ev2/-/imageclust/map.json")).json()
+    assert d["database"] == "my photos.v2"
+    # URLs are built the way Datasette builds its own (tilde encoding, '+' for spaces).
+    assert d["points"]["url"].startswith(ds.urls.database("my photos.v2") + "/-/imageclust/map/points.bin?")
+    assert (await ds.client.get(d["points"]["url"])).status_code == 200
+    sheet = d["atlas"]["levels"][0]["sheets"][0]["url"]
+    assert (await ds.client.get(sheet)).status_code == 200
