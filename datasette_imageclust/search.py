@@ -243,7 +243,7 @@ class _Bits:
 # +-1 for each of the 8 bits (least significant first) of every byte value.
 _BYTE_SIGNS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(
     np.float32) * 2 - 1
-PREFILTER = 10
+PREFILTER = 12
 
 
 def _pad64(packed: np.ndarray) -> np.ndarray:
@@ -323,7 +323,7 @@ def _as_query(vector: Sequence[float] | np.ndarray, dims: int | None) -> np.ndar
     return q / norm
 
 
-CANDIDATES = 800
+CANDIDATES = 1000
 
 
 def default_candidates(k: int, n: int) -> int:
