@@ -8,14 +8,16 @@ writes, next to the float vec0 table ``image_vectors``:
   MEAN-CENTRED vectors (the raw vectors of some models are all >= 0, so plain sign bits
   would all be 1 and carry no information);
 * ``search_vectors``: float32 copies of the vectors in a plain table, so that the
-  candidates can be rescored with fast lookups by id.
+  candidates can be rescored with fast lookups by id;
+* ``search_bits``: the same bits in a few large BLOBs, quick for a process to load.
 
 ``knn`` ranks in three stages: (1) Hamming distance over all the bits, held in memory
 once per process, column-major (a NumPy popcount over 100k x 64 bytes takes ~0.5 ms,
 whereas sqlite-vec's own bit KNN grows with ``k`` and costs ~45 ms at the k=400 that
 recall needs); (2) an asymmetric estimate <query - mean, +-1 bits> of the best
-PREFILTER x C of those; (3) exact cosine over the best C, read from ``search_vectors``. Without an index, or with a stale one
-(vector count, largest id or model changed), it falls back to sqlite-vec's exact scan.
+PREFILTER x C of those; (3) exact cosine over the best C, read from ``search_vectors``.
+Without an index, or with a stale one (vector count, largest id or model changed), it
+falls back to sqlite-vec's exact scan.
 The plugin never writes, so only the CLI builds the index.
 """
 from __future__ import annotations
