@@ -113,6 +113,14 @@ def test_map_pans_zooms_and_opens_an_image(browser, server, tmp_path):
     if os.environ.get("IMAGECLUST_DOCS_SCREENSHOT"):
         page.screenshot(path=os.environ["IMAGECLUST_DOCS_SCREENSHOT"])
 
+    # Keyboard: + zooms in, 0 fits again.
+    s_fit = page.evaluate(f"{api}.view.s")
+    page.focus("#icm-map")
+    page.keyboard.press("+")
+    assert page.evaluate(f"{api}.view.s") == pytest.approx(1.5 * s_fit)
+    page.keyboard.press("0")
+    assert page.evaluate(f"{api}.view.s") == pytest.approx(s_fit)
+
     # Pan: drag the map.
     box = page.locator("#icm-map").bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
