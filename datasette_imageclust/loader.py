@@ -28,7 +28,7 @@ from . import vectors
 from .imaging import Decoded, ImageError, decode
 from .models import ImageEmbedder, ModelFiles, Preprocessor, file_sha256, find_model
 from .scan import FoundFile, scan
-from .schema import migrate, now
+from .schema import migrate, now, versions
 
 
 class LoadError(Exception):
@@ -195,6 +195,8 @@ class Loader:
         db = dbmod.connect(self.db_path)
         try:
             migrate(db, "core")
+            for component in versions(db):  # e.g. the triggers that let --prune delete images
+                migrate(db, component)
             self._setup_model(db)
             self._run(db, roots)
         except KeyboardInterrupt:

@@ -299,6 +299,23 @@ def _map_v1(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("map")
+def _map_v2(db: sqlite_utils.Database) -> None:
+    # As clusters v3: an image removed by `load --prune` (or a changed file) leaves the
+    # maps first, otherwise the foreign keys of layout_points and atlas_cells refuse.
+    db.executescript(
+        """
+        CREATE TRIGGER map_forget_image BEFORE DELETE ON images
+        BEGIN
+            UPDATE layouts SET n_images = n_images - 1
+             WHERE id IN (SELECT layout_id FROM layout_points WHERE image_id = old.id);
+            DELETE FROM layout_points WHERE image_id = old.id;
+            DELETE FROM atlas_cells WHERE image_id = old.id;
+        END;
+        """
+    )
+
+
 # --- search: what `imageclust index` writes (datasette_imageclust/search.py) --------
 
 
