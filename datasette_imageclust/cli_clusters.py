@@ -21,8 +21,19 @@ def _open(database: str):
     except ExtensionError as e:
         raise click.ClickException(str(e))
     # Leave WAL mode when the command ends, so `datasette -i` (immutable) sees every row.
-    click.get_current_context().call_on_close(lambda: (finish(db), db.conn.close()))
+    click.get_current_context().call_on_close(lambda: _close(db))
     return db
+
+
+def _close(db) -> None:
+    from .db import finish
+
+    try:
+        db.conn.total_changes  # raises if the command closed it already
+    except Exception:
+        return
+    finish(db)
+    db.conn.close()
 
 
 @cli.command()
@@ -42,13 +53,15 @@ def _open(database: str):
 @click.option("--default/--no-default", "make_default", default=None,
               help="Make this the run the plugin shows (default: the first run, or the one it replaces)")
 @click.option("--duplicates/--no-duplicates", default=True, show_default=True, help="Also find near-duplicates")
+@click.option("--layout/--no-layout", "do_layout", default=True, show_default=True,
+              help="Then lay out the map (`imageclust layout` with its defaults) when this run is the default")
 @click.option("--ollama-host", default="http://127.0.0.1:11434", show_default=True)
 @click.option("--ollama-model", default="llava", show_default=True)
 @click.option("--ollama-timeout", type=float, default=120.0, show_default=True, help="Seconds per request")
 @click.option("--ollama-concurrency", type=int, default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout")
 def cluster(database, method, n_clusters, min_size, max_size, small, name, label_sources, representatives, knn_k,
-            seed, make_default, duplicates, ollama_host, ollama_model, ollama_timeout, ollama_concurrency, as_json):
+            seed, make_default, duplicates, do_layout, ollama_host, ollama_model, ollama_timeout, ollama_concurrency, as_json):
     """Cluster the images of DATABASE and store the run (with labels and representatives)."""
     from . import clustering, clusterstore, labels, neardup
 
@@ -102,10 +115,17 @@ def cluster(database, method, n_clusters, min_size, max_size, small, name, label
     dup = neardup.compute(db, on_status=_err) if duplicates else None
     if dup:
         _err(f"{dup['groups']} near-duplicate groups ({dup['pairs']} pairs)")
+    is_default = db.execute("SELECT is_default FROM cluster_runs WHERE id = ?", [run_id]).fetchone()[0]
     if as_json:
         click.echo(json.dumps({"run": name, "run_id": run_id, "method": method, "images": int(len(ids)),
                                "clusters": n_real, "unclustered": n_un, "seconds": round(seconds, 3),
                                "labels": notes, "duplicates": dup, "info": res.info}))
+    if do_layout and is_default:
+        from .cli_map import layout
+
+        _close(db)  # layout opens its own connection, and leaving WAL needs ours closed
+        _err("laying out the map (--no-layout skips this)")
+        click.get_current_context().invoke(layout, database=database)
 
 
 @cli.command()

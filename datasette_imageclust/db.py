@@ -68,5 +68,10 @@ def connect(path: str | os.PathLike, *, readonly: bool = False, wal: bool = True
 def finish(db: sqlite_utils.Database) -> None:
     """Checkpoint and leave rollback-journal mode, so ``datasette -i`` sees every row
     (immutable mode ignores ``-wal`` files)."""
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.execute("PRAGMA journal_mode=DELETE")
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.OperationalError:  # type: ignore[attr-defined]
+        # Another process (e.g. `datasette photos.db`) has it open: stay in WAL, which
+        # every mutable reader handles; the next finish without readers converts it.
+        pass

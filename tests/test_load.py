@@ -192,3 +192,17 @@ def test_copies_within_one_run_across_batches(tmp_path, stand_in_model, batch_si
     assert rows(db, "select count(*) from images")[0][0] == 5
     assert rows(db, "select count(*) from image_vectors")[0][0] == 5
     assert rows(db, "select count(*), count(distinct image_id) from files")[0] == (8, 5)
+
+
+def test_load_while_datasette_reads(tmp_path, stand_in_model):
+    """A reader holding the database open (as `datasette photos.db` does) does not break load."""
+    photo_folder(tmp_path / "p", 3)
+    db = str(tmp_path / "x.db")
+    load(db, [str(tmp_path / "p")], stand_in_model)
+    reader = dbmod.connect(db, readonly=True)
+    assert reader.execute("select count(*) from images").fetchone()[0] == 3
+    photo_folder(tmp_path / "p", 2, start=10)
+    s = load(db, [str(tmp_path / "p")], stand_in_model)
+    assert s.new == 2
+    assert reader.execute("select count(*) from images").fetchone()[0] == 5
+    reader.conn.close()
