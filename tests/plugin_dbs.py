@@ -5,8 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from datasette_imageclust import clustering, clusterstore, search, vectors
 from datasette_imageclust import db as dbmod
 from datasette_imageclust.schema import migrate
