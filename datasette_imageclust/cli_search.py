@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -33,18 +34,21 @@ def index(database, as_json):
 @click.argument("database", type=click.Path(exists=True, dir_okay=False))
 @click.option("--image", "image_id", type=int, help="Images like this image id")
 @click.option("--text", help="Images matching this text (needs the model's text tower)")
+@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False),
+              help="Images like this image file (need not be in the database)")
 @click.option("--model", help="Model directory or Hub id for --text (default: the database's model)")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="How many images")
 @click.option("--exact", is_flag=True, help="Exact scan instead of the index")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout")
-def similar(database, image_id, text, model, k, exact, as_json):
-    """The K images nearest to an image (--image ID) or a text (--text "red moth")."""
+def similar(database, image_id, text, file_, model, k, exact, as_json):
+    """The K images nearest to an image (--image ID), a text (--text "red moth") or an
+    image file (--file query.jpg)."""
     from . import db as dbmod
     from . import search, textquery
     from .models import ModelError
 
-    if (image_id is None) == (text is None):
-        raise click.ClickException("give exactly one of --image ID or --text TEXT")
+    if sum(x is not None for x in (image_id, text, file_)) != 1:
+        raise click.ClickException("give exactly one of --image ID, --text TEXT or --file PATH")
     if k < 1 or k > 1000:
         raise click.ClickException("-k must be between 1 and 1000")
     db = dbmod.connect(database, readonly=True)
@@ -54,9 +58,16 @@ def similar(database, image_id, text, model, k, exact, as_json):
                 raise click.ClickException(f"image {image_id} is not in the database or has no vector")
             hits = search.similar(db, image_id, k, exact=exact)
         else:
+            from .imaging import ImageError
+
             try:
-                vec = textquery.embed_text(db, text, model)
-            except ModelError as e:
+                if text is not None:
+                    vec = textquery.embed_text(db, text, model)
+                else:
+                    name, dims = textquery.model_for(db, model)
+                    with open(file_, "rb") as f:
+                        vec, _ = textquery.embed_upload(name, dims, f.read(), os.path.basename(file_))
+            except (ModelError, ImageError) as e:
                 raise click.ClickException(str(e))
             hits = search.knn(db, vec, k, exact=exact)
         paths = {}

@@ -142,7 +142,15 @@ def test_cli_index_and_similar(tux_copy):
     assert r.exit_code == 0, r.output
     hits = json.loads(r.stdout)
     assert len(hits) == 3 and all(h["image_id"] != 1 and Path(h["path"]).exists() for h in hits)
+    sample = sorted((Path(hits[0]["path"]).parent).iterdir())[0]
+    r = CliRunner().invoke(cli, ["similar", tux_copy, "--file", str(sample), "-k", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["path"] == str(sample)  # the file is in the database: itself first
+    bad = Path(tux_copy).parent / "bad.jpg"
+    bad.write_bytes(b"not an image")
     for args, msg in [(["--image", "999999"], "not in the database"), ([], "exactly one"),
+                      (["--image", "1", "--file", str(sample)], "exactly one"),
+                      (["--file", str(bad)], "not a recognised image"),
                       (["--image", "1", "-k", "0"], "-k must be"),
                       (["--text", "a red moth"], "no text tower")]:
         r = CliRunner().invoke(cli, ["similar", tux_copy, *args])
