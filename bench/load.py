@@ -2,14 +2,17 @@
 
     python bench/load.py --model /tmp/randclip                      # ViT-B/32-shaped random CLIP
     python bench/load.py --model ../shared/models/efficientnet-lite0
-    python bench/load.py --model DIR --n 200 --photos bench/out/photos12mp
+    python bench/load.py --model DIR --n 200 --megapixels 3
 
 Makes N realistic 12-megapixel JPEGs once (cached in --photos), then measures
 (a) raw inference: the model's onnxruntime session on preprocessed tensors, batch 16;
 (b) end to end: `imageclust load` into a fresh database (scan, read, sha256, decode,
     thumbnail, hashes, inference, writes), as a subprocess;
-and prints both with the ratio (b)/(a), plus the load's peak RSS at N/2 and N images
-(memory must not grow with the number of images).
+and prints both with the ratio (b)/(a) (end to end, and steady state without the model's
+start-up), plus the load's peak RSS at N/2 and N images (memory must not grow with the
+number of images). It also measures the CPU time one photo's read + sha256 + decode takes,
+and from it the ceiling a 2-core machine can reach when inference alone keeps both cores
+busy (no idle time for decoding to hide in): cores / (decode + cores / raw).
 """
 from __future__ import annotations
 
@@ -29,6 +32,23 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def decode_cost_ms(model: str, photos: list[Path], n: int = 30) -> float:
+    """CPU time to read, hash and decode one photo (what the decode pool does), single thread."""
+    import hashlib
+
+    from datasette_imageclust.imaging import decode
+    from datasette_imageclust.models import Preprocessor, find_model
+
+    pre = Preprocessor.from_config(json.loads(find_model(model).preprocessor.read_text()))
+    decode(photos[0].read_bytes(), pre)  # imports, first-call setup
+    t0 = time.process_time()
+    for p in photos[:n]:
+        data = p.read_bytes()
+        hashlib.sha256(data).hexdigest()
+        decode(data, pre)
+    return (time.process_time() - t0) / min(n, len(photos)) * 1000
+
+
 def make_photo(i: int, w: int = 4000, h: int = 3000) -> Image.Image:
     """Photo-like: smooth large-scale structure, edges, fine texture and sensor noise."""
     rng = np.random.default_rng(i)
@@ -43,13 +63,13 @@ def make_photo(i: int, w: int = 4000, h: int = 3000) -> Image.Image:
     return Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")
 
 
-def ensure_photos(folder: Path, n: int) -> list[Path]:
+def ensure_photos(folder: Path, n: int, size: tuple[int, int] = (4000, 3000)) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         p = folder / f"photo{i:05d}.jpg"
         if not p.exists():
-            make_photo(i).save(p, "JPEG", quality=92)
+            make_photo(i, *size).save(p, "JPEG", quality=92)
             print(f"\rmaking 12-MP JPEGs: {i + 1}/{n}", end="", file=sys.stderr)
         paths.append(p)
     print(file=sys.stderr)
@@ -80,22 +100,28 @@ def run_load(model: str, folder: Path, db: Path, limit: int | None = None) -> tu
     code = (
         "import json, resource, sys; from datasette_imageclust.loader import load; "
         f"s = load({str(db)!r}, [{str(folder)!r}], {model!r}); "
-        "print(json.dumps({**s.as_dict(), 'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+        "rss = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')][0] / 1024; "
+        "print(json.dumps({**s.as_dict(), 'rss_end_mb': rss, "
+        "'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     d = json.loads(out.strip().splitlines()[-1])
     if d["errors"] or d["new"] != (limit or d["scanned"]):
         raise SystemExit(f"load did not embed every photo: {d}")
-    return d, d["maxrss_mb"]
+    return d, (d["maxrss_mb"], d["rss_end_mb"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--photos", default=str(Path(__file__).parent / "out" / "photos12mp"))
+    ap.add_argument("--megapixels", type=int, default=12, help="photo size (4:3)")
+    ap.add_argument("--photos", help="where to keep the photos (default bench/out/photos<MP>mp)")
     a = ap.parse_args()
-    photos = ensure_photos(Path(a.photos), a.n)
+    w = int(round((a.megapixels * 1e6 * 4 / 3) ** 0.5))
+    size = (w, w * 3 // 4)
+    a.photos = a.photos or str(Path(__file__).parent / "out" / f"photos{a.megapixels}mp")
+    photos = ensure_photos(Path(a.photos), a.n, size)
     mb = sum(p.stat().st_size for p in photos) / len(photos) / 1e6
     with tempfile.TemporaryDirectory() as tmp:
         half, rss_half = run_load(a.model, Path(a.photos), Path(tmp) / "half.db", limit=a.n // 2)
@@ -104,11 +130,24 @@ def main() -> None:
         raw2 = raw_throughput(a.model, a.n)  # before and after, to see drift from other load
     raw_mean = (raw + raw2) / 2
     e2e = full["new"] / full["seconds"]
+    steady = full["new"] / full["pipeline_seconds"]
+    dec = decode_cost_ms(a.model, photos)
+    # If inference keeps every core busy, decoding cannot hide in its idle time: each
+    # image then costs decode + cores x inference time of CPU.
+    cores = os.cpu_count() or 1
+    ceiling = cores * 1000 / (dec + cores * 1000 / raw_mean)
     print(json.dumps({
-        "model": a.model, "images": a.n, "jpeg_mb_each": round(mb, 2), "cpus": os.cpu_count(),
+        "model": a.model, "images": a.n, "photo": f"{size[0]}x{size[1]}", "jpeg_mb_each": round(mb, 2),
+        "cpus": cores,
         "raw_inference_img_s": round(raw_mean, 2), "raw_before_after": [round(raw, 2), round(raw2, 2)],
         "load_img_s": round(e2e, 2), "ratio_load_over_raw": round(e2e / raw_mean, 3),
-        "peak_rss_mb": {f"{a.n // 2} images": round(rss_half), f"{a.n} images": round(rss_full)},
+        "load_steady_img_s": round(steady, 2), "ratio_steady_over_raw": round(steady / raw_mean, 3),
+        "decode_cpu_ms_per_image": round(dec, 1), "cpu_bound_ceiling_img_s": round(ceiling, 2),
+        "ratio_ceiling_over_raw": round(ceiling / raw_mean, 3),
+        # peak includes the model's load (bimodal by a few hundred MB from run to run);
+        # the RSS at the end shows what the pipeline itself holds
+        "peak_rss_mb": {f"{a.n // 2} images": round(rss_half[0]), f"{a.n} images": round(rss_full[0])},
+        "rss_at_end_mb": {f"{a.n // 2} images": round(rss_half[1]), f"{a.n} images": round(rss_full[1])},
     }, indent=2))
 
 

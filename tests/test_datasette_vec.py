@@ -19,7 +19,8 @@ async def test_datasette_reads_loaded_database(tux_db, immutable):
     # sqlite-vec is loaded into Datasette's connections: a KNN query by image id works in SQL
     sql = ("select v.image_id, v.distance from image_vectors v where v.embedding match "
            "(select embedding from image_vectors where image_id = 1) and k = 5")
-    r = await ds.client.get(f"/{name}.json", params={"sql": sql, "_shape": "array"})
+    # (Datasette 1.0 redirects /db.json?sql= to /db/-/query.json)
+    r = await ds.client.get(f"/{name}.json", params={"sql": sql, "_shape": "array"}, follow_redirects=True)
     assert r.status_code == 200, r.text
     rows = r.json()
     assert len(rows) == 5 and rows[0]["image_id"] == 1 and rows[0]["distance"] < 1e-5
