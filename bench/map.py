@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+from browser import CHROMIUM, chromium, datasette_server  # noqa: E402  (tests/browser.py)
 
 
 def build(path: str, n: int, cluster_size: int) -> dict:
@@ -56,57 +52,30 @@ def build(path: str, n: int, cluster_size: int) -> dict:
             "db_mb": os.path.getsize(path) / 1e6}
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def measure(path: str, runs: int) -> dict:
-    from playwright.sync_api import sync_playwright
+    import json
+    import urllib.request
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "datasette", path, "-h", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with datasette_server(path) as base:
         name = Path(path).stem
-        url = f"http://127.0.0.1:{port}/{name}/-/imageclust/map"
+        url = f"{base}/{name}/-/imageclust/map"
         out = {"paint_ms": [], "points_bytes": None}
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                for run in range(runs):
-                    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-                    page = ctx.new_page()
-                    page.goto(url)
-                    page.wait_for_function("window.__imageclustPainted", timeout=60_000)
-                    out["paint_ms"].append(page.evaluate("window.__imageclustPainted"))
-                    out["renderer"] = page.evaluate("window.__imageclustMap.renderer")
-                    if run == runs - 1:
-                        out["frames"] = page.evaluate(FRAMES_JS)
-                    ctx.close()
-            finally:
-                browser.close()
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/{name}/-/imageclust/map.json") as r:
-            import json
-
+        with chromium() as browser:
+            for run in range(runs):
+                ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+                page = ctx.new_page()
+                page.goto(url)
+                page.wait_for_function("window.__imageclustPainted", timeout=60_000)
+                out["paint_ms"].append(page.evaluate("window.__imageclustPainted"))
+                out["renderer"] = page.evaluate("window.__imageclustMap.renderer")
+                if run == runs - 1:
+                    out["frames"] = page.evaluate(FRAMES_JS)
+                ctx.close()
+        with urllib.request.urlopen(f"{url}.json") as r:
             meta = json.load(r)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{meta['points']['url']}") as r:
+        with urllib.request.urlopen(f"{base}{meta['points']['url']}") as r:
             out["points_bytes"] = len(r.read())
         return out
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 # Pan and zoom programmatically, one view change per animation frame, and time frames.

@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasette.utils import tilde_decode
 from datasette.utils.asgi import Response
+
+from .pagedata import Problem
+from .views import _database as _page_database
+
 
 HERE = Path(__file__).parent
 STATIC = {"map.js": "application/javascript; charset=utf-8", "map.css": "text/css; charset=utf-8"}
@@ -35,31 +38,16 @@ _points_cache: "OrderedDict[tuple, bytes]" = OrderedDict()
 _state_cache: "OrderedDict[tuple, dict]" = OrderedDict()
 
 
-class _Problem(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 # --- helpers ----------------------------------------------------------------------
 
 
 async def _database(datasette, request):
-    """The Datasette database named in the URL, if the actor may view it."""
-    route = tilde_decode(request.url_vars["database"])
-    try:
-        db = datasette.get_database(route=route)
-    except KeyError:
-        raise _Problem(404, f"database not found: {route}")
-    from .views import check_view  # the pages' shared permission check (0.65 and 1.0)
-
-    if not await check_view(datasette, request, db.name):
-        raise _Problem(403, "permission denied")
-    return db
+    """The pages' lookup and permission check (0.65 and 1.0); a database without images
+    still gets a map page that says so."""
+    return await _page_database(datasette, request, require_imageclust=False)
 
 
-def _problem_response(p: _Problem, as_json: bool) -> Response:
+def _problem_response(p: Problem, as_json: bool) -> Response:
     if as_json:
         return Response.json({"ok": False, "error": p.message, "status": p.status}, status=p.status)
     return Response.text(p.message, status=p.status)
@@ -70,7 +58,7 @@ def _int_arg(request, name: str, default: int | None = None) -> int | None:
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or len(raw) > 12:
-        raise _Problem(400, f"{name} must be a positive integer, not {raw[:40]!r}")
+        raise Problem(400, f"{name} must be a positive integer, not {raw[:40]!r}")
     return int(raw)
 
 
@@ -112,13 +100,13 @@ def _meta(conn, tables: set[str]) -> dict[str, str]:
 def _choose_layout(conn, tables: set[str], layout_id: int | None) -> dict | None:
     if not {"layouts", "layout_points"} <= tables:
         if layout_id is not None:
-            raise _Problem(404, f"layout {layout_id} not found")
+            raise Problem(404, f"layout {layout_id} not found")
         return None
     cols = "id, name, method, params, run_id, is_default, n_images, created"
     if layout_id is not None:
         row = conn.execute(f"SELECT {cols} FROM layouts WHERE id = ?", [layout_id]).fetchone()
         if not row:
-            raise _Problem(404, f"layout {layout_id} not found")
+            raise Problem(404, f"layout {layout_id} not found")
     else:
         row = conn.execute(f"SELECT {cols} FROM layouts ORDER BY is_default DESC, id DESC LIMIT 1").fetchone()
     if not row:
@@ -137,11 +125,11 @@ def _run_id(conn, tables: set[str], layout: dict, run: int | None = None, config
     run the layout kept together."""
     if "cluster_runs" not in tables:
         if run is not None:
-            raise _Problem(404, f"clustering run {run} not found")
+            raise Problem(404, f"clustering run {run} not found")
         return None
     if run is not None:
         if not conn.execute("SELECT 1 FROM cluster_runs WHERE id = ?", [run]).fetchone():
-            raise _Problem(404, f"clustering run {run} not found")
+            raise Problem(404, f"clustering run {run} not found")
         return run
     if configured:
         row = conn.execute("SELECT id FROM cluster_runs WHERE name = ? OR CAST(id AS TEXT) = ? ORDER BY name = ? DESC",
@@ -393,7 +381,7 @@ async def map_page(datasette, request):
     try:
         db = await _database(datasette, request)
         state = await _load_state(datasette, db, request, with_clusters=as_json)
-    except _Problem as p:
+    except Problem as p:
         return _problem_response(p, as_json)
     payload = _payload(datasette, db, state)
     if as_json:
@@ -424,8 +412,8 @@ async def points_bin(datasette, request):
         db = await _database(datasette, request)
         state = await _load_state(datasette, db, request)
         if state["layout"] is None:
-            raise _Problem(404, "this database has no map layout yet: run `imageclust layout`")
-    except _Problem as p:
+            raise Problem(404, "this database has no map layout yet: run `imageclust layout`")
+    except Problem as p:
         return _problem_response(p, True)
     version = _version(state)
     etag = f'"{version}"'
@@ -465,8 +453,8 @@ async def atlas_sheet(datasette, request):
 
         build, etag, row = await db.execute_fn(fetch)
         if row is None:
-            raise _Problem(404, f"atlas sheet {level}/{sheet} not found")
-    except _Problem as p:
+            raise Problem(404, f"atlas sheet {level}/{sheet} not found")
+    except Problem as p:
         return _problem_response(p, False)
     # A URL carrying the current build id never changes: cache it for good.
     cache = "public, max-age=31536000, immutable" if build and request.args.get("v") == build \

@@ -103,27 +103,25 @@ def _links(datasette, database: str, extra: list | None = None) -> list[dict]:
             {"href": base + "/map", "label": "Image map"}] + (extra or [])
 
 
-@hookimpl
-def database_actions(datasette, actor, database, request):
+def _actions(datasette, database):
     async def inner():
         if not await _is_imageclust(datasette, database):
             return []
         return _links(datasette, database)
 
     return inner
+
+
+@hookimpl
+def database_actions(datasette, actor, database, request):
+    return _actions(datasette, database)
 
 
 @hookimpl
 def table_actions(datasette, actor, database, table, request):
     if table not in IMAGE_COLUMNS and table not in ("clusters", "cluster_runs", "cluster_labels"):
         return None
-
-    async def inner():
-        if not await _is_imageclust(datasette, database):
-            return []
-        return _links(datasette, database)
-
-    return inner
+    return _actions(datasette, database)
 
 
 @hookimpl

@@ -59,8 +59,9 @@ async def check_view(datasette: Any, request: Any, database: str, table: str | N
         actor, "view-table", resource=(database, table), default=True)
 
 
-async def _database(datasette: Any, request: Any):
-    """The database named in the URL: 404 if unknown or not imageclust, 403 if not allowed."""
+async def _database(datasette: Any, request: Any, *, require_imageclust: bool = True):
+    """The database named in the URL: 404 if unknown (or, unless told otherwise, not an
+    imageclust database), 403 if not allowed."""
     route = tilde_decode(request.url_vars["database"])
     try:
         db = datasette.get_database(route=route)
@@ -68,7 +69,7 @@ async def _database(datasette: Any, request: Any):
         raise Problem(404, f"database not found: {route}")
     if not await check_view(datasette, request, db.name):
         raise Problem(403, "permission denied")
-    if not await db.execute_fn(pagedata.is_imageclust):
+    if require_imageclust and not await db.execute_fn(pagedata.is_imageclust):
         raise Problem(404, f"{db.name} is not an imageclust database (make one with: imageclust load "
                            f"{db.name}.db FOLDER)")
     return db

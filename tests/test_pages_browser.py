@@ -4,40 +4,15 @@ this, every thumbnail decoded, no script from hostile labels or file names ever 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 import plugin_dbs
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
-
-
-def _need_browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium): browser tests skipped")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from browser import chromium, datasette_server, need_browser
 
 @pytest.fixture(scope="module")
 def server(tux_db, tux_dir, tmp_path_factory):
-    _need_browser()
+    need_browser()
     d = tmp_path_factory.mktemp("browser")
     db = plugin_dbs.clustered(tux_db, d / "photos.db")
     meta = d / "meta.json"
@@ -45,33 +20,14 @@ def server(tux_db, tux_dir, tmp_path_factory):
     import datasette
 
     flag = "-m" if datasette.__version__.startswith("0.") else "-c"
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "datasette", "-i", db, "-h", "127.0.0.1", "-p", str(port),
-                             flag, str(meta)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/-/versions.json", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("datasette did not start: " + proc.stderr.read().decode()[-2000:])
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with datasette_server("-i", db, flag, str(meta)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _page(browser, dialogs: list):
