@@ -182,7 +182,6 @@ class Loader:
             self._embedder = ImageEmbedder(self.files, threads=self.threads, spinning=False)
         return self._embedder
 
-
     # --- run -----------------------------------------------------------------------
 
     def run(self, roots: Iterable[str]) -> LoadSummary:
