@@ -14,7 +14,7 @@ def _err(msg: str) -> None:
 
 
 def _open(database: str):
-    from .db import ExtensionError, connect, finish
+    from .db import ExtensionError, connect
 
     try:
         db = connect(database)

@@ -8,7 +8,6 @@ label (source ``user``) survives. The unclustered group is a cluster of kind
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
