@@ -39,8 +39,9 @@ def _page(browser, dialogs: list):
 
 def _all_images_decoded(page) -> bool:
     page.wait_for_load_state("networkidle")
-    # Lazy images below the fold load on scroll: scroll through, then check them all.
-    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    # Lazy images load only near the viewport (a jump to the bottom skips the middle ones):
+    # make every one eager, then check them all.
+    page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
     page.wait_for_load_state("networkidle")
     page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=20000)
     return page.evaluate("Array.from(document.images).every(i => i.naturalWidth > 0)")
