@@ -16,7 +16,7 @@ import sqlite_utils
 
 from . import vectors
 from .clustering import UNCLUSTERED, normalise
-from .schema import migrate, now
+from .schema import current_model, migrate, now  # noqa: F401  (current_model: re-exported)
 
 MATCH = 0.5  # Jaccard overlap for a new cluster to inherit an old cluster's id
 SOURCE_ORDER = ("user", "ollama", "clip", "terms")  # best label first
@@ -24,18 +24,6 @@ SOURCE_ORDER = ("user", "ollama", "clip", "terms")  # best label first
 
 class StoreError(Exception):
     """Nothing to cluster, an unknown run or cluster; the message says what."""
-
-
-def current_model(db: sqlite_utils.Database) -> dict | None:
-    if not db["imageclust_meta"].exists():
-        return None
-    row = db.execute(
-        "SELECT m.* FROM imageclust_meta k JOIN models m ON m.id = CAST(k.value AS INTEGER) "
-        "WHERE k.key = 'model_id'").fetchone()
-    if not row:
-        return None
-    cols = [c[0] for c in db.execute("SELECT * FROM models LIMIT 0").description]
-    return dict(zip(cols, row))
 
 
 def model_vectors(db: sqlite_utils.Database) -> tuple[np.ndarray, np.ndarray, dict | None]:

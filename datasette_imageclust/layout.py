@@ -27,7 +27,7 @@ import numpy as np
 import sqlite_utils
 
 from . import vectors
-from .schema import migrate, now
+from .schema import current_model, migrate, now
 
 Status = Callable[[str], None]
 METHODS = ("auto", "umap", "tsne")
@@ -390,10 +390,9 @@ def _current_vectors(db: sqlite_utils.Database) -> tuple[np.ndarray, np.ndarray]
     ids, vecs = vectors.read_all(db)
     if not len(ids):
         return ids, vecs
-    row = db.execute("SELECT value FROM imageclust_meta WHERE key = 'model_id'").fetchone() \
-        if db["imageclust_meta"].exists() else None
-    if row:
-        keep = {r[0] for r in db.execute("SELECT id FROM images WHERE model_id = ?", [int(row[0])])}
+    model = current_model(db)
+    if model:
+        keep = {r[0] for r in db.execute("SELECT id FROM images WHERE model_id = ?", [model["id"]])}
         mask = np.fromiter((int(i) in keep for i in ids), bool, len(ids))
         ids, vecs = ids[mask], vecs[mask]
     norms = np.linalg.norm(vecs, axis=1, keepdims=True)

@@ -28,7 +28,7 @@ from . import vectors
 from .imaging import Decoded, ImageError, decode
 from .models import ImageEmbedder, ModelFiles, Preprocessor, file_sha256, find_model
 from .scan import FoundFile, scan
-from .schema import migrate, now, versions
+from .schema import current_model, migrate, now, versions
 
 
 class LoadError(Exception):
@@ -142,13 +142,10 @@ class Loader:
         session itself is only made when there is something to embed."""
         sha = file_sha256(self.files.vision)
         self._embedder: ImageEmbedder | None = None
-        row = db.execute(
-            "SELECT m.id, m.name, m.sha256, m.dimensions FROM imageclust_meta k "
-            "JOIN models m ON m.id = CAST(k.value AS INTEGER) WHERE k.key = 'model_id'"
-        ).fetchone()
-        if row and row[2] != sha and not self.reembed:
+        row = current_model(db)
+        if row and row["sha256"] != sha and not self.reembed:
             raise LoadError(
-                f"this database's vectors were made by model {row[1]} (sha256 {row[2][:12]}), "
+                f"this database's vectors were made by model {row['name']} (sha256 {row['sha256'][:12]}), "
                 f"not {self._model_name(self.files)} (sha256 {sha[:12]}). Use the same --model, "
                 f"or pass --reembed to replace every vector with the new model's."
             )
@@ -170,7 +167,7 @@ class Loader:
             vectors.ensure_table(db, dims)
             if self.reembed:
                 db.execute("UPDATE images SET model_id = NULL WHERE model_id IS NOT ?", [self.model_id])
-                if row and row[0] == self.model_id:  # same model asked to re-embed: all of it
+                if row and row["id"] == self.model_id:  # same model asked to re-embed: all of it
                     db.execute("UPDATE images SET model_id = NULL")
             db.execute("INSERT OR REPLACE INTO imageclust_meta (key, value) VALUES ('model_id', ?)",
                        [str(self.model_id)])

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import search
+from . import search, textquery
 
 
 class Problem(Exception):
@@ -57,8 +57,7 @@ def summary(conn: Any) -> dict:
     out = {
         "images": conn.execute("SELECT count(*) FROM images").fetchone()[0],
         "files": conn.execute("SELECT count(*) FROM files").fetchone()[0],
-        "model": one(conn, "SELECT m.id, m.name, m.dimensions FROM imageclust_meta k JOIN models m "
-                           "ON m.id = CAST(k.value AS INTEGER) WHERE k.key = 'model_id'"),
+        "model": textquery.database_model(conn),
         "has_clusters": "cluster_runs" in t and conn.execute("SELECT 1 FROM cluster_runs").fetchone() is not None,
         "has_duplicates": "duplicate_groups" in t and conn.execute("SELECT 1 FROM duplicate_groups").fetchone() is not None,
         "has_map": "layouts" in t and conn.execute("SELECT 1 FROM layouts").fetchone() is not None,

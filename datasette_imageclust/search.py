@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import vectors
-from .schema import migrate, now
+from .schema import current_model, migrate, now
 
 BITS_TABLE = "image_bits"
 META_TABLE = "search_index"
@@ -54,10 +54,8 @@ def _table_exists(conn: Any, name: str) -> bool:
 
 
 def _current_model_id(conn: Any) -> int | None:
-    if not _table_exists(conn, "imageclust_meta"):
-        return None
-    row = conn.execute("SELECT value FROM imageclust_meta WHERE key = 'model_id'").fetchone()
-    return int(row[0]) if row and row[0] is not None else None
+    m = current_model(conn)
+    return m["id"] if m else None
 
 
 def _vector_fingerprint(conn: Any) -> tuple[int, int]:
@@ -128,7 +126,7 @@ def status(db: Any) -> IndexStatus:
 
 def _status(conn: Any, db: Any) -> IndexStatus:
     n, max_id = _vector_fingerprint(conn)
-    dims = vectors.dimensions(db) if hasattr(db, "conn") else _dims(conn)
+    dims = vectors.dimensions(conn)
     if not _table_exists(conn, META_TABLE) or not _table_exists(conn, BITS_TABLE):
         return IndexStatus(False, False, "no similarity index (run: imageclust index DATABASE)", n, 0, dims)
     row = conn.execute(f"SELECT n_vectors, dimensions, model_id, built, max_id FROM {META_TABLE} "
@@ -147,14 +145,6 @@ def _status(conn: Any, db: Any) -> IndexStatus:
     if reason:
         reason += " (run: imageclust index DATABASE)"
     return IndexStatus(True, not reason, reason, n, int(indexed), dims, built)
-
-
-def _dims(conn: Any) -> int | None:
-    import re
-
-    row = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", [vectors.TABLE]).fetchone()
-    m = re.search(r"float\[(\d+)\]", row[0]) if row else None
-    return int(m.group(1)) if m else None
 
 
 def quantise(x: np.ndarray, mean: np.ndarray) -> np.ndarray:

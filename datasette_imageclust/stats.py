@@ -5,7 +5,7 @@ import os
 
 from . import db as dbmod
 from . import vectors
-from .schema import versions
+from .schema import current_model, versions
 
 
 def database_info(path: str) -> dict:
@@ -23,14 +23,8 @@ def database_info(path: str) -> dict:
         counts["vectors"] = count(f"SELECT count(*) FROM {vectors.TABLE}") if vectors.TABLE in tables else 0
         counts["duplicate_files"] = counts["files"] - (
             count("SELECT count(DISTINCT image_id) FROM files") if "files" in tables else 0)
-        model = None
-        if "imageclust_meta" in tables:
-            row = db.execute(
-                "SELECT m.id, m.name, m.dimensions, m.sha256, m.created FROM imageclust_meta k "
-                "JOIN models m ON m.id = CAST(k.value AS INTEGER) WHERE k.key = 'model_id'"
-            ).fetchone()
-            if row:
-                model = dict(zip(("id", "name", "dimensions", "sha256", "created"), row))
+        m = current_model(db)
+        model = {k: m[k] for k in ("id", "name", "dimensions", "sha256", "created")} if m else None
         thumb_bytes = count("SELECT coalesce(sum(length(data)), 0) FROM thumbnails") if "thumbnails" in tables else 0
         return {
             "path": os.path.abspath(path),

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .schema import current_model
 from .models import ImageEmbedder, ModelError, ModelFiles, TextEmbedder, _is_local, find_model
 
 _LOCK = threading.Lock()
@@ -19,15 +20,8 @@ RETRY_SECONDS = 60.0  # a missing model is looked for again after this long
 
 def database_model(db: Any) -> dict | None:
     """The current model row of a database (id, name, dimensions), or None."""
-    conn = getattr(db, "conn", db)
-    try:
-        row = conn.execute(
-            "SELECT m.id, m.name, m.dimensions FROM imageclust_meta k JOIN models m "
-            "ON m.id = CAST(k.value AS INTEGER) WHERE k.key = 'model_id'"
-        ).fetchone()
-    except Exception:  # not an imageclust database
-        return None
-    return dict(zip(("id", "name", "dimensions"), row)) if row else None
+    m = current_model(getattr(db, "conn", db))
+    return {k: m[k] for k in ("id", "name", "dimensions")} if m else None
 
 
 def _offline_files(name: str) -> ModelFiles:

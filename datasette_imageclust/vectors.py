@@ -6,7 +6,7 @@ Never reference it with a FOREIGN KEY (that corrupts vec0 tables, sqlite-vec #14
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import sqlite_utils
@@ -14,7 +14,8 @@ import sqlite_utils
 TABLE = "image_vectors"
 
 
-def dimensions(db: sqlite_utils.Database) -> int | None:
+def dimensions(db: "sqlite_utils.Database | Any") -> int | None:
+    """Width of the stored vectors (None: no table yet); ``db`` may be a plain connection."""
     row = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", [TABLE]).fetchone()
     if not row:
         return None
