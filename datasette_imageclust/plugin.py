@@ -8,6 +8,7 @@ from pathlib import Path
 from datasette import hookimpl
 from markupsafe import Markup, escape
 
+from . import pagedata
 from .db import ExtensionError, load_vec
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -69,8 +70,7 @@ async def _is_imageclust(datasette, database: str) -> bool:
         db = datasette.get_database(database)
     except KeyError:
         return False
-    names = set(await db.table_names())
-    known = {"images", "thumbnails", "imageclust_meta"} <= names
+    known = await db.execute_fn(pagedata.is_imageclust)  # the pages' own test
     _KNOWN[key] = (time.monotonic(), known)
     return known
 
