@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import CHROMIUM, chromium, datasette_server  # noqa: E402  (tests/browser.py)
+from browser import chromium, datasette_server, missing_browser  # noqa: E402  (tests/browser.py)
 
 
 def build(path: str, n: int, cluster_size: int) -> dict:
@@ -108,9 +108,10 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     tmp = args.keep or tempfile.mkdtemp(prefix="imageclust-map-bench-")
     os.makedirs(tmp, exist_ok=True)
-    have_browser = os.path.exists(CHROMIUM)
+    why = missing_browser()
+    have_browser = why is None
     if not have_browser:
-        print(f"{CHROMIUM} is absent: first-paint figures are skipped", file=sys.stderr)
+        print(f"{why}: first-paint figures are skipped", file=sys.stderr)
     for n in sizes:
         path = os.path.join(tmp, f"map{n}.db")
         if os.path.exists(path):

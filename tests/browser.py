@@ -1,31 +1,63 @@
-"""Shared by the real-browser tests and bench/map.py: Debian's Chromium via Playwright,
-and a real `datasette` server on a free 127.0.0.1 port."""
+"""Shared by the real-browser tests, bench/map.py and .ci/run: finding Chromium, driving
+it with Playwright, and a real `datasette` server on a free 127.0.0.1 port.
+
+As a script, ``python tests/browser.py`` prints the Chromium the tests will use (exit 1,
+saying what is missing, when there is none); ``--launch`` also starts it through Playwright.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from typing import Iterator
 
-CHROMIUM = "/usr/bin/chromium"
+DEFAULT_CHROMIUM = "/usr/bin/chromium"  # Debian's package
 # Without the background-networking flags Chromium keeps dialling out on this closed network.
 ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
 
 
-def need_browser() -> None:
-    """Skip (with the reason) where Chromium or Playwright is missing."""
-    import pytest
+def find_chromium() -> tuple[str | None, str]:
+    """(path, "") of the Chromium to use, or (None, what is missing): $CHROMIUM if set,
+    else /usr/bin/chromium, else `chromium` on PATH."""
+    env = os.environ.get("CHROMIUM")
+    if env:
+        if os.path.isfile(env) and os.access(env, os.X_OK):
+            return env, ""
+        return None, f"CHROMIUM={env} is not an executable file"
+    if os.access(DEFAULT_CHROMIUM, os.X_OK):
+        return DEFAULT_CHROMIUM, ""
+    found = shutil.which("chromium")
+    if found:
+        return found, ""
+    return None, (f"no Chromium: {DEFAULT_CHROMIUM} is absent and `chromium` is not on PATH "
+                  f"(apt-get install chromium, or set CHROMIUM=/path/to/chromium)")
 
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium): browser tests skipped")
+
+def missing_browser() -> str | None:
+    """What keeps the browser tests from running, or None."""
+    path, why = find_chromium()
+    if path is None:
+        return why
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+        return "playwright is not installed (pip install -e '.[test]')"
+    return None
+
+
+def need_browser() -> None:
+    """Skip (with the reason) where Chromium or Playwright is missing; under CI=true the
+    skip is a failure (conftest.py)."""
+    import pytest
+
+    why = missing_browser()
+    if why:
+        pytest.skip(f"browser tests need Chromium and Playwright: {why}")
 
 
 def free_port() -> int:
@@ -66,8 +98,29 @@ def chromium() -> Iterator["object"]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        path, why = find_chromium()
+        if path is None:
+            raise RuntimeError(why)
+        b = pw.chromium.launch(executable_path=path, args=ARGS)
         try:
             yield b
         finally:
             b.close()
+
+
+def main(argv: list[str]) -> int:
+    why = missing_browser() if "--launch" in argv else find_chromium()[1]
+    if why:
+        print(why, file=sys.stderr)
+        return 1
+    if "--launch" in argv:
+        with chromium() as b:
+            page = b.new_page()
+            page.set_content("<p>ok</p>")
+            assert page.inner_text("p") == "ok"
+    print(find_chromium()[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

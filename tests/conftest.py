@@ -1,4 +1,9 @@
-"""Shared fixtures: real images and models from ../shared, a tiny CLIP built on the fly."""
+"""Shared fixtures: real images and models from ../shared, a tiny CLIP built on the fly.
+
+Under ``CI=true`` (as ``.ci/run`` sets) a skip is a failure: a CI run without ../shared,
+Chromium or an extra fails, saying what is missing, instead of quietly running half the
+suite. Elsewhere those tests skip with the reason (``-rs`` shows it).
+"""
 from __future__ import annotations
 
 import os
@@ -13,11 +18,27 @@ TUX = SHARED / "imagesets" / "tuxpaint-stamps"
 TUX_DUPES = SHARED / "imagesets" / "tuxpaint-stamps-dupes"
 
 
+CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
 def need(path: Path) -> Path:
     """Skip (with the reason printed by -rs) when ../shared material is absent."""
     if not path.exists():
-        pytest.skip(f"{path} is absent: these tests need ../shared beside the checkout")
+        pytest.skip(f"{path} is absent: these tests need ../shared beside the checkout "
+                    f"(or IMAGECLUST_SHARED=/path/to/shared)")
     return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # The one home of the CI rule: whatever skipped (need(), need_browser(), importorskip,
+    # a skip marker) fails instead, with the skip's reason as the message.
+    outcome = yield
+    rep = outcome.get_result()
+    if CI and rep.skipped and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"CI=true, so this skip is a failure: {reason}"
 
 
 @pytest.fixture(scope="session")

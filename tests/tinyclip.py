@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+# ../shared beside the checkout; IMAGECLUST_SHARED points elsewhere (e.g. at a missing
+# folder, to check that a CI run without it fails).
+SHARED = Path(os.environ.get("IMAGECLUST_SHARED") or Path(__file__).resolve().parent.parent.parent / "shared")
 TOKENIZER = SHARED / "models" / "clip-tokenizer" / "tokenizer.json"
 CLIP_PRE = {
     "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_convert_rgb": True,
