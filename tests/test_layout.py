@@ -78,9 +78,24 @@ def test_embed_2d_edge_cases_and_errors():
     assert xy.shape == (3, 2) and m == "pca"
     with pytest.raises(L.LayoutError, match="unknown layout method"):
         L.embed_2d(np.eye(8, dtype=np.float32), "mds")
+
+
+def test_without_the_umap_extra(monkeypatch):
+    """Where umap-learn cannot be imported, --method umap says which extra to install and
+    auto falls back to t-SNE (the import is blocked here, whether or not it is installed)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # `import umap` now raises ImportError
+    assert not L.umap_available()
+    x, _ = _blobs(60, 3)
+    with pytest.raises(L.LayoutError, match=r"\[umap\]"):
+        L.embed_2d(x, "umap")
+    assert L.embed_2d(x, "auto")[1] == "tsne"
+
+
+def _need_umap() -> None:
     if not L.umap_available():
-        with pytest.raises(L.LayoutError, match=r"\[umap\]"):
-            L.embed_2d(np.eye(8, dtype=np.float32), "umap")
+        pytest.skip("umap-learn is not installed (the test extra includes it: pip install -e '.[test]')")
 
 
 def test_spatial_order_makes_compact_sheets():
@@ -93,17 +108,22 @@ def test_spatial_order_makes_compact_sheets():
     assert np.prod(chunk.max(0) - chunk.min(0)) < 0.1 * 100 * 100
 
 
-def test_layout_on_real_images_keeps_categories_together(tux_db, tmp_path):
+@pytest.mark.parametrize("method", ["tsne", "umap"])
+def test_layout_on_real_images_keeps_categories_together(tux_db, tmp_path, method):
     """On the 353 labelled tuxpaint stamps (real stand-in embeddings), map neighbours
-    share a category about as often as vector-space neighbours do."""
+    share a category about as often as vector-space neighbours do, with either method."""
     import csv
     import os
 
+    if method == "umap":
+        _need_umap()
     path = str(tmp_path / "tux.db")
     shutil.copy(tux_db, path)
     db = dbmod.connect(path)
-    s = L.compute_layout(db)
-    assert s.n_images == 353 and s.overlaps == 0 and s.method in ("tsne", "umap")
+    s = L.compute_layout(db, method=method)
+    assert s.n_images == 353 and s.overlaps == 0 and s.method == method
+    stored = db.execute("SELECT method FROM layouts WHERE id = ?", [s.layout_id]).fetchone()[0]
+    assert stored == method
     rows = db.execute("SELECT f.relpath, p.x, p.y, p.image_id FROM layout_points p "
                       "JOIN files f ON f.image_id = p.image_id GROUP BY p.image_id").fetchall()
     from conftest import TUX
@@ -121,7 +141,7 @@ def test_layout_on_real_images_keeps_categories_together(tux_db, tmp_path):
     on_map = _knn_agreement(xy, labels)
     in_vectors = _knn_agreement(vecs, labels)
     chance = sum((labels == v).mean() ** 2 for v in set(labels))
-    print(f"5-NN same category: map {on_map:.2f}, vectors {in_vectors:.2f}, chance {chance:.2f}")
+    print(f"{method}: 5-NN same category: map {on_map:.2f}, vectors {in_vectors:.2f}, chance {chance:.2f}")
     assert on_map > 0.75 * in_vectors and on_map > 3 * chance
     db.conn.close()
 
@@ -129,14 +149,14 @@ def test_layout_on_real_images_keeps_categories_together(tux_db, tmp_path):
 def test_compute_layout_stores_and_replaces(tmp_path):
     path = make_db(str(tmp_path / "s.db"), 300, clusters=6, with_run=False)
     db = dbmod.connect(path)
-    first = L.compute_layout(db, landmarks=100)
+    first = L.compute_layout(db, method="tsne", landmarks=100)
     assert first.run is None and first.overlaps == 0 and first.method == "tsne-landmarks"
     assert db.execute("SELECT count(*) FROM layout_points WHERE layout_id = ?", [first.layout_id]).fetchone()[0] == 300
     row = db.execute("SELECT name, is_default, n_images, params FROM layouts").fetchone()
     assert row[:3] == ("default", 1, 300) and json.loads(row[3])["group_source"] == "kmeans-2d"
     # A clustering run appears: re-running the same name keeps the id, uses the run.
     add_run(db, np.arange(300) % 6)
-    again = L.compute_layout(db, landmarks=100)
+    again = L.compute_layout(db, method="tsne", landmarks=100)
     assert again.layout_id == first.layout_id and again.run == "default"
     assert db.execute("SELECT count(*) FROM layout_points").fetchone()[0] == 300
     # Each cluster of the run forms one disk.
