@@ -5,16 +5,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from datasette_imageclust import db as dbmod
 from datasette_imageclust import vectors
+from held_load import HELD
 from imagefactory import photo_folder
 
 N = 120
+BATCH = 4
+HELD_LOAD = Path(__file__).parent / "held_load.py"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def folder(tmp_path_factory):
 
 def cmd(db, folder, model, *extra):
     return [sys.executable, "-m", "datasette_imageclust", "load", str(db), str(folder),
-            "--model", model, "--batch-size", "4", *extra]
+            "--model", model, "--batch-size", str(BATCH), *extra]
 
 
 def snapshot(path):
@@ -64,15 +67,22 @@ def count(path) -> int:
         d.conn.close()
 
 
-def kill_midway(db, folder, model, sig, at_least=8):
-    p = subprocess.Popen(cmd(db, folder, model), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None and count(db) < at_least:
-        time.sleep(0.02)
-    assert p.poll() is None, "load finished before it could be interrupted"
+def kill_midway(db, folder, model, sig, batches=2):
+    """Start a load held after ``batches`` committed batches (tests/held_load.py), and
+    signal it there: it cannot have finished, whatever the machine's speed."""
+    args = cmd(db, folder, model)[3:]  # the same CLI arguments, through the holding wrapper
+    p = subprocess.Popen([sys.executable, str(HELD_LOAD), str(batches), *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in p.stderr:  # progress bar lines first; the wrapper's line when it holds
+        seen.append(line)
+        if HELD in line:
+            break
+    assert p.poll() is None, "the load ended before it was held: " + "".join(seen)[-2000:]
+    assert count(db) == batches * BATCH  # the committed batches, the next one in flight
     p.send_signal(sig)
     out, err = p.communicate(timeout=60)
-    return p.returncode, err.decode()
+    return p.returncode, "".join(seen) + err
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
@@ -86,7 +96,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, folder, stand_i
     else:
         assert code == -signal.SIGKILL
     partial = count(db)
-    assert 0 < partial < N
+    assert partial == 2 * BATCH  # the batch in flight was rolled back, nothing else lost
     r = subprocess.run(cmd(db, folder, stand_in_model, "--json"), check=True, capture_output=True, text=True)
     import json
 

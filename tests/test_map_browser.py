@@ -122,7 +122,10 @@ def test_map_pans_zooms_and_opens_an_image(browser, server, tmp_path):
     assert page.evaluate("window.__xss") is None  # labels with HTML never became markup
 
     # Click: land on the image page.
-    page.wait_for_timeout(500)  # the view is written to the URL (#x,y,zoom) after a pause
+    # The view is written to the URL (#x,y,zoom) after a pause: wait until it is there.
+    page.wait_for_function(f"(() => {{ const v = {api}.view; return location.hash === "
+                           f"'#' + v.cx.toFixed(1) + ',' + v.cy.toFixed(1) + ',' + v.s.toFixed(3); }})()",
+                           timeout=15_000)
     view = page.evaluate(f"[{api}.view.cx, {api}.view.cy, {api}.view.s]")
     page.mouse.click(p["x"], p["y"])
     page.wait_for_url(re.compile(rf"/big/-/imageclust/image/{target}$"), timeout=15_000)
