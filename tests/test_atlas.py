@@ -142,8 +142,11 @@ def test_real_thumbnails(tux_db, tmp_path):
     ({"levels": (256,), "sheet_size": 1024}, None),
 ])
 def test_bad_options(synth, kwargs, message):
-    if message is None:
-        A.build_atlas(synth, [1], **kwargs)  # the largest level is fine
+    if message is None:  # the largest level is fine: a real 256-px cell of image 1
+        s = A.build_atlas(synth, [1], **kwargs)
+        assert s.levels == [256] and s.sheets == {256: 1} and s.images == 1
+        assert synth.execute("SELECT width, height FROM atlas_sheets WHERE level = 256").fetchone() == (1024, 256)
+        assert np.abs(_cell(synth, 1, 256) - _thumb(synth, 1, 256)).mean() < 12
         return
     with pytest.raises(A.AtlasError, match=message):
         A.build_atlas(synth, [1], **kwargs)

@@ -74,15 +74,21 @@ def test_several_runs_and_default(db):
 ])
 def test_bad_flags(db, args, message):
     r = run("cluster", db, *args)
-    assert r.exit_code != 0 and message in r.output
+    assert r.exit_code == 1 and message in r.stderr and "Traceback" not in r.output
+    assert r.stdout == ""
 
 
 def test_errors_for_unknown_run_and_cluster(db):
     r = run("clusters", db)
-    assert r.exit_code != 0 and "imageclust cluster" in r.output
-    run("cluster", db, "--labels", "none", "--no-duplicates")
-    assert "no clustering run named" in run("clusters", db, "--name", "nope").output
-    assert "no cluster with id" in run("label", db, "999999", "x").output
+    assert r.exit_code == 1 and "imageclust cluster" in r.stderr
+    assert run("cluster", db, "--labels", "none", "--no-duplicates").exit_code == 0
+    for args, message in [(("clusters", db, "--name", "nope"), "no clustering run named"),
+                          (("clusters", db, "--set-default"), "need --name"),
+                          (("label", db, "999999", "x"), "no cluster with id")]:
+        r = run(*args)
+        assert r.exit_code == 1 and message in r.stderr and r.stdout == "", (args, r.exit_code, r.output)
+    r = run("label", db, "abc", "x")  # not an id: a usage error
+    assert r.exit_code == 2 and "Traceback" not in r.output
 
 
 def test_hdbscan_and_kmeans_runs(db):

@@ -105,12 +105,14 @@ class FakeOllama(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, script):
+    def __init__(self, script, together: int = 2):
         self.script = list(script)
         self.requests = []
         self.active = 0
         self.max_active = 0
+        self.together = together  # the "together" action waits for this many in flight
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
         super().__init__(("127.0.0.1", 0), Handler)
 
     @property
@@ -129,7 +131,10 @@ class Handler(BaseHTTPRequestHandler):
             srv.requests.append(body)
             srv.active += 1
             srv.max_active = max(srv.max_active, srv.active)
+            srv.changed.notify_all()
             action = srv.script.pop(0) if srv.script else "ok"
+            if action == "together":  # answer only once `together` requests are in flight
+                srv.changed.wait_for(lambda: srv.active >= srv.together, timeout=10)
         try:
             if self.path != "/api/generate":
                 return self._send(404, {"error": "not found"})
@@ -147,6 +152,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with srv.lock:
                 srv.active -= 1
+                srv.changed.notify_all()
 
     def _send(self, code, obj):
         data = json.dumps(obj).encode()
@@ -161,8 +167,8 @@ class Handler(BaseHTTPRequestHandler):
 def fake():
     servers = []
 
-    def start(script=()):
-        s = FakeOllama(script)
+    def start(script=(), together=2):
+        s = FakeOllama(script, together)
         threading.Thread(target=s.serve_forever, daemon=True).start()
         servers.append(s)
         return s
@@ -180,14 +186,52 @@ def test_ollama_labels_retry_and_concurrency(tux_db, tmp_path, fake):
                                      concurrency=2, backoff=0.01)
     assert (n, failed) == (6, 0)
     assert srv.max_active <= 2
-    first = srv.requests[0]
-    assert first["format"] == "json" and first["stream"] is False and first["model"] == "llava"
-    assert len(first["images"]) == 3 and base64.b64decode(first["images"][0])[:4] in (b"RIFF", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
+    assert len(srv.requests) == 6 + 3  # three failures, each retried
+    thumbs = {r[0] for r in db.execute("SELECT data FROM thumbnails")}
+    for req in srv.requests:  # every request, retries included, has Ollama's shape
+        assert set(req) == {"model", "prompt", "format", "stream", "images"}
+        assert req["format"] == "json" and req["stream"] is False and req["model"] == "llava"
+        assert "3 images" in req["prompt"] and len(req["images"]) == 3
+        assert all(base64.b64decode(i) in thumbs for i in req["images"])  # the stored thumbnails
     rows = db.execute("SELECT label, detail FROM cluster_labels WHERE source = 'ollama'").fetchall()
     assert len(rows) == 6 and rows[0][0] == "Group of 3"
     assert json.loads(rows[0][1])["phrase"] == "things that look alike"
     clusterstore.refresh_best_labels(db, rid)
     assert db.execute("SELECT COUNT(*) FROM clusters WHERE run_id = ? AND label = 'Group of 3'", [rid]).fetchone()[0] == 6
+
+
+@pytest.mark.parametrize("concurrency", [2, 3])
+def test_ollama_requests_really_overlap(tux_db, tmp_path, fake, concurrency):
+    """`concurrency` requests are in flight at once, never more: the first ones are only
+    answered when that many have arrived (with one at a time they would time out)."""
+    db, rid = _clustered_copy(tux_db, tmp_path, k=6)
+    srv = fake(["together"] * concurrency, together=concurrency)
+    n, failed = ollama.ollama_labels(db, rid, host=srv.url, timeout=30, retries=0, concurrency=concurrency)
+    assert (n, failed) == (6, 0)
+    assert srv.max_active == concurrency and len(srv.requests) == 6
+
+
+def test_ollama_backoff_doubles_with_full_jitter(tux_db, tmp_path, fake, monkeypatch):
+    """Retries wait a random time in [0, backoff * 2**(attempt-1)]: the caps double, and
+    the waits themselves are drawn (jitter), not the caps."""
+    import random
+    import types
+
+    db, rid = _clustered_copy(tux_db, tmp_path, k=3)
+    caps, waits = [], []
+
+    def uniform(a, b):
+        caps.append((a, b))
+        return random.uniform(a, b)
+
+    monkeypatch.setattr(ollama, "random", types.SimpleNamespace(uniform=uniform))
+    monkeypatch.setattr(ollama, "time", types.SimpleNamespace(sleep=waits.append))  # record, do not wait
+    srv = fake(["500"] * 3)  # the first cluster fails three times, then succeeds
+    n, failed = ollama.ollama_labels(db, rid, host=srv.url, retries=3, concurrency=1, backoff=0.4)
+    assert (n, failed) == (3, 0) and len(srv.requests) == 6
+    assert caps == [(0, 0.4), (0, 0.8), (0, 1.6)]
+    assert len(waits) == 3 and all(0 <= w <= b for w, (_, b) in zip(waits, caps))
+    assert len(set(waits)) == 3 and waits != [b for _, b in caps]  # drawn, not the caps
 
 
 def test_ollama_gives_up_and_reports(tux_db, tmp_path, fake):

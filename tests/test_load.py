@@ -195,14 +195,29 @@ def test_copies_within_one_run_across_batches(tmp_path, stand_in_model, batch_si
 
 
 def test_load_while_datasette_reads(tmp_path, stand_in_model):
-    """A reader holding the database open (as `datasette photos.db` does) does not break load."""
+    """A real `datasette photos.db` serving the database keeps answering while load
+    writes, and sees each committed batch (read between batches, not only before and after)."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    from browser import datasette_server
+
     photo_folder(tmp_path / "p", 3)
     db = str(tmp_path / "x.db")
     load(db, [str(tmp_path / "p")], stand_in_model)
-    reader = dbmod.connect(db, readonly=True)
-    assert reader.execute("select count(*) from images").fetchone()[0] == 3
-    photo_folder(tmp_path / "p", 2, start=10)
-    s = load(db, [str(tmp_path / "p")], stand_in_model)
-    assert s.new == 2
-    assert reader.execute("select count(*) from images").fetchone()[0] == 5
-    reader.conn.close()
+    photo_folder(tmp_path / "p", 6, start=10)
+    with datasette_server(db) as url:
+        def count() -> int:
+            q = urllib.parse.urlencode({"sql": "select count(*) as n from images", "_shape": "array"})
+            with urllib.request.urlopen(f"{url}/x.json?{q}", timeout=30) as r:
+                return json.load(r)[0]["n"]
+
+        assert count() == 3
+        seen = []  # read by Datasette from inside the load, between its transactions
+        s = load(db, [str(tmp_path / "p")], stand_in_model, batch_size=1,
+                 on_progress=lambda done, total: seen.append(count()))
+        assert s.new == 6 and s.errors == 0
+        assert any(3 < n < 9 for n in seen), seen  # a state in the middle of the load
+        assert seen == sorted(seen)
+        assert count() == 9
