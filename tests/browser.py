@@ -67,11 +67,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def datasette_server(*args: str, timeout: float = 60) -> Iterator[str]:
-    """Run `datasette ARGS` on a free port until the block ends; yields its base URL."""
+def datasette_server(*args: str, timeout: float = 60, env: dict | None = None) -> Iterator[str]:
+    """Run `datasette ARGS` (in environment ``env``, default this one) on a free port until
+    the block ends; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "datasette", *args, "-h", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + timeout
         while True:
