@@ -7,14 +7,13 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import sys
-import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import plugin_dbs
+from audit import watching
 from datasette_imageclust import db as dbmod
 from datasette_imageclust import search, vectors
 from datasette_imageclust.atlas import build_atlas, layout_order
@@ -91,41 +90,6 @@ async def test_no_route_writes_to_the_database(dbs, tux_dir):
         assert file_state(p) == before[name], name
 
 
-class _DiskWrites:
-    """Records, while active, every file this process opens for writing or creates
-    (Python's audit events: open, os.mkdir, tempfile.*)."""
-
-    _installed: "_DiskWrites | None" = None
-    WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-    def __init__(self) -> None:
-        self.active = False
-        self.events: list[tuple] = []
-        self.lock = threading.Lock()
-
-    @classmethod
-    def get(cls) -> "_DiskWrites":
-        # An audit hook cannot be removed: install one per process, switched on and off.
-        if cls._installed is None:
-            cls._installed = cls()
-            sys.addaudithook(cls._installed._hook)
-        return cls._installed
-
-    def _hook(self, event: str, args: tuple) -> None:
-        if not self.active:
-            return
-        if event == "open":
-            path, mode, flags = (tuple(args) + (None, None))[:3]
-            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
-                (isinstance(flags, int) and flags & self.WRITE_FLAGS)
-            if writes and path is not None and not isinstance(path, int):
-                with self.lock:
-                    self.events.append((event, path, mode))
-        elif event in ("os.mkdir", "tempfile.mkstemp", "tempfile.mkdtemp", "os.rename", "shutil.copyfile"):
-            with self.lock:
-                self.events.append((event, *args))
-
-
 async def test_uploads_are_never_written_to_disk(dbs):
     """A 6 MB upload (past any in-memory spooling threshold) is searched without a single
     file being opened for writing or created, and the database is unchanged."""
@@ -135,16 +99,11 @@ async def test_uploads_are_never_written_to_disk(dbs):
     ds = make_ds([dbs["photos"]])
     await ds.invoke_startup()
     await ds.client.get("/photos/-/imageclust/search.json?like=1")  # warm: model and bits loaded first
-    watch = _DiskWrites.get()
-    watch.events.clear()
-    watch.active = True
-    try:
+    with watching() as w:
         r = await ds.client.post("/photos/-/imageclust/search.json?k=5", files={"image": ("big.jpg", data, "image/jpeg")})
-    finally:
-        watch.active = False
     assert r.status_code == 200, r.text[:300]
     assert r.json()["mode"] == "upload" and len(r.json()["results"]) == 5
-    assert watch.events == []
+    assert w.writes() == []
     assert file_state(dbs["photos"]) == before
 
 
@@ -152,15 +111,10 @@ async def test_uploads_watcher_sees_a_write():
     """The watcher above can fail: a temporary file written meanwhile is seen."""
     import tempfile
 
-    watch = _DiskWrites.get()
-    watch.events.clear()
-    watch.active = True
-    try:
+    with watching() as w:
         with tempfile.TemporaryFile() as f:
             f.write(b"x")
-    finally:
-        watch.active = False
-    assert watch.events
+    assert w.writes()
 
 
 @pytest.fixture
