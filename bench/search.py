@@ -9,6 +9,13 @@ Synthetic data: clustered unit vectors with a common positive offset (like CNN f
 which are all >= 0), i.e. the case where plain sign bits fail and mean-centring matters.
 Queries are held-out points of the same distribution (text/upload-like) and stored
 vectors with their own id excluded ("more like this"). Databases are cached in --workdir.
+
+Per size it prints: `imageclust index` time; search.knn p50/p95, recall@k and the first
+query (which loads the bits); the exact float scan p50 memory-mapped (as the plugin) and
+through plain reads, and knn's share of it; the Hamming stage alone (cProfile over the
+same queries); loading the bits from search_bits vs reading image_bits row by row; a vec0
+point read by id; and where the misses are (mean nearest-neighbour cosine of the queries
+that missed, vs the others).
 """
 from __future__ import annotations
 
@@ -79,8 +86,51 @@ def pct(a: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(a) * 1000, p))
 
 
+def _scan_p50(db, queries: np.ndarray, k: int) -> float:
+    scan = []
+    for q in queries:
+        t = time.perf_counter()
+        search.knn(db, q, k, exact=True)
+        scan.append(time.perf_counter() - t)
+    return pct(scan, 50) if scan else float("nan")
+
+
+def _stage_ms(db, queries: np.ndarray, self_ids: list[int | None], k: int, stage: str) -> float:
+    """Mean ms per query spent in search.py's function ``stage`` (cProfile, a separate pass)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    for q, sid in zip(queries, self_ids):
+        prof.runcall(search.knn, db, q, k, exclude=[sid] if sid else [])
+    calls = [(v[1], v[3]) for key, v in pstats.Stats(prof).stats.items()
+             if key[0] == search.__file__ and key[2] == stage]
+    return sum(ct for _, ct in calls) / len(queries) * 1000 if calls else float("nan")
+
+
+def _storage(path: str, x: np.ndarray, reads: int = 200) -> dict:
+    """Loading the bits (search_bits blobs vs image_bits row by row) and vec0 point reads."""
+    search.clear_cache()
+    t = time.perf_counter()
+    assert search.warm(path)  # what a server process does at startup: the search_bits blobs
+    packed = time.perf_counter() - t
+    search.clear_cache()
+    db = dbmod.connect(path, readonly=True)
+    t = time.perf_counter()
+    rows = db.execute(f"SELECT image_id, bits FROM {search.BITS_TABLE}").fetchall()
+    by_row = time.perf_counter() - t
+    assert len(rows) == len(x)
+    ids = np.random.default_rng(2).integers(1, len(x) + 1, reads)
+    t = time.perf_counter()
+    for i in ids:
+        db.execute(f"SELECT embedding FROM {vectors.TABLE} WHERE image_id = ?", [int(i)]).fetchone()
+    point = (time.perf_counter() - t) / reads
+    db.conn.close()
+    return {"bits_packed_s": packed, "bits_rows_s": by_row, "point_read_ms": point * 1000}
+
+
 def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None], k: int,
-        float_scan: int) -> dict:
+        float_scan: int, storage: bool = True) -> dict:
     db = dbmod.connect(path, readonly=True)
     db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")  # as the plugin's connections
     n = len(x)
@@ -95,29 +145,42 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
         lat.append(time.perf_counter() - t)
     # Ground truth after the timed loop: a big BLAS product leaves threads spinning that
     # would slow the next timed query.
-    rec = []
+    rec, nearest = [], []
     for q, sid, got in zip(queries, self_ids, results):
         s = x @ (q / np.linalg.norm(q))
         if sid:
             s[sid - 1] = -np.inf
         truth = set((np.argpartition(-s, k)[:k] + 1).tolist())
         rec.append(len(truth & {i for i, _ in got}) / k)
-    scan = []
-    for q in queries[:float_scan]:
-        t = time.perf_counter()
-        search.knn(db, q, k, exact=True)
-        scan.append(time.perf_counter() - t)
+        nearest.append(float(s.max()))
+    rec_a, near_a = np.asarray(rec), np.asarray(nearest)
+    out = {"n": n, "p50": pct(lat, 50), "p95": pct(lat, 95), "recall": float(np.mean(rec)),
+           "min_recall": float(np.min(rec)), "warm": warm,
+           "scan_p50": _scan_p50(db, queries[:float_scan], k),
+           "missed": int((rec_a < 1).sum()), "queries": len(rec),
+           "nearest_missed": float(near_a[rec_a < 1].mean()) if (rec_a < 1).any() else float("nan"),
+           "nearest_hit": float(near_a[rec_a == 1].mean()) if (rec_a == 1).any() else float("nan"),
+           "hamming_ms": _stage_ms(db, queries, self_ids, k, "hamming")}
     db.conn.close()
-    return {"n": n, "p50": pct(lat, 50), "p95": pct(lat, 95), "recall": float(np.mean(rec)),
-            "min_recall": float(np.min(rec)), "warm": warm,
-            "scan_p50": pct(scan, 50) if scan else float("nan")}
+    plain = dbmod.connect(path, readonly=True)  # no mmap: every page through read()
+    out["scan_plain_p50"] = _scan_p50(plain, queries[:float_scan], k)
+    plain.conn.close()
+    if storage:
+        out.update(_storage(path, x))
+    return out
 
 
 def report(name: str, r: dict, k: int) -> None:
     print(f"{name:>14} n={r['n']:>8}  knn p50 {r['p50']:6.2f} ms  p95 {r['p95']:6.2f} ms  "
           f"recall@{k} {r['recall']:.4f} (worst query {r['min_recall']:.2f})  "
-          f"first query {r['warm'] * 1000:6.0f} ms  |  sqlite-vec float scan p50 {r['scan_p50']:6.1f} ms",
+          f"first query {r['warm'] * 1000:6.0f} ms  |  exact float scan p50 {r['scan_p50']:6.1f} ms "
+          f"memory-mapped, {r['scan_plain_p50']:6.1f} ms plain reads; knn/exact {r['p50'] / r['scan_p50']:.2f}",
           flush=True)
+    print(f"{'':>14} Hamming stage {r['hamming_ms']:.2f} ms/query; misses: {r['missed']} of {r['queries']} queries, "
+          f"their nearest image at cosine {r['nearest_missed']:.2f} (the others' {r['nearest_hit']:.2f})", flush=True)
+    if "bits_packed_s" in r:
+        print(f"{'':>14} bits loaded from search_bits {r['bits_packed_s']:.3f} s, image_bits row by row "
+              f"{r['bits_rows_s']:.3f} s; a vec0 point read {r['point_read_ms']:.3f} ms", flush=True)
 
 
 def real_vectors(folder: str, model: str, workdir: str) -> tuple[str, np.ndarray]:
@@ -168,7 +231,7 @@ def main() -> None:
     if a.real:
         path, x = real_vectors(a.real, a.model, a.workdir)
         ids = list(range(1, len(x) + 1))
-        report("real", run(path, x, x, ids, a.k, a.float_scan), a.k)
+        report("real", run(path, x, x, ids, a.k, a.float_scan, storage=False), a.k)
         # Real collections are small; also force the bit path to rescore few candidates,
         # which is what the prefilter's quality shows at scale.
         for c in (20, 50, 100):

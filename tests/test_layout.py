@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from datasette_imageclust import db as dbmod
 from datasette_imageclust import layout as L
 from datasette_imageclust.cli import cli
+from neighbours import chance, knn_agreement
 from synthdb import add_run, make_db
 
 
@@ -20,14 +21,6 @@ def _blobs(n: int, k: int, d: int = 32, seed: int = 0) -> tuple[np.ndarray, np.n
     x = rng.normal(size=(k, d))[label] + 0.3 * rng.normal(size=(n, d))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x.astype(np.float32), label
-
-
-def _knn_agreement(xy: np.ndarray, label: np.ndarray, k: int = 5) -> float:
-    from sklearn.neighbors import NearestNeighbors
-
-    nn = NearestNeighbors(n_neighbors=k + 1).fit(xy)
-    idx = nn.kneighbors(xy, return_distance=False)[:, 1:]
-    return float((label[idx] == label[:, None]).mean())
 
 
 def test_count_overlaps_is_exact():
@@ -69,7 +62,7 @@ def test_pack_without_clusters_groups_points_and_preserves_neighbourhoods():
     p = L.pack(xy, group, loose=np.ones(group.max() + 1, bool))
     assert p.overlaps == 0
     # Points that were neighbours in the vector space are still neighbours on the map.
-    assert _knn_agreement(p.xy, label) > 0.9
+    assert knn_agreement(p.xy, label) > 0.9
 
 
 def test_embed_2d_edge_cases_and_errors():
@@ -138,11 +131,11 @@ def test_layout_on_real_images_keeps_categories_together(tux_db, tmp_path, metho
     labels = np.array([label_of[int(i)] for i in ids])
     pos = {r[3]: (r[1], r[2]) for r in rows}
     xy = np.array([pos[int(i)] for i in ids])
-    on_map = _knn_agreement(xy, labels)
-    in_vectors = _knn_agreement(vecs, labels)
-    chance = sum((labels == v).mean() ** 2 for v in set(labels))
-    print(f"{method}: 5-NN same category: map {on_map:.2f}, vectors {in_vectors:.2f}, chance {chance:.2f}")
-    assert on_map > 0.75 * in_vectors and on_map > 3 * chance
+    on_map = knn_agreement(xy, labels)
+    in_vectors = knn_agreement(vecs, labels)
+    rand = chance(labels)
+    print(f"{method}: 5-NN same category: map {on_map:.2f}, vectors {in_vectors:.2f}, chance {rand:.2f}")
+    assert on_map > 0.75 * in_vectors and on_map > 3 * rand
     db.conn.close()
 
 
