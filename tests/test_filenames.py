@@ -237,3 +237,17 @@ def test_core_v2_migrates_a_database_of_the_previous_schema(tmp_path):
     assert d.execute("SELECT size FROM clusters").fetchone()[0] == 1
     assert d.execute("SELECT count(*) FROM layout_points").fetchone()[0] == 1
     d.conn.close()
+
+
+def test_a_database_whose_own_name_is_not_utf8(tmp_path, stand_in_model):
+    """The database file may have an odd name too (and ?, #, % that mean something in
+    SQLite URIs, which read-only opening uses)."""
+    make_folder(tmp_path / "p")
+    db = fs(tmp_path, b"ph\xe9tos ?#%.db")
+    for args in (["load", db, str(tmp_path / "p"), "--model", stand_in_model], ["info", db, "--json"],
+                 ["cluster", db, "--labels", "terms", "--min-size", "1", "--no-layout"],
+                 ["similar", db, "--image", "1"], ["index", db], ["duplicates", db]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0 and r.exception is None, (args[0], r.stderr, r.exception)
+    assert json.loads(CliRunner().invoke(cli, ["info", db, "--json"]).stdout)["path"] == paths.text(db)
+    assert sorted(os.listdir(os.fsencode(str(tmp_path)))) == [b"p", b"ph\xe9tos ?#%.db"]
