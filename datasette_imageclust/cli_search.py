@@ -64,8 +64,7 @@ def similar(database, image_id, text, file_, model, k, exact, as_json):
                     vec = textquery.embed_text(db, text, model)
                 else:
                     name, dims = textquery.model_for(db, model)
-                    with open(file_, "rb") as f:
-                        vec, _ = textquery.embed_upload(name, dims, f.read(), os.path.basename(file_))
+                    vec, _ = textquery.embed_upload(name, dims, _read_query_file(file_), os.path.basename(file_))
             except (ModelError, ImageError) as e:
                 raise click.ClickException(str(e))
             hits = search.knn(db, vec, k, exact=exact)
@@ -81,3 +80,20 @@ def similar(database, image_id, text, file_, model, k, exact, as_json):
     click.echo("image_id\tsimilarity\tpath")
     for i, d in hits:
         click.echo(f"{i}\t{1 - d:.4f}\t{display(paths[i] or '')}")
+
+
+def _read_query_file(path: str) -> bytes:
+    """The bytes of ``--file``: a regular file only (a FIFO would block), errors as one line."""
+    import stat
+
+    from .scan import file_kind
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise click.ClickException(f"--file {display(path)} is {file_kind(mode)}, not an image file")
+            return f.read()
+    except OSError as e:
+        raise click.ClickException(f"cannot read --file {display(path)}: {e.strerror or e}")

@@ -146,3 +146,19 @@ def test_demo_script_lays_out_once_and_names_its_output(tmp_path, stand_in_model
     calls = log.read_text().split()
     assert calls == ["load", "cluster", "cluster", "info"]
     assert r.stderr.count("laying out the map") == 1  # by the default run's cluster
+
+
+def test_similar_file_that_is_a_fifo_is_refused_not_waited_on(tux_copy, tmp_path):
+    import threading
+
+    os.mkfifo(tmp_path / "q.jpg")
+    box = []
+    t = threading.Thread(target=lambda: box.append(CliRunner().invoke(
+        cli, ["similar", tux_copy, "--file", str(tmp_path / "q.jpg")])), daemon=True)
+    t.start()
+    t.join(30)
+    if t.is_alive():
+        os.close(os.open(tmp_path / "q.jpg", os.O_WRONLY | os.O_NONBLOCK))  # let the reader go
+        pytest.fail("similar --file blocked on a FIFO")
+    (r,) = box
+    assert r.exit_code == 1 and "FIFO" in r.stderr and "Traceback" not in r.output
