@@ -1,23 +1,81 @@
 """The ``imageclust`` command line: a thin layer over the library modules."""
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
+from typing import Any, Callable
 
 import click
 
 from . import __version__
+from .paths import display
 
 
 def _err(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-@click.group()
+class DatabaseProblem(click.ClickException):
+    """The database cannot be opened or used: one line naming it and what to do; exit status 1."""
+
+
+def _database_errors(f: Callable) -> Callable:
+    """The one translation, for every command, of a database that cannot be used
+    (missing, not SQLite, read-only, locked, newer schema, no sqlite-vec) into one line."""
+
+    @functools.wraps(f)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from . import db as dbmod
+        from .schema import SchemaError
+
+        try:
+            return f(*args, **kwargs)
+        except (dbmod.DatabaseError, dbmod.ExtensionError, SchemaError) as e:
+            raise DatabaseProblem(str(e)) from e
+        except dbmod.sqlite3.Error as e:  # met while working: a lock, a full disk, a damaged file
+            raise DatabaseProblem(str(dbmod.explain(kwargs.get("database") or "the database", e))) from e
+
+    return run
+
+
+class _Commands(click.Group):
+    """A group whose commands all get ``_database_errors``."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and callable(args[0]) and not kwargs:  # bare @cli.command
+            return super().command()(_database_errors(args[0]))
+        make = super().command(*args, **kwargs)
+        return lambda f: make(_database_errors(f))
+
+
+@click.group(cls=_Commands)
 @click.version_option(__version__, prog_name="imageclust")
 def cli() -> None:
     """Turn folders of images into a SQLite database to cluster and explore in Datasette."""
+
+
+def wal_note(database: str) -> None:
+    _err(f"{display(database)} stays in WAL mode while another process (e.g. datasette) has it open; "
+         f"the next imageclust command run without readers turns it back into a single file")
+
+
+def open_db(database: str, *, readonly: bool = False):
+    """Open an existing DATABASE for this command; it is closed (and, if written, turned
+    back into a single file) when the command ends, however it ends."""
+    from . import db as dbmod
+
+    db = dbmod.connect(database, readonly=readonly, create=False)
+
+    def close() -> None:
+        if readonly:
+            db.conn.close()
+        elif not dbmod.close(db):
+            wal_note(database)
+
+    click.get_current_context().call_on_close(close)
+    return db
 
 
 class _Progress:
@@ -51,13 +109,14 @@ class _Progress:
 
 
 @cli.command()
-@click.argument("database", type=click.Path(dir_okay=False))
-@click.argument("folders", nargs=-1, required=True, type=click.Path())
+@click.argument("database", type=click.Path())
+@click.argument("folders", nargs=-1, required=True, type=click.Path(), metavar="PATH...")
 @click.option("--model", help="Hub repo id or local model directory (default: Xenova/clip-vit-base-patch32)")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Descend into sub-folders")
 @click.option("--hidden", is_flag=True, help="Include hidden files and folders (names starting with '.')")
 @click.option("--thumbnail-size", type=int, default=256, show_default=True, help="Long side of stored thumbnails, px")
-@click.option("--thumbnail-format", type=click.Choice(["webp", "jpeg"]), default="webp", show_default=True)
+@click.option("--thumbnail-format", type=click.Choice(["webp", "jpeg"]), default="webp", show_default=True,
+              help="Format of stored thumbnails")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Images per inference batch and commit")
 @click.option("--workers", type=int, help="Decoding threads (default: cores, at most 4)")
 @click.option("--threads", type=int, help="onnxruntime threads (default: cores)")
@@ -67,15 +126,14 @@ class _Progress:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout")
 def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_format, batch_size,
          workers, threads, prune, reembed, strict, as_json):
-    """Scan FOLDERS for images and load them into DATABASE (created if needed).
+    """Load the images in each PATH (a folder, scanned for images, or an image file)
+    into DATABASE (created if needed).
 
     Re-runs are incremental: unchanged files are skipped, moved and copied files are
     recognised by their sha256, and an interrupted run resumes where it stopped.
     """
-    from .db import ExtensionError
     from .loader import LoadError, Loader
     from .models import ModelError
-    from .schema import SchemaError
 
     if workers is not None and workers < 1:
         raise click.ClickException("--workers must be at least 1")
@@ -84,7 +142,7 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
     progress = _Progress()
 
     def skip(path: str, reason: str) -> None:
-        _err(f"skipping {path}: {reason}")
+        _err(f"skipping {display(path)}: {display(reason)}")
 
     try:
         loader = Loader(
@@ -93,10 +151,12 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
             prune=prune, reembed=reembed, on_skip=skip, on_progress=progress, on_status=_err,
         )
         summary = loader.run(folders)
-    except (LoadError, ModelError, ExtensionError, SchemaError) as e:
+    except (LoadError, ModelError) as e:
         raise click.ClickException(str(e))
     finally:
         progress.close()
+    if loader.left_wal:
+        wal_note(database)
     s = summary
     if as_json:
         click.echo(json.dumps(s.as_dict()))
@@ -116,30 +176,27 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
 
 
 @cli.command()
-@click.argument("database", type=click.Path(exists=True, dir_okay=False))
+@click.argument("database", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout")
 def info(database, as_json):
     """Report what DATABASE holds: model, counts and sizes."""
-    from .db import ExtensionError
     from .stats import database_info
 
-    try:
-        data = database_info(database)
-    except ExtensionError as e:
-        raise click.ClickException(str(e))
+    data = database_info(database)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     m = data.get("model") or {}
-    lines = [
-        f"database:   {data['path']} ({data['file_bytes'] / 1e6:.1f} MB)",
-        f"model:      {m.get('name', '-')} ({m.get('dimensions', '?')} dimensions)" if m else "model:      -",
+    c = data["counts"]
+    fields = [
+        ("database", f"{display(data['path'])} ({data['file_bytes'] / 1e6:.1f} MB)"),
+        ("model", f"{display(m.get('name', '-'))} ({m.get('dimensions', '?')} dimensions)" if m else "-"),
+        *((k, str(c.get(k, 0))) for k in ("images", "files", "duplicate_files", "vectors", "errors")),
+        ("thumbnails", f"{c.get('thumbnails', 0)} ({data['thumbnail_bytes'] / 1e6:.1f} MB)"),
+        ("schema", ", ".join(f"{k} v{v}" for k, v in data["schema"].items())),
     ]
-    for k in ("images", "files", "duplicate_files", "vectors", "errors"):
-        lines.append(f"{k + ':':<12}{data['counts'].get(k, 0)}")
-    lines.append(f"thumbnails: {data['counts'].get('thumbnails', 0)} ({data['thumbnail_bytes'] / 1e6:.1f} MB)")
-    lines.append("schema:     " + ", ".join(f"{k} v{v}" for k, v in data["schema"].items()))
-    click.echo("\n".join(lines))
+    width = max(len(k) for k, _ in fields) + 2
+    click.echo("\n".join(f"{k + ':':<{width}}{v}" for k, v in fields))
 
 
 # Commands of other components register themselves on `cli` when imported.

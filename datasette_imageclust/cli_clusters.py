@@ -6,39 +6,15 @@ import time
 
 import click
 
-from .cli import cli
-
-
-def _err(msg: str) -> None:
-    click.echo(msg, err=True)
-
-
-def _open(database: str):
-    from .db import ExtensionError, connect
-
-    try:
-        db = connect(database)
-    except ExtensionError as e:
-        raise click.ClickException(str(e))
-    # Leave WAL mode when the command ends, so `datasette -i` (immutable) sees every row.
-    click.get_current_context().call_on_close(lambda: _close(db))
-    return db
-
-
-def _close(db) -> None:
-    from .db import finish
-
-    try:
-        db.conn.total_changes  # raises if the command closed it already
-    except Exception:
-        return
-    finish(db)
-    db.conn.close()
+from .cli import _err, cli, open_db, wal_note
+from .paths import display
 
 
 @cli.command()
-@click.argument("database", type=click.Path(exists=True, dir_okay=False))
-@click.option("--method", type=click.Choice(["ward", "kmeans", "hdbscan"]), default="ward", show_default=True)
+@click.argument("database", type=click.Path())
+@click.option("--method", type=click.Choice(["ward", "kmeans", "hdbscan"]), default="ward", show_default=True,
+              help="ward: constrained Ward (sizes between --min-size and --max-size); kmeans: K-means with "
+                   "--clusters K; hdbscan: density-based, finds K itself and leaves outliers unclustered")
 @click.option("--clusters", "n_clusters", type=int, help="Number of clusters K (ward, kmeans); no size cap unless --max-size")
 @click.option("--min-size", type=int, default=3, show_default=True, help="Smaller clusters are merged or unclustered (--small)")
 @click.option("--max-size", type=int, help="Largest cluster (default 10 without --clusters, none with it)")
@@ -49,16 +25,22 @@ def _close(db) -> None:
               help="Label sources, comma-separated: clip, terms, ollama (or 'none')")
 @click.option("--representatives", type=int, default=3, show_default=True, help="Images nearest the centroid shown per cluster")
 @click.option("--knn", "knn_k", type=int, help="Neighbours for k-NN smoothing (0 = off; default 20 without K, 10 with)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of the k-means steps and of the split of large collections; "
+                   "the same seed and images give the same clusters")
 @click.option("--default/--no-default", "make_default", default=None,
               help="Make this the run the plugin shows (default: the first run, or the one it replaces)")
 @click.option("--duplicates/--no-duplicates", default=True, show_default=True, help="Also find near-duplicates")
 @click.option("--layout/--no-layout", "do_layout", default=True, show_default=True,
               help="Then lay out the map (`imageclust layout` with its defaults) when this run is the default")
-@click.option("--ollama-host", default="http://127.0.0.1:11434", show_default=True)
-@click.option("--ollama-model", default="llava", show_default=True)
-@click.option("--ollama-timeout", type=float, default=120.0, show_default=True, help="Seconds per request")
-@click.option("--ollama-concurrency", type=int, default=2, show_default=True)
+@click.option("--ollama-host", default="http://127.0.0.1:11434", show_default=True,
+              help="Ollama server for --labels ollama")
+@click.option("--ollama-model", default="llava", show_default=True,
+              help="Ollama vision model that names each cluster from its representatives")
+@click.option("--ollama-timeout", type=float, default=120.0, show_default=True,
+              help="Seconds per Ollama request")
+@click.option("--ollama-concurrency", type=int, default=2, show_default=True,
+              help="Ollama requests in flight at once")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout")
 def cluster(database, method, n_clusters, min_size, max_size, small, name, label_sources, representatives, knn_k,
             seed, make_default, duplicates, do_layout, ollama_host, ollama_model, ollama_timeout, ollama_concurrency, as_json):
@@ -83,7 +65,7 @@ def cluster(database, method, n_clusters, min_size, max_size, small, name, label
         raise click.ClickException(f"unknown label source {bad[0]!r}: choose from {', '.join(labels.SOURCES)}")
     if max_size is None and n_clusters is None:
         max_size = 10
-    db = _open(database)
+    db = open_db(database)
     ids, x, model = clusterstore.model_vectors(db)
     if len(ids) == 0:
         raise click.ClickException(f"{database} has no image vectors: run `imageclust load` first")
@@ -123,13 +105,16 @@ def cluster(database, method, n_clusters, min_size, max_size, small, name, label
     if do_layout and is_default:
         from .cli_map import layout
 
-        _close(db)  # layout opens its own connection, and leaving WAL needs ours closed
+        from .db import close
+
+        if not close(db):  # layout opens its own connection, and leaving WAL needs ours closed
+            wal_note(database)
         _err("laying out the map (--no-layout skips this)")
         click.get_current_context().invoke(layout, database=database)
 
 
 @cli.command()
-@click.argument("database", type=click.Path(exists=True, dir_okay=False))
+@click.argument("database", type=click.Path())
 @click.option("--name", help="Run name (default: the default run)")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per cluster per line")
 @click.option("--runs", is_flag=True, help="List the runs instead")
@@ -140,7 +125,7 @@ def clusters(database, name, as_json, runs, set_default, delete):
     from .clusterstore import StoreError, cluster_listing, delete_run, find_run
     from .clusterstore import set_default as _set_default
 
-    db = _open(database)
+    db = open_db(database)
     try:
         if (set_default or delete) and not name:
             raise click.ClickException("--set-default and --delete need --name")
@@ -168,18 +153,18 @@ def clusters(database, name, as_json, runs, set_default, delete):
     except StoreError as e:
         raise click.ClickException(str(e))
     if not as_json:
-        click.echo(f"{'id':>6}  {'size':>5}  {'label':<40}  representatives")
+        click.echo(f"{'id':<7} {'size':>5}  {'label':<40}  representatives")
     for c in cluster_listing(db, run["id"]):
         c.pop("image_ids")
         if as_json:
             click.echo(json.dumps(c, ensure_ascii=False))
         else:
-            reps = ", ".join(p.rsplit("/", 1)[-1] for p in c["representatives"])
-            click.echo(f"{c['id']:>6}  {c['size']:>5}  {c['label'][:40]:<40}  {reps}")
+            reps = ", ".join(display(p.rsplit("/", 1)[-1]) for p in c["representatives"])
+            click.echo(f"{c['id']:<7} {c['size']:>5}  {display(c['label'][:40]):<40}  {reps}")
 
 
 @cli.command()
-@click.argument("database", type=click.Path(exists=True, dir_okay=False))
+@click.argument("database", type=click.Path())
 @click.argument("cluster_id", type=int)
 @click.argument("text")
 def label(database, cluster_id, text):
@@ -187,7 +172,7 @@ def label(database, cluster_id, text):
     computed labels and is kept when the run is re-computed and the cluster matches."""
     from .clusterstore import StoreError, set_user_label
 
-    db = _open(database)
+    db = open_db(database)
     try:
         set_user_label(db, cluster_id, text)
     except StoreError as e:
@@ -196,14 +181,14 @@ def label(database, cluster_id, text):
 
 
 @cli.command()
-@click.argument("database", type=click.Path(exists=True, dir_okay=False))
+@click.argument("database", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One group per line: {kind, paths}")
 @click.option("--stored", is_flag=True, help="Print the stored near-duplicate groups without recomputing")
 def duplicates(database, as_json, stored):
     """Find near-duplicates (stored) and print exact and near-duplicate groups."""
     from . import neardup
 
-    db = _open(database)
+    db = open_db(database)
     if not stored:
         s = neardup.compute(db, on_status=_err)
         _err(f"{s['groups']} near-duplicate groups ({s['pairs']} pairs: {s['by_rule']['hash']} by hash, "
@@ -213,5 +198,5 @@ def duplicates(database, as_json, stored):
         if as_json:
             click.echo(json.dumps({"kind": g["kind"], "paths": g["paths"]}, ensure_ascii=False))
         else:
-            click.echo(f"{g['kind']:<5} {len(g['paths'])}: " + "  ".join(g["paths"]))
+            click.echo(f"{g['kind']:<5} {len(g['paths'])}: " + "  ".join(display(p) for p in g["paths"]))
     _err(f"{sum(g['kind'] == 'exact' for g in groups)} exact, {sum(g['kind'] == 'near' for g in groups)} near groups")

@@ -7,23 +7,22 @@ import os
 
 import click
 
-from .cli import _err, cli
+from .cli import _err, cli, open_db
+from .paths import display
 
 
 @cli.command()
-@click.argument("database", type=click.Path(exists=True, dir_okay=False))
+@click.argument("database", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout")
 def index(database, as_json):
     """Build (or rebuild) the similarity index of DATABASE: binary-quantised, mean-centred
     vectors for a fast prefilter, rescored exactly. `load` runs this at its end."""
-    from . import db as dbmod
     from . import search
 
+    db = open_db(database)
     try:
-        db = dbmod.connect(database)
         summary = search.build_index(db)
-        dbmod.finish(db)
-    except (dbmod.ExtensionError, RuntimeError) as e:
+    except search.SearchError as e:
         raise click.ClickException(str(e))
     if as_json:
         click.echo(json.dumps(summary))
@@ -31,7 +30,7 @@ def index(database, as_json):
 
 
 @cli.command()
-@click.argument("database", type=click.Path(exists=True, dir_okay=False))
+@click.argument("database", type=click.Path())
 @click.option("--image", "image_id", type=int, help="Images like this image id")
 @click.option("--text", help="Images matching this text (needs the model's text tower)")
 @click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False),
@@ -42,8 +41,8 @@ def index(database, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout")
 def similar(database, image_id, text, file_, model, k, exact, as_json):
     """The K images nearest to an image (--image ID), a text (--text "red moth") or an
-    image file (--file query.jpg)."""
-    from . import db as dbmod
+    image file (--file query.jpg), most similar first: image id, cosine similarity
+    (1 = the same vector) and a file path."""
     from . import search, textquery
     from .models import ModelError
 
@@ -51,7 +50,7 @@ def similar(database, image_id, text, file_, model, k, exact, as_json):
         raise click.ClickException("give exactly one of --image ID, --text TEXT or --file PATH")
     if k < 1 or k > 1000:
         raise click.ClickException("-k must be between 1 and 1000")
-    db = dbmod.connect(database, readonly=True)
+    db = open_db(database, readonly=True)
     try:
         if image_id is not None:
             if search.vector_of(db, image_id) is None:
@@ -65,8 +64,7 @@ def similar(database, image_id, text, file_, model, k, exact, as_json):
                     vec = textquery.embed_text(db, text, model)
                 else:
                     name, dims = textquery.model_for(db, model)
-                    with open(file_, "rb") as f:
-                        vec, _ = textquery.embed_upload(name, dims, f.read(), os.path.basename(file_))
+                    vec, _ = textquery.embed_upload(name, dims, _read_query_file(file_), os.path.basename(file_))
             except (ModelError, ImageError) as e:
                 raise click.ClickException(str(e))
             hits = search.knn(db, vec, k, exact=exact)
@@ -76,10 +74,26 @@ def similar(database, image_id, text, file_, model, k, exact, as_json):
             paths[iid] = row[0] if row else None
     except search.SearchError as e:
         raise click.ClickException(str(e))
-    finally:
-        db.conn.close()
     if as_json:
-        click.echo(json.dumps([{"image_id": i, "distance": d, "path": paths[i]} for i, d in hits]))
+        click.echo(json.dumps([{"image_id": i, "similarity": round(1 - d, 6), "path": paths[i]} for i, d in hits]))
         return
+    click.echo("image_id\tsimilarity\tpath")
     for i, d in hits:
-        click.echo(f"{i}\t{1 - d:.4f}\t{paths[i] or ''}")
+        click.echo(f"{i}\t{1 - d:.4f}\t{display(paths[i] or '')}")
+
+
+def _read_query_file(path: str) -> bytes:
+    """The bytes of ``--file``: a regular file only (a FIFO would block), errors as one line."""
+    import stat
+
+    from .scan import file_kind
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise click.ClickException(f"--file {display(path)} is {file_kind(mode)}, not an image file")
+            return f.read()
+    except OSError as e:
+        raise click.ClickException(f"cannot read --file {display(path)}: {e.strerror or e}")

@@ -24,10 +24,10 @@ import sqlite_utils
 from PIL import Image
 
 from . import db as dbmod
-from . import vectors
+from . import paths, vectors
 from .imaging import Decoded, ImageError, decode
 from .models import ImageEmbedder, ModelFiles, Preprocessor, file_sha256, find_model
-from .scan import FoundFile, scan
+from .scan import FoundFile, file_kind, scan
 from .schema import current_model, migrate, now, versions
 
 
@@ -42,7 +42,7 @@ class LoadSummary:
     new: int = 0  # new images decoded and embedded
     duplicates: int = 0  # files whose bytes were already known (copies, renames, moves)
     reembedded: int = 0  # existing images given a vector by a new model
-    errors: int = 0
+    errors: int = 0  # rows written to the errors table this run (files and folders)
     gone: int = 0  # files in the database no longer on disk
     pruned: int = 0  # of those, removed (--prune)
     seconds: float = 0.0
@@ -131,11 +131,13 @@ class Loader:
         self.on_progress = on_progress or (lambda d, t: None)
         self.on_status = on_status or (lambda s: None)
         self.summary = LoadSummary()
+        self.left_wal = False  # True if the database stayed in WAL (another process had it open)
 
     # --- model ---------------------------------------------------------------------
 
     def _model_name(self, files: ModelFiles) -> str:
-        return os.path.abspath(files.name) if os.path.isdir(os.path.expanduser(files.name)) else files.name
+        name = os.path.abspath(files.name) if os.path.isdir(os.path.expanduser(files.name)) else files.name
+        return paths.text(name)
 
     def _setup_model(self, db: sqlite_utils.Database) -> None:
         """Find the model, check it matches the database, register it; the onnxruntime
@@ -175,7 +177,7 @@ class Loader:
     @property
     def embedder(self) -> ImageEmbedder:
         if self._embedder is None:
-            self.on_status(f"loading model {self.files.name}")
+            self.on_status(f"loading model {paths.display(self.files.name)}")
             self._embedder = ImageEmbedder(self.files, threads=self.threads, spinning=False)
         return self._embedder
 
@@ -185,7 +187,7 @@ class Loader:
         roots = [os.path.abspath(os.path.expanduser(r)) for r in roots]
         for r in roots:
             if not os.path.exists(r):
-                raise LoadError(f"no such file or folder: {r}")
+                raise LoadError(f"no such file or folder: {paths.display(r)}")
         start = time.perf_counter()
         self.files = find_model(self.model_name)  # before creating anything on disk
         db = dbmod.connect(self.db_path)
@@ -202,20 +204,20 @@ class Loader:
             done = self.summary.new + self.summary.reembedded
             if self.summary.seconds > 0:
                 self.summary.images_per_second = round(done / self.summary.seconds, 2)
-            try:
-                dbmod.finish(db)
-            finally:
-                db.conn.close()
+            self.left_wal = not dbmod.close(db)
         return self.summary
 
     def _run(self, db: sqlite_utils.Database, roots: list[str]) -> None:
         s = self.summary
         self.on_status("scanning")
-        found = list(scan(roots, recursive=self.recursive, hidden=self.hidden, on_error=self._dir_error))
+        skipped: list[tuple[str, str]] = []
+        found = list(scan(roots, recursive=self.recursive, hidden=self.hidden,
+                          on_error=lambda p, r: skipped.append((p, r))))
         s.scanned = len(found)
-        known = {
-            r[0]: (r[1], r[2], r[3])
-            for r in db.execute("SELECT path, size, mtime, image_id FROM files")
+        self._record_skipped(db, skipped)
+        known = {  # by exact OS path
+            paths.os_path(r[0], r[1]): (r[2], r[3], r[4])
+            for r in db.execute("SELECT path, path_bytes, size, mtime, image_id FROM files")
         }
         self.sha_ids: dict[str, int] = {}
         self.embedded: set[str] = set()
@@ -233,7 +235,7 @@ class Loader:
                 todo.append(f)
         self._pipeline(db, todo)
         self._embed_leftovers(db)
-        self._gone(db, roots, {f.path for f in found}, known)
+        self._gone(db, roots, {f.path for f in found} | {p for p, _ in skipped}, known)
         self._index(db)
 
     def _index(self, db: sqlite_utils.Database) -> None:
@@ -244,16 +246,29 @@ class Loader:
             self.on_status("building the similarity index")
             search.build_index(db)
 
-    def _dir_error(self, path: str, reason: str) -> None:
-        self.summary.errors += 1
-        self.on_skip(path, reason)
+    def _record_skipped(self, db, skipped: list[tuple[str, str]]) -> None:
+        """Entries the scan could not use (unreadable folders, dangling symlinks, FIFOs
+        and devices with image names): an errors row each, like files that fail to decode."""
+        stamp = now()
+        with db.conn:
+            for path, reason in skipped:
+                self._write_error(db, path, reason, None, None, stamp)
+        for path, reason in skipped:
+            self.summary.errors += 1
+            self.on_skip(path, reason)
 
     # --- decode pool ---------------------------------------------------------------
 
     def _work(self, f: FoundFile) -> _Work:
         w = _Work(f)
         try:
-            with open(f.path, "rb") as fh:
+            # Non-blocking, then checked: a file swapped for a FIFO since the scan must not hang us.
+            fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as fh:
+                kind = file_kind(os.fstat(fh.fileno()).st_mode)
+                if kind:
+                    w.error = f"not a regular file: {kind}"
+                    return w
                 data = fh.read()
         except OSError as e:
             w.error = f"cannot read: {e.strerror or e}"
@@ -366,10 +381,7 @@ class Loader:
                 self.summary.duplicates += 1
                 self._write_file(db, f, self.sha_ids[sha], stamp)
             for f, reason in b.errors:
-                db.execute(
-                    "INSERT OR REPLACE INTO errors (path, reason, size, mtime, time) VALUES (?, ?, ?, ?, ?)",
-                    [f.path, reason, f.size, f.mtime, stamp],
-                )
+                self._write_error(db, f.path, reason, f.size, f.mtime, stamp)
         for p in items:
             self.embedded.add(p.sha256)
 
@@ -402,14 +414,28 @@ class Loader:
         return iid
 
     def _write_file(self, db, f: FoundFile, image_id: int, stamp: str) -> None:
+        path, raw = paths.to_db(f.path)
         db.execute(
-            "INSERT INTO files (path, root, relpath, image_id, size, mtime, added) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET root = excluded.root, "
-            "relpath = excluded.relpath, image_id = excluded.image_id, size = excluded.size, "
-            "mtime = excluded.mtime",
-            [f.path, f.root, f.relpath, image_id, f.size, f.mtime, stamp],
+            "INSERT INTO files (path, path_bytes, root, relpath, image_id, size, mtime, added) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT({paths.KEY_SQL}) DO UPDATE SET "
+            "root = excluded.root, relpath = excluded.relpath, image_id = excluded.image_id, "
+            "size = excluded.size, mtime = excluded.mtime",
+            [path, raw, paths.text(f.root), paths.text(f.relpath), image_id, f.size, f.mtime, stamp],
         )
-        db.execute("DELETE FROM errors WHERE path = ?", [f.path])
+        db.execute(f"DELETE FROM errors WHERE {paths.KEY_SQL} = ?", [paths.key(f.path)])
+
+    @staticmethod
+    def _write_error(db, os_path: str, reason: str, size: int | None, mtime: float | None, stamp: str) -> None:
+        # `time` stays that of the first sighting while nothing changed, so a re-run over
+        # the same broken files writes nothing new.
+        path, raw = paths.to_db(os_path)
+        db.execute(
+            f"INSERT INTO errors (path, path_bytes, reason, size, mtime, time) VALUES (?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT({paths.KEY_SQL}) DO UPDATE SET reason = excluded.reason, size = excluded.size, "
+            "mtime = excluded.mtime, time = excluded.time WHERE reason IS NOT excluded.reason "
+            "OR size IS NOT excluded.size OR mtime IS NOT excluded.mtime",
+            [path, raw, paths.text(reason), size, mtime, stamp],
+        )
 
     # --- after the scan ------------------------------------------------------------
 
@@ -445,16 +471,17 @@ class Loader:
         gone = [p for p in known if p not in seen and under(p)]
         self.summary.gone = len(gone)
         for p in gone[:10]:
-            self.on_status(f"gone from disk: {p}")
+            self.on_status(f"gone from disk: {paths.display(p)}")
         if len(gone) > 10:
             self.on_status(f"... and {len(gone) - 10} more gone from disk")
         with db.conn:
             if gone and self.prune:
-                db.conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in gone])
+                db.conn.executemany(f"DELETE FROM files WHERE {paths.KEY_SQL} = ?", [(paths.key(p),) for p in gone])
                 self.summary.pruned = len(gone)
             # an error about a file that no longer exists is no longer news
-            stale = [r[0] for r in db.execute("SELECT path FROM errors") if r[0] not in seen and under(r[0])]
-            db.conn.executemany("DELETE FROM errors WHERE path = ?", [(p,) for p in stale])
+            errors = [paths.os_path(*r) for r in db.execute("SELECT path, path_bytes FROM errors")]
+            stale = [p for p in errors if p not in seen and under(p)]
+            db.conn.executemany(f"DELETE FROM errors WHERE {paths.KEY_SQL} = ?", [(paths.key(p),) for p in stale])
             self._delete_orphans(db)
 
     @staticmethod

@@ -38,16 +38,70 @@ def _is_local(name: str) -> bool:
     return os.path.isdir(os.path.expanduser(name)) or not _REPO_ID.match(name)
 
 
+PROBE_SECONDS = 3.0  # one attempt to reach the Hub before downloading; offline is decided by then
+_REACHABLE: dict[str, str | None] = {}
+
+
+def _hub_unreachable(url: str) -> str | None:
+    """None if the Hub answers at all (any HTTP status), else why not. One attempt, in a
+    thread so that DNS (which has no timeout of its own) cannot hold us past PROBE_SECONDS;
+    huggingface_hub would retry with backoff for half a minute, printing each retry."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):  # a redirect is an answer
+            return None
+
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.build_opener(NoRedirect).open(
+                urllib.request.Request(url, method="HEAD"), timeout=PROBE_SECONDS).close()
+            result.append(None)
+        except urllib.error.HTTPError:
+            result.append(None)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            result.append(str(getattr(e, "reason", None) or e))
+
+    t = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    t.start()
+    t.join(PROBE_SECONDS + 0.5)
+    return result[0] if result else f"no answer within {PROBE_SECONDS:g} s"
+
+
+def _offline_hint(repo_id: str, why: str) -> ModelError:
+    return ModelError(
+        f"model {repo_id!r} is not in the Hugging Face cache and cannot be downloaded: {why}. "
+        f"Either run once with network access to fetch it, or pass --model DIR with a local copy "
+        f"in the Hugging Face layout (onnx/vision_model.onnx + preprocessor_config.json)."
+    )
+
+
 def hub_file(repo_id: str, filename: str, *, required: bool = True) -> Path | None:
     """Path of ``filename`` from Hub repo ``repo_id``: from the cache if there, else
     downloaded (with a progress bar on stderr). None if optional and absent."""
     import huggingface_hub
+    from huggingface_hub import constants
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=True))
     except Exception:
         pass  # not cached (or the cache is unreadable): try the network
+    if constants.is_offline_mode():
+        if not required:
+            return None
+        raise _offline_hint(repo_id, "HF_HUB_OFFLINE is set (no network)")
+    endpoint = constants.ENDPOINT
+    if endpoint not in _REACHABLE:
+        _REACHABLE[endpoint] = _hub_unreachable(f"{endpoint}/{repo_id}/resolve/main/{filename}")
+    if _REACHABLE[endpoint] is not None:
+        if not required:
+            return None
+        raise _offline_hint(repo_id, f"the Hub at {endpoint} cannot be reached ({_REACHABLE[endpoint]})")
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename))
     except EntryNotFoundError as e:
@@ -61,12 +115,7 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True) -> Path | No
     if not required:
         return None
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    raise ModelError(
-        f"model {repo_id!r} is not in the Hugging Face cache and could not be downloaded "
-        f"({detail}). Either run once with network access to fetch it, or pass --model DIR "
-        f"with a local copy in the Hugging Face layout (onnx/vision_model.onnx + "
-        f"preprocessor_config.json)."
-    ) from err
+    raise _offline_hint(repo_id, detail) from err
 
 
 @dataclass

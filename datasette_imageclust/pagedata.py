@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import search, textquery
+from . import paths, search, textquery
 
 
 class Problem(Exception):
@@ -262,11 +262,13 @@ def original_file(conn: Any, file_id: int, root: str | None) -> dict:
     """The file row to serve, only if under ``root`` (already resolved) and present."""
     if not root:
         raise Problem(404, "original files are not served (set the plugin's originals_root)")
-    f = one(conn, "SELECT f.id, f.path, i.format FROM files f JOIN images i ON i.id = f.image_id WHERE f.id = ?",
-            [file_id])
+    # path_bytes since core schema v2; the plugin never migrates, so older files lack it.
+    raw = "f.path_bytes" if "path_bytes" in {r[1] for r in conn.execute("PRAGMA table_info(files)")} else "NULL"
+    f = one(conn, f"SELECT f.id, f.path, {raw} AS path_bytes, i.format FROM files f "
+                  "JOIN images i ON i.id = f.image_id WHERE f.id = ?", [file_id])
     if f is None:
         raise Problem(404, f"no file {file_id}")
-    real = os.path.realpath(f["path"])
+    real = os.path.realpath(paths.os_path(f["path"], f.pop("path_bytes")))  # the exact name on disk
     # realpath on both sides: a symlink inside the root cannot point outside it.
     if os.path.commonpath([real, root]) != root or not os.path.isfile(real):
         raise Problem(404, "this file is not available from this server")

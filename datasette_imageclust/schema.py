@@ -8,6 +8,7 @@ renumbering anybody else's. Migrations only ever add; they run in a transaction.
 from __future__ import annotations
 
 import datetime as _dt
+import sqlite3
 from typing import Callable
 
 import sqlite_utils
@@ -28,6 +29,19 @@ def migration(component: str) -> Callable[[Migration], Migration]:
         return fn
 
     return register
+
+
+def script(db: sqlite_utils.Database, sql: str) -> None:
+    """Run ``sql`` statement by statement in the current transaction (``executescript``
+    would commit first, so a migration cut short could leave half its tables)."""
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            db.execute(buf)
+            buf = ""
+    if buf.strip():
+        db.execute(buf)
 
 
 def now() -> str:
@@ -53,17 +67,33 @@ def versions(db: sqlite_utils.Database) -> dict[str, int]:
     return {r["component"]: r["version"] for r in db["schema_versions"].rows}
 
 
+def _too_new(component: str, version: int, where: str = "database") -> SchemaError:
+    return SchemaError(
+        f"{where} schema '{component}' is version {version}, newer than this "
+        f"datasette-imageclust understands ({len(MIGRATIONS.get(component, []))}): upgrade the package"
+    )
+
+
+def check(db: sqlite_utils.Database, name: str = "database") -> None:
+    """Raise SchemaError if a component this package knows was written by a newer one
+    (read-only: run before anything is written). Unknown components are left alone."""
+    for component, version in versions(db).items():
+        if component in MIGRATIONS and version > len(MIGRATIONS[component]):
+            raise _too_new(component, version, name)
+
+
 def migrate(db: sqlite_utils.Database, component: str = "core") -> int:
-    """Bring ``component``'s tables up to date; returns its version. Safe to call often."""
+    """Bring ``component``'s tables up to date; returns its version. Safe to call often.
+    Each step and its version row are one transaction, so an interrupted migration
+    leaves the database as it was before that step."""
     steps = MIGRATIONS.get(component, [])
     current = versions(db).get(component, 0)
     if current > len(steps):
-        raise SchemaError(
-            f"database schema '{component}' is version {current}, newer than this "
-            f"datasette-imageclust understands ({len(steps)}): upgrade the package"
-        )
+        raise _too_new(component, current)
     for i in range(current, len(steps)):
         with db.conn:
+            if not db.conn.in_transaction:
+                db.execute("BEGIN IMMEDIATE")
             if not db["schema_versions"].exists():
                 db.execute(
                     "CREATE TABLE schema_versions (component TEXT PRIMARY KEY, "
@@ -82,8 +112,7 @@ def migrate(db: sqlite_utils.Database, component: str = "core") -> int:
 
 @migration("core")
 def _core_v1(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
+    script(db, """
         CREATE TABLE imageclust_meta (
             key TEXT PRIMARY KEY,
             value TEXT
@@ -151,13 +180,53 @@ def _core_v1(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("core")
+def _core_v2(db: sqlite_utils.Database) -> None:
+    # File names that are not valid UTF-8 (see paths.py): `path` becomes readable text
+    # and the exact bytes go in `path_bytes` (NULL for UTF-8 names), unique on both
+    # together. SQLite cannot drop a UNIQUE constraint, hence the rebuilds; nothing
+    # references files or errors, and no trigger names them.
+    script(db, """
+        CREATE TABLE files_v2 (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,          -- absolute path as text (bytes that are not UTF-8 as \\xNN)
+            root TEXT NOT NULL,          -- the folder given to `load`
+            relpath TEXT NOT NULL,       -- path relative to root
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            size INTEGER NOT NULL,
+            mtime REAL NOT NULL,
+            added TEXT NOT NULL,         -- when this path was first loaded
+            path_bytes BLOB              -- the exact bytes of a path that is not valid UTF-8, else NULL
+        );
+        INSERT INTO files_v2 (id, path, root, relpath, image_id, size, mtime, added)
+            SELECT id, path, root, relpath, image_id, size, mtime, added FROM files;
+        DROP TABLE files;
+        ALTER TABLE files_v2 RENAME TO files;
+        CREATE UNIQUE INDEX files_path ON files(coalesce(path_bytes, path));
+        CREATE INDEX files_image_id ON files(image_id);
+        -- Files (and folders) that could not be loaded; retried on the next run.
+        CREATE TABLE errors_v2 (
+            path TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            size INTEGER,
+            mtime REAL,
+            time TEXT NOT NULL,          -- when this error was first seen (kept while it stays the same)
+            path_bytes BLOB
+        );
+        INSERT INTO errors_v2 (path, reason, size, mtime, time)
+            SELECT path, reason, size, mtime, time FROM errors;
+        DROP TABLE errors;
+        ALTER TABLE errors_v2 RENAME TO errors;
+        CREATE UNIQUE INDEX errors_path ON errors(coalesce(path_bytes, path));
+        """)
+
+
 # --- clusters: what `imageclust cluster` and `imageclust duplicates` write -------
 
 
 @migration("clusters")
 def _clusters_v1(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
+    script(db, """
         -- A named clustering run; several live side by side, one is the default.
         CREATE TABLE cluster_runs (
             id INTEGER PRIMARY KEY,
@@ -220,8 +289,7 @@ def _clusters_v1(db: sqlite_utils.Database) -> None:
 
 @migration("clusters")
 def _clusters_v2(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
+    script(db, """
         -- Text vectors of the zero-shot vocabulary, per model (by vision_model.onnx sha256).
         CREATE TABLE vocabulary_vectors (
             model_sha256 TEXT NOT NULL,
@@ -250,8 +318,7 @@ def _clusters_v2(db: sqlite_utils.Database) -> None:
 def _clusters_v3(db: sqlite_utils.Database) -> None:
     # An image removed by `load --prune` (or a changed file) leaves its clusters and
     # duplicate groups first, whoever deletes it; otherwise the foreign keys refuse.
-    db.executescript(
-        """
+    script(db, """
         CREATE TRIGGER clusters_forget_image BEFORE DELETE ON images
         BEGIN
             UPDATE clusters SET size = size - 1
@@ -271,8 +338,7 @@ def _clusters_v3(db: sqlite_utils.Database) -> None:
 
 @migration("map")
 def _map_v1(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
+    script(db, """
         CREATE TABLE layouts (
             id INTEGER PRIMARY KEY,
             name TEXT NOT NULL UNIQUE,
@@ -316,8 +382,7 @@ def _map_v1(db: sqlite_utils.Database) -> None:
 def _map_v2(db: sqlite_utils.Database) -> None:
     # As clusters v3: an image removed by `load --prune` (or a changed file) leaves the
     # maps first, otherwise the foreign keys of layout_points and atlas_cells refuse.
-    db.executescript(
-        """
+    script(db, """
         CREATE TRIGGER map_forget_image BEFORE DELETE ON images
         BEGIN
             UPDATE layouts SET n_images = n_images - 1
@@ -336,8 +401,7 @@ def _map_v2(db: sqlite_utils.Database) -> None:
 def _search_v1(db: sqlite_utils.Database) -> None:
     # The binary vec0 table (image_bits) is created by search.build_index: its width
     # depends on the model's dimensions.
-    db.executescript(
-        """
+    script(db, """
         -- The one similarity index of this database (id is always 1).
         CREATE TABLE search_index (
             id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -362,8 +426,7 @@ def _search_v1(db: sqlite_utils.Database) -> None:
 def _search_v2(db: sqlite_utils.Database) -> None:
     # The bits again, in a few large BLOBs: a server process reads them all in one go
     # (a million rows of image_bits take seconds to read through vec0).
-    db.executescript(
-        """
+    script(db, """
         CREATE TABLE search_bits (
             chunk INTEGER PRIMARY KEY,
             ids BLOB NOT NULL,               -- int64 little-endian image ids

@@ -249,10 +249,9 @@ _LOCK = threading.Lock()
 
 
 def _db_file(conn: Any) -> str:
-    for _seq, name, file in conn.execute("PRAGMA database_list").fetchall():
-        if name == "main":
-            return file or f":memory:{id(conn)}"
-    return f":memory:{id(conn)}"
+    # As bytes: the file's name need not be UTF-8, and decoding it as text would fail.
+    row = conn.execute("SELECT CAST(file AS BLOB) FROM pragma_database_list WHERE name = 'main'").fetchone()
+    return os.fsdecode(row[0]) if row and row[0] else f":memory:{id(conn)}"
 
 
 def _load_bits(conn: Any, built: str, n: int) -> _Bits:

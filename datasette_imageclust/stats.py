@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from . import db as dbmod
-from . import vectors
+from . import paths, vectors
 from .schema import current_model, versions
 
 
@@ -27,7 +27,7 @@ def database_info(path: str) -> dict:
         model = {k: m[k] for k in ("id", "name", "dimensions", "sha256", "created")} if m else None
         thumb_bytes = count("SELECT coalesce(sum(length(data)), 0) FROM thumbnails") if "thumbnails" in tables else 0
         return {
-            "path": os.path.abspath(path),
+            "path": paths.text(os.path.abspath(path)),
             "file_bytes": os.path.getsize(path),
             "model": model,
             "counts": counts,

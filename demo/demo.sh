@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a demo database from ../shared/imagesets with the stand-in embedder, then serve it.
 #
-#   bash demo/demo.sh                 # build demo/demo.db (if missing) and serve on 127.0.0.1:8001
+#   bash demo/demo.sh                 # build demo/out/demo.db (if missing) and serve on 127.0.0.1:8001
 #   bash demo/demo.sh --rebuild       # start again from scratch
 #   PORT=9000 bash demo/demo.sh
 #   SHARED=/path/to/shared bash demo/demo.sh
@@ -32,10 +32,9 @@ if [ ! -f "$DB" ]; then
   echo "building $DB ..." >&2
   "$IMAGECLUST" load "$DB" "$SHARED/imagesets/tuxpaint-stamps" "$SHARED/imagesets/tuxpaint-stamps-dupes" \
       "$SHARED/imagesets/sklearn-digits" --model "$MODEL"
+  # load builds the similarity index; the default run's `cluster` lays out the map.
   "$IMAGECLUST" cluster "$DB" --name ward --labels terms
   "$IMAGECLUST" cluster "$DB" --name kmeans24 --method kmeans --clusters 24 --labels terms --no-default --no-duplicates
-  "$IMAGECLUST" layout "$DB"
-  "$IMAGECLUST" index "$DB"
   "$IMAGECLUST" info "$DB" >&2
 fi
 if [ "${NO_SERVE:-}" = "1" ]; then

@@ -1,22 +1,29 @@
 """A corpus of awkward and broken files: each is converted correctly or recorded and skipped."""
 from __future__ import annotations
 
+import errno
 import io
+import json
 import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from datasette_imageclust import db as dbmod
+from datasette_imageclust import paths
 from datasette_imageclust.loader import Loader, load
 from datasette_imageclust.scan import FoundFile
 from imagefactory import jpeg_bytes, photo, save
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
+def make_corpus(d):
+    """Awkward-but-valid images (``good``) and broken files (``bad``) in folder ``d``."""
     good = {}
     # --- awkward but valid: must load ---
     good["cmyk.jpg"] = save(photo(seed=1).convert("CMYK"), d / "cmyk.jpg", quality=90)
@@ -54,6 +61,11 @@ def corpus(tmp_path_factory):
     # not images at all: ignored by extension, never counted
     (d / "notes.txt").write_text("hello")
     return d, good, bad
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def test_corpus_loads_good_and_records_bad(corpus, tmp_path, stand_in_model):
@@ -196,3 +208,133 @@ def test_heic_without_the_extra_is_recorded_unsupported(tmp_path, stand_in_model
     assert reason.startswith("unsupported format .heic")
     assert conn.execute("select count(*) from images").fetchone()[0] == 1
     conn.close()
+
+
+# --- entries the scan cannot use ------------------------------------------------
+
+
+def too_long_folder(d: Path) -> str:
+    """Folders nested past PATH_MAX (made with dir_fd, as the OS allows), an image at the
+    bottom; returns the first folder whose path the OS refuses (ENAMETOOLONG)."""
+    fd = os.open(d, os.O_RDONLY)
+    path = str(d)
+    refused = None
+    try:
+        while len(os.fsencode(path)) < 4400:
+            os.mkdir("n" * 200, dir_fd=fd)
+            nfd = os.open("n" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd, path = nfd, path + "/" + "n" * 200
+            if refused is None:
+                try:
+                    os.stat(path)
+                except OSError as e:
+                    assert e.errno == errno.ENAMETOOLONG
+                    refused = path
+        with open(os.open("deep.jpg", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "wb") as f:
+            f.write(jpeg_bytes(photo(seed=30)))
+    finally:
+        os.close(fd)
+    assert refused is not None
+    return refused
+
+
+def hostile_entries(d: Path, monkeypatch) -> dict[str, str]:
+    """Entries with image names that are not image files -> what their reason must say.
+    Also a hidden FIFO and a non-image FIFO, which are passed over without a row."""
+    d.mkdir(parents=True, exist_ok=True)
+    expect = {}
+    os.symlink(d / "nowhere.jpg", d / "dangling.jpg")
+    expect[str(d / "dangling.jpg")] = "dangling symlink"
+    os.symlink("loop.jpg", d / "loop.jpg")
+    expect[str(d / "loop.jpg")] = "symlink loop"
+    os.mkfifo(d / "fifo.jpg")
+    expect[str(d / "fifo.jpg")] = "FIFO"
+    os.symlink("/dev/null", d / "device.png")
+    expect[str(d / "device.png")] = "character device"
+    monkeypatch.chdir(d)  # AF_UNIX paths are short: bind by relative name
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("socket.webp")
+    sock.close()
+    expect[str(d / "socket.webp")] = "socket"
+    expect[too_long_folder(d)] = "cannot read folder"
+    os.mkfifo(d / ".hidden.jpg")  # hidden: skipped without a row (unless --hidden)
+    os.mkfifo(d / "pipe.txt")  # not an image name: never looked at
+    return expect
+
+
+def everything(db: str) -> dict:
+    conn = dbmod.connect(db, readonly=True)
+    try:
+        return {t: conn.execute(f"SELECT * FROM [{t}] ORDER BY 1, 2").fetchall()
+                for t in ("files", "errors", "images", "thumbnails", "image_vectors")}
+    finally:
+        conn.close()
+
+
+def test_unusable_entries_get_an_error_row_each(tmp_path, stand_in_model, monkeypatch):
+    d = tmp_path / "p"
+    expect = hostile_entries(d, monkeypatch)
+    save(photo(seed=1), d / "ok.jpg")
+    db = str(tmp_path / "x.db")
+    skipped = []
+    s = load(db, [str(d)], stand_in_model, on_skip=lambda p, r: skipped.append(p))
+    conn = dbmod.connect(db, readonly=True)
+    errors = dict(conn.execute("SELECT path, reason FROM errors").fetchall())
+    conn.conn.close()
+    assert set(errors) == set(expect) == set(skipped)
+    for path, word in expect.items():
+        assert word in errors[path], (path, errors[path])
+    assert s.errors == len(errors) and s.new == 1
+    before = everything(db)
+    s = load(db, [str(d)], stand_in_model)
+    assert s.errors == len(expect) and everything(db) == before  # the second run changes nothing
+    # --hidden looks at hidden names too: the hidden FIFO gets its row
+    s = load(db, [str(d)], stand_in_model, hidden=True)
+    assert s.errors == len(expect) + 1
+
+
+def test_a_file_swapped_for_a_fifo_never_blocks(tmp_path, stand_in_model):
+    """Between scan and read a file can become a FIFO: reading must not wait for a writer."""
+    os.mkfifo(tmp_path / "late.jpg")
+    loader = Loader(str(tmp_path / "x.db"), stand_in_model)
+    result = []
+    t = threading.Thread(target=lambda: result.append(
+        loader._work(FoundFile(str(tmp_path), str(tmp_path / "late.jpg"), "late.jpg", 10, 0.0))), daemon=True)
+    t.start()
+    t.join(20)
+    if t.is_alive():  # unblock the thread so the test run can end
+        os.close(os.open(tmp_path / "late.jpg", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("reading a FIFO blocked")
+    assert result[0].error == "not a regular file: a FIFO (named pipe)"
+
+
+def test_every_kind_of_hostile_file_in_one_folder(tmp_path, stand_in_model, monkeypatch):
+    """The issue's acceptance: exit 0, every good image loaded, every bad entry in errors
+    with a reason, and a second run that changes nothing."""
+    from test_filenames import BAD, make_folder, fs
+
+    d = tmp_path / "hostile"
+    d.mkdir()
+    _, good, bad = make_corpus(d)
+    odd = make_folder(d / "names")
+    expect_bad = {str(p) for p in bad.values()} | set(hostile_entries(d / "entries", monkeypatch))
+    expect_bad.add(fs(d / "names", BAD))
+    db = str(tmp_path / "x.db")
+    cmd = [sys.executable, "-m", "datasette_imageclust", "load", db, str(d), "--model", stand_in_model, "--json"]
+    r = subprocess.run(cmd, capture_output=True, timeout=600)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert b"Traceback" not in r.stderr
+    first = json.loads(r.stdout)
+    conn = dbmod.connect(db, readonly=True)
+    loaded = {paths.os_path(p, raw) for p, raw in conn.execute("SELECT path, path_bytes FROM files")}
+    errors = {paths.os_path(p, raw): reason for p, raw, reason in conn.execute(
+        "SELECT path, path_bytes, reason FROM errors")}
+    conn.conn.close()
+    assert loaded == {str(p) for p in good.values()} | set(odd)
+    assert set(errors) == expect_bad and all(errors.values())
+    assert first["errors"] == len(expect_bad) and first["new"] == len(loaded)
+    before = everything(db)
+    r = subprocess.run(cmd, capture_output=True, timeout=600)
+    assert r.returncode == 0 and json.loads(r.stdout)["unchanged"] == len(loaded)
+    assert everything(db) == before

@@ -210,4 +210,4 @@ def test_cli_layout_bad_options(tmp_path, args, message):
 
 def test_cli_layout_missing_database(tmp_path):
     r = CliRunner().invoke(cli, ["layout", str(tmp_path / "absent.db")])
-    assert r.exit_code == 2 and "does not exist" in r.output
+    assert r.exit_code == 1 and "does not exist" in r.output and not (tmp_path / "absent.db").exists()

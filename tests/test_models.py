@@ -139,3 +139,68 @@ def test_download_from_hub_once_then_cached(tmp_path, tiny_clip):
                             str(tmp_path / "p"), "--json"], env=env, capture_output=True, text=True)
         assert r.returncode == 0 and json.loads(r.stdout)["unchanged"] == 2
         assert len(hub.requests) == n  # the second run did not touch the network
+
+
+class SilentServer:
+    """A TCP server that accepts connections and never answers (a proxy or firewall that
+    swallows requests): the worst case of "no network"."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens there now: connection refused
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_unreachable_hub_is_one_quick_line(tmp_path, kind):
+    """A Hub id not in the cache with no usable network: one attempt with a short timeout,
+    then the one-line message with the --model DIR hint (no retry chatter). The bound is
+    the issue's ("well under a few seconds"), made generous for a loaded machine; before,
+    this took ~25 s (refused) to minutes (silent)."""
+    import time
+
+    photo_folder(tmp_path / "p", 1)
+    server = SilentServer() if kind == "silent" else None
+    url = server.url if server else _closed_port_url()
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "datasette_imageclust", "load", str(tmp_path / "x.db"),
+                            str(tmp_path / "p")], env=_env(tmp_path, HF_ENDPOINT=url),
+                           capture_output=True, text=True, timeout=300)
+        elapsed = time.monotonic() - t0
+    finally:
+        if server:
+            server.close()
+    assert r.returncode == 1
+    (line,) = r.stderr.strip().splitlines()
+    assert "--model DIR" in line and url in line and "cannot be reached" in line
+    assert elapsed < 15, elapsed
+    assert not (tmp_path / "x.db").exists()  # nothing created for a run that cannot start
