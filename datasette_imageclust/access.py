@@ -55,13 +55,18 @@ async def check_view(datasette: Any, request: Any, database: str, table: str | N
     return await may_view(datasette, request.actor if request is not None else None, database, table)
 
 
+async def viewable(datasette: Any, actor: dict | None, database: str, tables: Iterable[str]) -> set[str]:
+    """Those of ``tables`` that ``actor`` may view."""
+    names = sorted(set(tables))
+    ok = await asyncio.gather(*(may_view(datasette, actor, database, t) for t in names))
+    return {t for t, yes in zip(names, ok) if yes}
+
+
 async def allowed_features(datasette: Any, actor: dict | None, database: str,
                            features: Iterable[str]) -> frozenset[str]:
-    """The ``features`` whose tables ``actor`` may all view (database access assumed)."""
-    wanted = [f for f in features]
-    tables = sorted({t for f in wanted for t in FEATURES[f]})
-    ok = await asyncio.gather(*(may_view(datasette, actor, database, t) for t in tables))
-    allowed = {t for t, yes in zip(tables, ok) if yes}
+    """The ``features`` whose tables ``actor`` may all view."""
+    wanted = list(features)
+    allowed = await viewable(datasette, actor, database, (t for f in wanted for t in FEATURES[f]))
     return frozenset(f for f in wanted if set(FEATURES[f]) <= allowed)
 
 

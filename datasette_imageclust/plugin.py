@@ -191,17 +191,70 @@ def skip_csrf(datasette, scope):
     return scope.get("method") == "POST" and path.endswith("/-/imageclust/search") or None
 
 
+async def _queries(datasette, database: str) -> dict:
+    from .queries import available
+
+    try:
+        return available(set(await datasette.get_database(database).table_names()))
+    except Exception:  # an unknown or unreadable database is Datasette's to report
+        return {}
+
+
+async def _refused_queries(datasette, actor: dict | None, database: str) -> set[str]:
+    """The ready-made queries of ``database`` that read a table ``actor`` may not view
+    (Datasette runs a canned or stored query without checking the tables it reads)."""
+    from .queries import NEEDS
+
+    names = await _queries(datasette, database)
+    ok = await access.viewable(datasette, actor, database, {t for q in names for t in NEEDS[q]})
+    return {q for q in names if not NEEDS[q] <= ok}
+
+
 @hookimpl
 def canned_queries(datasette, database, actor):
-    # Datasette 0.65: the ready-made similarity, cluster and duplicate queries.
+    # Datasette 0.65: the ready-made similarity, cluster and duplicate queries (the same
+    # list for every actor: permission_allowed below refuses what an actor may not run).
     async def inner():
-        from .queries import available
+        return await _queries(datasette, database)
 
-        try:
-            names = set(await datasette.get_database(database).table_names())
-        except KeyError:
-            return {}
-        return available(names)
+    return inner
+
+
+@hookimpl
+def permission_allowed(datasette, actor, action, resource):
+    # Datasette 0.65: view-query on a ready-made query needs view-table on its tables.
+    from .queries import QUERIES
+
+    if action != "view-query" or not isinstance(resource, (tuple, list)) or len(resource) != 2 \
+            or resource[1] not in QUERIES:
+        return None
+
+    async def inner():
+        database, name = resource
+        return False if name in await _refused_queries(datasette, actor, database) else None
+
+    return inner
+
+
+@hookimpl
+def permission_resources_sql(datasette, actor, action):
+    # Datasette 1.0 (the stored queries are added once, for everyone, at startup): the
+    # same rule as permission_allowed above, as the deny rows 1.0 asks plugins for.
+    if action != "view-query":
+        return None
+
+    async def inner():
+        from datasette.permissions import PermissionSQL  # type: ignore
+
+        rules = []
+        for database in list(datasette.databases):
+            for name in sorted(await _refused_queries(datasette, actor, database)):
+                k = len(rules)
+                rules.append(PermissionSQL(
+                    sql=f"SELECT :db_{k} AS parent, :q_{k} AS child, 0 AS allow, "
+                        "'a ready-made query reading a table the actor may not view' AS reason",
+                    params={f"db_{k}": database, f"q_{k}": name}))
+        return rules
 
     return inner
 

@@ -178,3 +178,23 @@ async def test_an_allowed_actor_sees_what_anonymous_may_not(dbs, tux_dir):
     cookies = {"ds_actor": ds.sign({"a": {"id": "root"}}, "actor")}
     assert FILE_NAME not in (await ds.client.get("/photos/-/imageclust/image/1.json")).text
     assert FILE_NAME in (await ds.client.get("/photos/-/imageclust/image/1.json", cookies=cookies)).text
+
+
+@pytest.mark.parametrize("table, query, params", [
+    ("files", "imageclust_exact_duplicates", ""),
+    ("files", "imageclust_similar", "?id=1&k=2"),
+    ("image_vectors", "imageclust_similar_fast", "?id=1&k=2"),
+    ("cluster_members", "imageclust_cluster_images", "?cluster=1"),
+    ("duplicate_members", "imageclust_near_duplicates", ""),
+])
+async def test_ready_made_queries_respect_table_permissions(dbs, tux_dir, table, query, params):
+    # The plugin's own queries must not show a table the actor may not view (Datasette
+    # runs a canned or stored query without checking the tables it reads).
+    ds = _ds(dbs, tux_dir, table, allow={"id": "root"})
+    await ds.invoke_startup()
+    cookies = {"ds_actor": ds.sign({"a": {"id": "root"}}, "actor")}
+    allowed = await ds.client.get(f"/photos/{query}.json{params}", cookies=cookies)
+    assert allowed.status_code == 200 and allowed.json()["rows"], allowed.text[:300]
+    denied = await ds.client.get(f"/photos/{query}.json{params}")
+    assert denied.status_code in (403, 404), (query, denied.status_code, denied.text[:300])
+    assert f'/photos/{query}"' not in (await ds.client.get("/photos")).text
