@@ -84,3 +84,54 @@ async def test_readers_never_see_a_hole_or_a_mix_during_rebuilds(map_db, tmp_pat
         db.conn.close()
     assert not errors, errors
     assert raced >= 1, "no read overlapped a rebuild: the test did not exercise the switch"
+
+
+OLD_ATLAS = """
+CREATE TABLE atlas_sheets (id INTEGER PRIMARY KEY, level INTEGER NOT NULL, sheet INTEGER NOT NULL,
+    format TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL, data BLOB NOT NULL, UNIQUE (level, sheet));
+CREATE TABLE atlas_cells (image_id INTEGER NOT NULL REFERENCES images(id), level INTEGER NOT NULL,
+    sheet INTEGER NOT NULL, cell INTEGER NOT NULL, PRIMARY KEY (image_id, level));
+"""
+
+
+async def test_an_atlas_from_before_builds_is_served_and_migrated(map_db, tmp_path):
+    """A database written before map schema v3 (one atlas, no build column): the plugin
+    serves it as it is (it never writes), and the next `layout` migrates it in place."""
+    import sqlite3
+
+    from datasette_imageclust.schema import migrate, versions
+
+    path = str(tmp_path / "old.db")
+    shutil.copy(map_db, path)
+    conn = sqlite3.connect(path)
+    # (legacy_alter_table: the renames leave the trigger naming atlas_cells alone.)
+    conn.executescript("PRAGMA legacy_alter_table = ON; ALTER TABLE atlas_sheets RENAME TO s; "
+                       "ALTER TABLE atlas_cells RENAME TO c;" + OLD_ATLAS + """
+        INSERT INTO atlas_sheets SELECT id, level, sheet, format, width, height, data FROM s;
+        INSERT INTO atlas_cells SELECT image_id, level, sheet, cell FROM c;
+        DROP TABLE s; DROP TABLE c; UPDATE schema_versions SET version = 2 WHERE component = 'map';""")
+    conn.close()
+    ds = make_ds([path])
+    d = (await ds.client.get("/old/-/imageclust/map.json")).json()
+    assert [lv["level"] for lv in d["atlas"]["levels"]] == [16, 64]
+    for lv in d["atlas"]["levels"]:
+        for sheet in lv["sheets"]:
+            assert (await ds.client.get(sheet["url"])).status_code == 200
+    assert sorted(_atlas_index((await ds.client.get(d["points"]["url"])).content).values()) == list(range(600))
+
+    db = dbmod.connect(path)
+    build = db.execute("SELECT value FROM imageclust_meta WHERE key = 'atlas_build'").fetchone()[0]
+    before = db.execute("SELECT count(*) FROM atlas_cells").fetchone()[0]
+    migrate(db, "map")
+    assert versions(db)["map"] == 3
+    assert db.execute("SELECT count(*) FROM atlas_cells WHERE build = ?", [build]).fetchone()[0] == before
+    assert {r[0] for r in db.execute("SELECT DISTINCT build FROM atlas_sheets")} == {build}
+    # The trigger that makes a pruned image leave the map survived the table rebuild.
+    with db.conn:
+        for table in ("files", "thumbnails"):
+            db.execute(f"DELETE FROM {table} WHERE image_id = 1")
+        db.execute("DELETE FROM images WHERE id = 1")
+    assert db.execute("SELECT count(*) FROM atlas_cells WHERE image_id = 1").fetchone()[0] == 0
+    db.conn.close()
+    d = (await make_ds([path]).client.get("/old/-/imageclust/map.json")).json()
+    assert d["atlas"]["build"] == build and d["points"]["count"] == 599
