@@ -6,7 +6,8 @@ embed it, with everything one upload may cost bounded.
   ``MAX_PARTS`` parts before it, ``MAX_HEADER_BYTES`` of headers a part, ``MAX_BYTES``
   in all (413; also up front from Content-Length).
 - At most ``UPLOAD_SLOTS`` uploads are read or decoded at once; another waits up to
-  ``SLOT_WAIT`` seconds for a slot, then gets 429 with Retry-After.
+  ``SLOT_WAIT`` seconds for a slot, then gets 429 with Retry-After. A body not received
+  within ``READ_SECONDS`` gets 408, so slow clients cannot hold the slots.
 - Decoding and inference run in ``DECODES`` threads of their own. An image whose decode
   would exceed ``MAX_PIXELS`` (JPEG: after decoding at 1/2..1/8 scale) is refused
   from its header with 413, before any pixel is decoded.
@@ -34,6 +35,7 @@ MAX_HEADER_BYTES = 8192
 MAX_PIXELS = 16_000_000  # load's limit is Pillow's 89.5 Mpx; a 16-Mpx RGBA decode is ~64 MB
 UPLOAD_SLOTS = 4
 SLOT_WAIT = 3.0
+READ_SECONDS = 60.0
 DECODES = 2
 _DECODE_POOL = ThreadPoolExecutor(DECODES, thread_name_prefix="imageclust-upload")
 _slots_lock = threading.Lock()
@@ -171,6 +173,11 @@ def _give_slot() -> None:
         _slots_used -= 1
 
 
+def in_progress() -> int:
+    """How many uploads hold a slot now."""
+    return _slots_used
+
+
 async def embed_request(request: Any, model: str, dims: int) -> tuple[Any, Any, str]:
     """(vector, imaging.Decoded, client file name) of the image uploaded with ``request``,
     embedded by ``model``; Problem 400/413/429 for what cannot or may not be done."""
@@ -185,7 +192,10 @@ async def embed_request(request: Any, model: str, dims: int) -> tuple[Any, Any, 
                                f"try again in a few seconds", headers={"Retry-After": "5"})
         await asyncio.sleep(0.05)
     try:
-        data, filename = await read_image(request)
+        try:
+            data, filename = await asyncio.wait_for(read_image(request), READ_SECONDS)
+        except asyncio.TimeoutError:
+            raise Problem(408, f"the upload was not received within {READ_SECONDS:g} seconds")
         loop = asyncio.get_running_loop()
         try:
             vec, decoded = await loop.run_in_executor(_DECODE_POOL, embed_upload, model, dims, data, filename,

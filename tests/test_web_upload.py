@@ -4,6 +4,7 @@ server keeps answering everyone else. In-process checks of each limit, then a re
 large uploads at once, 429 when every upload slot is taken."""
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import io
 import os
@@ -235,3 +236,33 @@ def test_busy_server_answers_429_and_frees_slots(photos, sample):
         while _post(base, body) != 200:
             assert time.monotonic() < deadline, "upload slots were not freed"
             time.sleep(0.2)
+
+
+@pytest.mark.asyncio
+async def test_a_body_too_slow_to_arrive_gets_408_and_frees_its_slot(photos, sample, monkeypatch):
+    monkeypatch.setattr(upload, "READ_SECONDS", 0.5)
+    ds = make_ds([photos])
+    body = _body(_part("image", sample, "a.jpg"))
+    sent: list = []
+
+    async def receive():  # the first 100 bytes, then nothing more for a long while
+        if not sent:
+            sent.append(1)
+            return {"type": "http.request", "body": body[:100], "more_body": True}
+        await asyncio.sleep(30)
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "scheme": "http", "root_path": "",
+             "path": "/photos/-/imageclust/search.json", "raw_path": b"/photos/-/imageclust/search.json",
+             "query_string": b"", "server": ("localhost", 80), "client": ("127.0.0.1", 1),
+             "headers": [(b"host", b"localhost"), (b"content-type", HEADERS["content-type"].encode()),
+                         (b"content-length", str(len(body)).encode())]}
+    await asyncio.wait_for(ds.app()(scope, receive, send), 20)
+    start = next(m for m in sent if isinstance(m, dict) and m["type"] == "http.response.start")
+    assert start["status"] == 408
+    assert upload.in_progress() == 0
+    r = await ds.client.post("/photos/-/imageclust/search.json?k=2", content=body, headers=HEADERS)
+    assert r.status_code == 200
