@@ -9,6 +9,12 @@ placeholder when it has no thumbnail), so the browser never has to special-case.
 
 Cells are centre-cropped squares ("cover"): a mosaic of squares reads better than
 letterboxed shapes at 16 px; the hover preview and image page show the whole picture.
+
+Atomic for readers: every row carries the id of its build. A rebuild writes its rows
+beside the current atlas and switches ``imageclust_meta.atlas_build`` in the same
+transaction; the build it replaces is kept until the next rebuild, so a map page
+opened before the switch still gets the sheets and cells it was given (never a hole,
+never a mix), and older builds are dropped then.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import sqlite_utils
@@ -155,8 +161,8 @@ def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: 
             lv, no, w, h, fut = encoding.pop(0)
             data = fut.result()
             db.execute(
-                "INSERT INTO atlas_sheets (level, sheet, format, width, height, data) VALUES (?, ?, ?, ?, ?, ?)",
-                [lv, no, fmt, w, h, data],
+                "INSERT INTO atlas_sheets (build, level, sheet, format, width, height, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", [build, lv, no, fmt, w, h, data],
             )
             out_bytes[lv] += len(data)
             n_sheets[lv] += 1
@@ -172,8 +178,8 @@ def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: 
 
     try:
         with db.conn:
-            db.execute("DELETE FROM atlas_cells")
-            db.execute("DELETE FROM atlas_sheets")
+            # Readers keep seeing ``previous`` (current until this transaction commits).
+            previous = current_build(db.conn) or build
             chunk_size = 512
             for start in range(0, n, chunk_size):
                 chunk = ids[start:start + chunk_size]
@@ -189,8 +195,9 @@ def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: 
                             sheets[lv] = new_sheet(lv, index)
                         x, y = (within % per_row[lv]) * lv, (within // per_row[lv]) * lv
                         sheets[lv].paste(cell[lv], (x, y))
-                        rows.append((image_id, lv, index // per_sheet[lv], within))
-                db.conn.executemany("INSERT INTO atlas_cells (image_id, level, sheet, cell) VALUES (?, ?, ?, ?)", rows)
+                        rows.append((image_id, build, lv, index // per_sheet[lv], within))
+                db.conn.executemany("INSERT INTO atlas_cells (image_id, build, level, sheet, cell) "
+                                    "VALUES (?, ?, ?, ?, ?)", rows)
                 store(wait=len(encoding) > 2 * workers)  # bound the sheets held in memory
                 if start and start % (chunk_size * 20) == 0:
                     status(f"atlas: {start}/{n} images")
@@ -200,9 +207,76 @@ def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: 
             meta = {"atlas_build": build, "atlas_levels": ",".join(map(str, levels)),
                     "atlas_sheet_size": str(sheet_size)}
             db.conn.executemany("INSERT OR REPLACE INTO imageclust_meta (key, value) VALUES (?, ?)", meta.items())
+            for table in ("atlas_cells", "atlas_sheets"):
+                db.execute(f"DELETE FROM {table} WHERE build NOT IN (?, ?)", [build, previous])
     finally:
         pool.shutdown()
     return AtlasSummary(levels, n_sheets, out_bytes, n, build, round(time.perf_counter() - t0, 3))
+
+
+# --- reading (the map routes; also databases from before builds were kept) -------------
+
+
+def _has_builds(conn: Any) -> bool:
+    return any(r[1] == "build" for r in conn.execute("PRAGMA table_info(atlas_sheets)"))
+
+
+def current_build(conn: Any) -> str | None:
+    """The build id of the atlas the map shows (None: no atlas)."""
+    if conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('atlas_sheets', 'imageclust_meta')"
+                    ).fetchone()[0] < 2:
+        return None
+    row = conn.execute("SELECT value FROM imageclust_meta WHERE key = 'atlas_build'").fetchone()
+    return row[0] if row else None
+
+
+def readable_build(conn: Any, wanted: str | None) -> str | None:
+    """``wanted`` if that build is still stored (the current one or the one it replaced),
+    else the current build."""
+    current = current_build(conn)
+    if wanted and wanted != current and _has_builds(conn) and conn.execute(
+            "SELECT 1 FROM atlas_sheets WHERE build = ? LIMIT 1", [wanted]).fetchone():
+        return wanted
+    return current
+
+
+def _where(conn: Any, build: str | None) -> tuple[str, list]:
+    # Databases from before map schema v3 hold one atlas and no build column.
+    return ("build = ?", [build]) if _has_builds(conn) else ("1", [])
+
+
+def levels(conn: Any, build: str | None) -> list[dict]:
+    """The levels of build ``build``: cell size, cells per row and per sheet, its sheets."""
+    if build is None:
+        return []
+    where, params = _where(conn, build)
+    out: dict[int, dict] = {}
+    for level, sheet, fmt, w, h, nbytes in conn.execute(
+            f"SELECT level, sheet, format, width, height, length(data) FROM atlas_sheets WHERE {where} "
+            "ORDER BY level, sheet", params):
+        # Every sheet is the build's sheet size wide (only the height is cut to what is used).
+        lv = out.setdefault(level, {"level": level, "per_row": w // level, "sheets": [], "bytes": 0})
+        lv["per_sheet"] = lv["per_row"] ** 2
+        lv["sheets"].append({"sheet": sheet, "format": fmt, "width": w, "height": h, "bytes": nbytes})
+        lv["bytes"] += nbytes
+    return [out[k] for k in sorted(out)]
+
+
+def sheet_data(conn: Any, build: str | None, level: int, sheet: int) -> tuple[str, bytes] | None:
+    """(format, encoded image) of one sheet of build ``build``."""
+    if build is None:
+        return None
+    where, params = _where(conn, build)
+    row = conn.execute(f"SELECT format, data FROM atlas_sheets WHERE {where} AND level = ? AND sheet = ?",
+                       params + [level, sheet]).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def cell_rows(conn: Any, build: str | None, level: dict) -> list[tuple[int, int]]:
+    """(image_id, atlas index: sheet * cells per sheet + cell) at ``level`` of ``build``."""
+    where, params = _where(conn, build)
+    return conn.execute(f"SELECT image_id, sheet * ? + cell FROM atlas_cells WHERE {where} AND level = ?",
+                        [level["per_sheet"]] + params + [level["level"]]).fetchall()
 
 
 def layout_order(db: sqlite_utils.Database, layout_id: int) -> list[int]:

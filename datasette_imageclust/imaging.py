@@ -38,6 +38,10 @@ class ImageError(Exception):
     """This file cannot be loaded; the message is the reason recorded in ``errors``."""
 
 
+class ImageTooLarge(ImageError):
+    """More pixels to decode than the caller's ``max_pixels`` (an upload, say)."""
+
+
 @dataclass
 class Decoded:
     width: int
@@ -160,8 +164,9 @@ def _encode_thumbnail(t: Image.Image, fmt: str) -> bytes:
 
 
 def decode(data: bytes, pre: Preprocessor, *, thumb_size: int = 256, thumb_format: str = "webp",
-           name: str = "") -> Decoded:
-    """Decode image bytes once and derive everything stored about the image."""
+           name: str = "", max_pixels: int | None = None) -> Decoded:
+    """Decode image bytes once and derive everything stored about the image. With
+    ``max_pixels``, refuse (ImageTooLarge) before decoding more pixels than that."""
     if not data:
         raise ImageError("empty file (0 bytes)")
     try:
@@ -178,7 +183,7 @@ def decode(data: bytes, pre: Preprocessor, *, thumb_size: int = 256, thumb_forma
     except Exception as e:
         raise ImageError(f"cannot open: {type(e).__name__}: {e}")
     try:
-        return _decode_open(im, pre, thumb_size, thumb_format)
+        return _decode_open(im, pre, thumb_size, thumb_format, max_pixels)
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
@@ -187,7 +192,8 @@ def decode(data: bytes, pre: Preprocessor, *, thumb_size: int = 256, thumb_forma
         raise ImageError(f"cannot decode: {type(e).__name__}: {e}")
 
 
-def _decode_open(im: Image.Image, pre: Preprocessor, thumb_size: int, thumb_format: str) -> Decoded:
+def _decode_open(im: Image.Image, pre: Preprocessor, thumb_size: int, thumb_format: str,
+                 max_pixels: int | None = None) -> Decoded:
     w, h = im.size
     if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE:
         raise ImageError(f"absurd dimensions {w}x{h}")
@@ -196,15 +202,19 @@ def _decode_open(im: Image.Image, pre: Preprocessor, thumb_size: int, thumb_form
     if max(w, h) / min(w, h) > MAX_ASPECT:
         raise ImageError(f"absurd aspect ratio {w}x{h}")
     fmt, mode = im.format, im.mode
+    if fmt == "JPEG":
+        # decode at 1/2, 1/4 or 1/8 scale when that still covers the thumbnail and model input
+        need = max(thumb_size, pre.min_side)
+        im.draft("RGB", (need, need))
+    if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:
+        # From the header (after any reduced-size draft), before anything is decoded.
+        raise ImageTooLarge(f"{w}x{h} pixels is over the limit of {max_pixels / 1e6:g} megapixels"
+                            + (" even decoded at reduced size" if fmt == "JPEG" else ""))
     frames = int(getattr(im, "n_frames", 1) or 1)
     meta = read_exif(im)
     orientation = im.getexif().get(274, 1) if fmt in ("JPEG", "TIFF", "WEBP", "PNG", "HEIF") else 1
     if orientation in (5, 6, 7, 8):
         w, h = h, w
-    if fmt == "JPEG":
-        # decode at 1/2, 1/4 or 1/8 scale when that still covers the thumbnail and model input
-        need = max(thumb_size, pre.min_side)
-        im.draft("RGB", (need, need))
     im.load()
     im = ImageOps.exif_transpose(im) or im
     rgb = _to_rgb(im)

@@ -5,61 +5,48 @@ Routes (under ``/<database>/-/imageclust/``):
 - ``map`` and ``map.json``: the page, and its metadata (layouts, clusters with their
   centres, atlas sheets, URLs). ``map.json?points=1`` adds the points as compact arrays
   for scripts.
-- ``map/points.bin?layout=<id>``: every point as little-endian typed arrays (20 bytes
-  an image: 2 MB at 100,000), in atlas order, cached in memory and by ETag.
-- ``map/atlas/<level>/<sheet>``: a sprite sheet (WebP/JPEG) with ETag and long caching.
+- ``map/points.bin?layout=<id>&run=<id>&atlas=<build>``: every point as little-endian
+  typed arrays (20 bytes an image: 2 MB at 100,000), in atlas order, cached in memory
+  and by ETag.
+- ``map/atlas/<level>/<sheet>?v=<build>``: a sprite sheet (WebP/JPEG) with ETag and
+  long caching.
 
-Read-only: everything comes from what ``imageclust layout`` stored.
+The URLs a page is given name the atlas build they belong to, so a page opened before
+``imageclust layout`` rebuilt the atlas keeps drawing the build it started with
+(``atlas`` keeps the one it replaced). Read-only: everything comes from what
+``imageclust layout`` stored. Permissions: the points need ``layouts`` and
+``layout_points``; clusters, atlas and thumbnails are left out when not viewable.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Callable, TypeVar
 
 import numpy as np
 from datasette.utils.asgi import Response
 
-from .pagedata import Problem
-from .views import _database as _page_database
+from . import access, atlas
+from .access import Access
+from .httputil import (Problem, arg, etag, flag_arg, image_type, int_arg, json_response, not_modified, path_int,
+                       route, static_file, wants_json)
+from .pluginconfig import settings
 
-
+T = TypeVar("T")
 HERE = Path(__file__).parent
-STATIC = {"map.js": "application/javascript; charset=utf-8", "map.css": "text/css; charset=utf-8"}
+STATIC = {"map.js", "map.css"}
 MAGIC = b"ICM1"
 NO_CELL = 0xFFFFFFFF
-CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
+MAP_FEATURES = ("map", "clusters", "atlas", "thumbnails")
 _points_cache: "OrderedDict[tuple, bytes]" = OrderedDict()
 _state_cache: "OrderedDict[tuple, dict]" = OrderedDict()
 
 
 # --- helpers ----------------------------------------------------------------------
-
-
-async def _database(datasette, request):
-    """The pages' lookup and permission check (0.65 and 1.0); a database without images
-    still gets a map page that says so."""
-    return await _page_database(datasette, request, require_imageclust=False)
-
-
-def _problem_response(p: Problem, as_json: bool) -> Response:
-    if as_json:
-        return Response.json({"ok": False, "error": p.message, "status": p.status}, status=p.status)
-    return Response.text(p.message, status=p.status)
-
-
-def _int_arg(request, name: str, default: int | None = None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or len(raw) > 12:
-        raise Problem(400, f"{name} must be a positive integer, not {raw[:40]!r}")
-    return int(raw)
 
 
 def _signature(db) -> tuple | None:
@@ -76,25 +63,40 @@ def _signature(db) -> tuple | None:
     return tuple((st.st_mtime_ns, st.st_size, st.st_ino) for st in sig)
 
 
-async def _load_state(datasette, db, request, with_clusters: bool = False) -> dict:
-    layout_id = _int_arg(request, "layout")
-    run = _int_arg(request, "run")
-    from .pluginconfig import settings
+def _snapshot(conn, fn: Callable[[], T]) -> T:
+    """``fn()`` inside one read transaction: every query sees the same state of the file
+    (an atlas switch cannot land between reading the build id and reading its rows)."""
+    if conn.in_transaction:
+        return fn()
+    conn.execute("BEGIN")
+    try:
+        return fn()
+    finally:
+        conn.execute("ROLLBACK")
 
+
+async def _map_access(datasette, request) -> Access:
+    """The pages' lookup and permission check; a database without images still gets a
+    map page that says so."""
+    acc = await access.database(datasette, request, MAP_FEATURES, require_imageclust=False)
+    acc.require("map")
+    return acc
+
+
+async def _load_state(datasette, request, acc: Access, with_clusters: bool = False) -> dict:
+    layout_id = int_arg(request, "layout", None)
+    run = int_arg(request, "run", None)
+    wanted = arg(request, "atlas")  # a build id; one no longer stored means the current atlas
+    db = acc.db
     configured = settings(datasette, db.name).default_run
     sig = _signature(db)
     prefix = None if sig is None else (db.name, sig)
-    return await db.execute_fn(lambda conn: _state(conn, layout_id, run, configured, prefix, with_clusters))
+    return await db.execute_fn(lambda conn: _snapshot(conn, lambda: _state(
+        conn, layout_id, run, configured, prefix, with_clusters, wanted, acc.features)))
 
 
 def _tables(conn) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
-
-
-def _meta(conn, tables: set[str]) -> dict[str, str]:
-    if "imageclust_meta" not in tables:
-        return {}
-    return {k: v for k, v in conn.execute("SELECT key, value FROM imageclust_meta WHERE key LIKE 'atlas_%'")}
 
 
 def _choose_layout(conn, tables: set[str], layout_id: int | None) -> dict | None:
@@ -144,28 +146,15 @@ def _run_id(conn, tables: set[str], layout: dict, run: int | None = None, config
     return None
 
 
-def _levels(conn, tables: set[str], meta: dict[str, str]) -> list[dict]:
-    if "atlas_sheets" not in tables:
-        return []
-    size = int(meta.get("atlas_sheet_size") or 2048)
-    out: dict[int, dict] = {}
-    for level, sheet, fmt, w, h, nbytes in conn.execute(
-        "SELECT level, sheet, format, width, height, length(data) FROM atlas_sheets ORDER BY level, sheet"
-    ):
-        per_row = size // level
-        lv = out.setdefault(level, {"level": level, "per_row": per_row, "per_sheet": per_row * per_row,
-                                    "sheets": [], "bytes": 0})
-        lv["sheets"].append({"sheet": sheet, "format": fmt, "width": w, "height": h, "bytes": nbytes})
-        lv["bytes"] += nbytes
-    return [out[k] for k in sorted(out)]
-
-
-def _points(conn, layout: dict, run_id: int | None, levels: list[dict]) -> dict[str, np.ndarray]:
+def _points(conn, layout: dict, run_id: int | None, levels: list[dict], build: str | None) -> dict[str, np.ndarray]:
     """Arrays of the layout's points in atlas order (points without a cell last).
 
     Three plain scans joined with numpy: ~3x faster than one SQL join at 100k points."""
     def scan(sql: str, params: list, cols: int) -> np.ndarray:
         rows = conn.execute(sql, params).fetchall()
+        return as_array(rows, cols)
+
+    def as_array(rows: list, cols: int) -> np.ndarray:
         return np.array(rows, dtype=np.float64).reshape(len(rows), cols)
 
     pts = scan("SELECT image_id, x, y FROM layout_points WHERE layout_id = ? ORDER BY image_id", [layout["id"]], 3)
@@ -191,9 +180,7 @@ def _points(conn, layout: dict, run_id: int | None, levels: list[dict]) -> dict[
         cluster = lookup(scan(f"SELECT image_id, cluster_id FROM cluster_members WHERE {where}", [run_id], 2), -1)
     cell = np.full(n, NO_CELL, np.int64)
     if levels:
-        small = levels[0]
-        cell = lookup(scan("SELECT image_id, sheet * ? + cell FROM atlas_cells WHERE level = ?",
-                           [small["per_sheet"], small["level"]], 2), NO_CELL)
+        cell = lookup(as_array(atlas.cell_rows(conn, build, levels[0]), 2), NO_CELL)
     order = np.lexsort((ids, cell))
     return {"id": ids[order], "x": pts[order, 1], "y": pts[order, 2], "cluster": cluster[order], "cell": cell[order]}
 
@@ -202,18 +189,18 @@ _arrays_cache: "OrderedDict[tuple, dict]" = OrderedDict()
 _arrays_lock = threading.Lock()
 
 
-def _points_shared(conn, state: dict, levels: list[dict]) -> dict[str, np.ndarray]:
+def _points_shared(conn, state: dict) -> dict[str, np.ndarray]:
     """``_points``, computed once for concurrent requests (the page asks for map.json
     and points.bin at the same time; both need the arrays)."""
-    lay = state["layout"]
+    lay, levels = state["layout"], state["levels"]
     if state.get("signature") is None:
-        return _points(conn, lay, state["run_id"], levels)
-    key = (state["signature"], lay["id"], lay["created"], state["run_id"],
+        return _points(conn, lay, state["run_id"], levels, state["build"])
+    key = (state["signature"], lay["id"], lay["created"], state["run_id"], state["build"],
            tuple((lv["level"], lv["per_sheet"]) for lv in levels[:1]))
     with _arrays_lock:
         got = _arrays_cache.get(key)
         if got is None:
-            got = _points(conn, lay, state["run_id"], levels)
+            got = _points(conn, lay, state["run_id"], levels, state["build"])
             _arrays_cache[key] = got
             while len(_arrays_cache) > 2:
                 _arrays_cache.popitem(last=False)
@@ -236,7 +223,7 @@ def _clusters(conn, tables: set[str], run_id: int | None, state: dict) -> list[d
     rows = conn.execute("SELECT id, kind, label, size FROM clusters WHERE run_id = ? ORDER BY id", [run_id]).fetchall()
     if not rows:
         return []
-    pts = _points_shared(conn, state, state["levels"])
+    pts = _points_shared(conn, state)
     idx = _cluster_index(pts["cluster"], [r[0] for r in rows])
     on = idx >= 0
     k = len(rows)
@@ -250,15 +237,6 @@ def _clusters(conn, tables: set[str], run_id: int | None, state: dict) -> list[d
                     "size": size, "on_map": n,
                     "x": round(float(sx[j] / n), 2) if n else None, "y": round(float(sy[j] / n), 2) if n else None})
     return out
-
-
-def _etag(*parts: Any) -> str:
-    return '"' + hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:20] + '"'
-
-
-def _not_modified(request, etag: str) -> bool:
-    have = request.headers.get("if-none-match", "")
-    return etag in [t.strip() for t in have.split(",")] or have.strip() == "*"
 
 
 def _cluster_index(cluster: np.ndarray, cluster_ids: list[int]) -> np.ndarray:
@@ -285,24 +263,27 @@ def _pack_points(p: dict[str, np.ndarray], cluster_ids: list[int]) -> bytes:
 
 
 def _state(conn, layout_id: int | None, run: int | None = None, configured: str | None = None,
-           cache: tuple | None = None, with_clusters: bool = False) -> dict:
-    """Everything the page needs but the points. The expensive part (cluster centres of
-    up to 100k points) is kept, keyed by ``cache`` (database name and file signature),
-    until the database file changes."""
+           cache: tuple | None = None, with_clusters: bool = False, wanted_build: str | None = None,
+           features: frozenset[str] = frozenset(MAP_FEATURES)) -> dict:
+    """Everything the page needs but the points, showing only ``features``. The
+    expensive part (cluster centres of up to 100k points) is kept, keyed by ``cache``
+    (database name and file signature), until the database file changes."""
     tables = _tables(conn)
-    meta = _meta(conn, tables)
     layout = _choose_layout(conn, tables, layout_id)
     layouts = []
     if "layouts" in tables:
         layouts = [dict(zip(("id", "name", "method", "is_default", "n_images", "created"), r)) for r in conn.execute(
             "SELECT id, name, method, is_default, n_images, created FROM layouts ORDER BY is_default DESC, name")]
-    state = {"tables": tables, "meta": meta, "layout": layout, "layouts": layouts, "levels": [], "clusters": [],
-             "run_id": None, "n_images": 0}
+    state = {"tables": tables, "layout": layout, "layouts": layouts, "levels": [], "clusters": [],
+             "run_id": None, "build": None, "n_images": 0, "features": features}
     if "images" in tables:
         state["n_images"] = conn.execute("SELECT count(*) FROM images").fetchone()[0]
     if layout:
-        state["levels"] = _levels(conn, tables, meta)
-        state["run_id"] = _run_id(conn, tables, layout, run, configured)
+        if "atlas" in features:
+            state["build"] = atlas.readable_build(conn, wanted_build)
+            state["levels"] = atlas.levels(conn, state["build"])
+        if "clusters" in features:
+            state["run_id"] = _run_id(conn, tables, layout, run, configured)
         key = None if cache is None else (cache, layout["id"], layout["created"], state["run_id"])
         known = _state_cache.get(key, {}) if key else {}
         if "bounds" not in known:
@@ -323,13 +304,13 @@ def _state(conn, layout_id: int | None, run: int | None = None, configured: str 
 
 def _version(state: dict) -> str:
     lay = state["layout"] or {}
-    return _etag(lay.get("id"), lay.get("created"), state["meta"].get("atlas_build"), state["run_id"],
-                 state.get("signature"))[1:-1]
+    return etag(lay.get("id"), lay.get("created"), state["build"], state["run_id"], state.get("signature"))[1:-1]
 
 
 def _payload(datasette, db, state: dict) -> dict:
     base = datasette.urls.database(db.name) + "/-/imageclust"
     lay = state["layout"]
+    features = state["features"]
     message = None
     if lay is None:
         message = ("This database has no map yet: run `imageclust layout` on it."
@@ -337,15 +318,18 @@ def _payload(datasette, db, state: dict) -> dict:
                                               "`imageclust layout`.")
     elif not state.get("n_points"):
         message = "The map layout is empty: run `imageclust layout` again after loading images."
+    elif "atlas" not in features:
+        message = "The map shows no thumbnails: you may not view its atlas or thumbnail tables."
     elif not state["levels"]:
         message = "The map has no atlas sheets: run `imageclust layout` again without --no-atlas."
     version = _version(state)
-    build = state["meta"].get("atlas_build", "")
+    build = state["build"] or ""
     levels = []
     for lv in state["levels"]:
         levels.append({**{k: lv[k] for k in ("level", "per_row", "per_sheet", "bytes")},
                        "sheets": [{**s, "url": f"{base}/map/atlas/{lv['level']}/{s['sheet']}?v={build}"}
                                   for s in lv["sheets"]]})
+    run = f"&run={state['run_id']}" if state["run_id"] is not None else ""
     return {
         "ok": True,
         "database": db.name,
@@ -357,18 +341,19 @@ def _payload(datasette, db, state: dict) -> dict:
         "bounds": state.get("bounds"),
         "cell": 1.0,
         "points": None if lay is None else {
-            "url": f"{base}/map/points.bin?layout={lay['id']}"
-                   + (f"&run={state['run_id']}" if state["run_id"] is not None else "") + f"&v={version}", "count": state.get("n_points", 0),
+            "url": f"{base}/map/points.bin?layout={lay['id']}{run}" + (f"&atlas={build}" if build else "")
+                   + f"&v={version}",
+            "count": state.get("n_points", 0),
             "format": "ICM1: magic, uint32 n, 2 x uint32 reserved; float32 x[n], float32 y[n], uint32 image_id[n], "
                       "int32 cluster_index[n] (-1: none), uint32 atlas_index[n] (0xFFFFFFFF: none); little-endian",
         },
         "atlas": {"build": build, "levels": levels},
         "run_id": state["run_id"],
         "clusters": state["clusters"],
-        "urls": {"image": f"{base}/image/", "cluster": f"{base}/cluster/", "thumb": f"{base}/thumb/",
+        "urls": {"image": f"{base}/image/", "cluster": f"{base}/cluster/",
+                 "thumb": f"{base}/thumb/" if "thumbnails" in features else None,
                  "json": f"{base}/map.json",
-                 "clusters": f"{base}/map.json" + ("" if lay is None else f"?layout={lay['id']}"
-                                                   + (f"&run={state['run_id']}" if state["run_id"] is not None else "")),
+                 "clusters": f"{base}/map.json" + ("" if lay is None else f"?layout={lay['id']}{run}"),
                  "page": f"{base}/map", "database": datasette.urls.database(db.name)},
     }
 
@@ -376,24 +361,27 @@ def _payload(datasette, db, state: dict) -> dict:
 # --- views -------------------------------------------------------------------------
 
 
+@route()
 async def map_page(datasette, request):
-    as_json = request.url_vars.get("format") == "json"
-    try:
-        db = await _database(datasette, request)
-        state = await _load_state(datasette, db, request, with_clusters=as_json)
-    except Problem as p:
-        return _problem_response(p, as_json)
+    as_json = wants_json(request)
+    acc = await _map_access(datasette, request)
+    db = acc.db
+    with_points = flag_arg(request, "points") if as_json else False
+    state = await _load_state(datasette, request, acc, with_clusters=as_json)
     payload = _payload(datasette, db, state)
     if as_json:
-        if request.args.get("points") in ("1", "true"):
-            if state["layout"]:
-                pts = await db.execute_fn(lambda conn: _points_shared(conn, state, state["levels"]))
-                payload["points"]["arrays"] = {
+        if with_points and state["layout"]:
+            def arrays(conn):
+                pts = _points_shared(conn, state)
+                return {
                     "id": pts["id"].tolist(), "x": np.round(pts["x"], 3).tolist(), "y": np.round(pts["y"], 3).tolist(),
                     "cluster": _cluster_index(pts["cluster"], [c["id"] for c in state["clusters"]]).tolist(),
                     "atlas_index": [None if c == NO_CELL else int(c) for c in pts["cell"]],
                 }
-        return Response.json(payload, headers={"Cache-Control": "no-cache"})
+
+            payload["points"]["arrays"] = await db.execute_fn(arrays)
+        # Up to 10,000 clusters (and 100k points with ?points=1): encoded off the event loop.
+        return await json_response(payload, headers={"Cache-Control": "no-cache"})
     static = datasette.urls.path("/-/imageclust-map/static/")
     # The page embeds everything but the clusters (10,000 of them at 100k images): the
     # script fetches those from map.json in parallel with the points and atlas sheets.
@@ -407,80 +395,68 @@ async def map_page(datasette, request):
     ))
 
 
+@route("json")
 async def points_bin(datasette, request):
-    try:
-        db = await _database(datasette, request)
-        state = await _load_state(datasette, db, request)
-        if state["layout"] is None:
-            raise Problem(404, "this database has no map layout yet: run `imageclust layout`")
-    except Problem as p:
-        return _problem_response(p, True)
+    acc = await _map_access(datasette, request)
+    db = acc.db
+    state = await _load_state(datasette, request, acc)
+    if state["layout"] is None:
+        raise Problem(404, "this database has no map layout yet: run `imageclust layout`")
     version = _version(state)
-    etag = f'"{version}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if _not_modified(request, etag):
+    tag = f'"{version}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    if not_modified(request, tag):
         return Response("", status=304, headers=headers)
     key = (db.name, state["layout"]["id"], version)
     body = _points_cache.get(key)
     if body is None:
         def work(conn):
-            return (_points_shared(conn, state, state["levels"]),
-                    _cluster_ids(conn, state["tables"], state["run_id"]))
+            # Scans, numpy and packing: in the SQL thread, never on the event loop.
+            return _pack_points(_points_shared(conn, state), _cluster_ids(conn, state["tables"], state["run_id"]))
 
-        pts, cids = await db.execute_fn(work)
-        body = _pack_points(pts, cids)
+        body = await db.execute_fn(work)
         _points_cache[key] = body
         while len(_points_cache) > 4:
             _points_cache.popitem(last=False)
     return Response(body, headers=headers, content_type="application/octet-stream")
 
 
+@route("text")
 async def atlas_sheet(datasette, request):
-    try:
-        db = await _database(datasette, request)
-        level, sheet = int(request.url_vars["level"]), int(request.url_vars["sheet"])
+    acc = await _map_access(datasette, request)
+    acc.require("atlas")
+    level, sheet = path_int(request, "level", 1, 4096), path_int(request, "sheet", 0, 10**6)
+    wanted = arg(request, "v")
 
-        def fetch(conn):
-            tables = _tables(conn)
-            if "atlas_sheets" not in tables:
-                return None, None, None
-            build = _meta(conn, tables).get("atlas_build")
-            etag = _etag(build, level, sheet)
-            if _not_modified(request, etag):
-                return build, etag, "not-modified"
-            return build, etag, conn.execute("SELECT format, data FROM atlas_sheets WHERE level = ? AND sheet = ?",
-                                             [level, sheet]).fetchone()
+    def fetch(conn):
+        build = atlas.readable_build(conn, wanted)
+        tag = etag(build, level, sheet)
+        if not_modified(request, tag):
+            return build, tag, "not-modified"
+        return build, tag, atlas.sheet_data(conn, build, level, sheet)
 
-        build, etag, row = await db.execute_fn(fetch)
-        if row is None:
-            raise Problem(404, f"atlas sheet {level}/{sheet} not found")
-    except Problem as p:
-        return _problem_response(p, False)
-    # A URL carrying the current build id never changes: cache it for good.
-    cache = "public, max-age=31536000, immutable" if build and request.args.get("v") == build \
-        else "public, max-age=300"
-    headers = {"ETag": etag, "Cache-Control": cache}
+    build, tag, row = await acc.db.execute_fn(lambda conn: _snapshot(conn, lambda: fetch(conn)))
+    if row is None:
+        raise Problem(404, f"atlas sheet {level}/{sheet} not found")
+    # A URL carrying the build id it is served from never changes: cache it for good.
+    cache = "public, max-age=31536000, immutable" if build and wanted == build else "public, max-age=300"
+    headers = {"ETag": tag, "Cache-Control": cache}
     if row == "not-modified":
         return Response("", status=304, headers=headers)
-    return Response(row[1], headers=headers, content_type=CONTENT_TYPES.get(row[0], "application/octet-stream"))
+    return Response(row[1], headers=headers, content_type=image_type(row[0]))
 
 
 async def static(datasette, request):
     name = request.url_vars["name"]
     if name not in STATIC:
         return Response.text("not found", status=404)
-    body = (HERE / "static" / name).read_bytes()
-    etag = _etag("static", hashlib.sha1(body).hexdigest())
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
-    if _not_modified(request, etag):
-        return Response("", status=304, headers=headers)
-    return Response(body, headers=headers, content_type=STATIC[name])
+    return static_file(request, HERE / "static", name, max_age=60)
 
 
 _DB = r"^/(?P<database>[^/]+)/-/imageclust/map"
 ROUTES: list = [
     (_DB + r"(\.(?P<format>json))?$", map_page),
     (_DB + r"/points\.bin$", points_bin),
-    (_DB + r"/atlas/(?P<level>\d{1,3})/(?P<sheet>\d{1,6})$", atlas_sheet),
+    (_DB + r"/atlas/(?P<level>[^/]+)/(?P<sheet>[^/]+)$", atlas_sheet),
     (r"^/-/imageclust-map/static/(?P<name>[A-Za-z0-9_.-]+)$", static),
 ]

@@ -12,16 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import paths, search, textquery
-
-
-class Problem(Exception):
-    """An answer other than 200: the status and a message safe to show (escaped later)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
+from .httputil import Problem  # noqa: F401  (raised here; answered by the routes)
 
 SORTS = {
     "size": "c.size DESC, c.id",
@@ -34,8 +25,17 @@ def tables(conn: Any) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
 
 
+CORE_TABLES = {"imageclust_meta", "models", "images", "files", "thumbnails"}
+
+
 def is_imageclust(conn: Any) -> bool:
-    return {"images", "files", "thumbnails", "imageclust_meta"} <= tables(conn)
+    """Written by ``imageclust load``: the core schema's version is recorded and its tables
+    are there (a look-alike with tables of the same names is not one)."""
+    t = tables(conn)
+    if "schema_versions" not in t or not CORE_TABLES <= t:
+        return False
+    row = conn.execute("SELECT version FROM schema_versions WHERE component = 'core'").fetchone()
+    return bool(row and isinstance(row[0], int) and row[0] >= 1)
 
 
 def rows(conn: Any, sql: str, params: Any = ()) -> list[dict]:
@@ -223,7 +223,7 @@ def _prev_next(conn: Any, c: dict) -> dict:
 # --- one image ---------------------------------------------------------------------
 
 
-def image_detail(conn: Any, image_id: int, k_similar: int) -> dict:
+def image_detail(conn: Any, image_id: int, k_similar: int, exact: bool = False) -> dict:
     img = one(conn, """SELECT id, sha256, bytes, format, mode, width, height, frames, phash, dhash, taken,
                               camera, latitude, longitude, exif, model_id, created FROM images WHERE id = ?""",
               [image_id])
@@ -253,7 +253,8 @@ def image_detail(conn: Any, image_id: int, k_similar: int) -> dict:
                              WHERE d.image_id = ? ORDER BY o.image_id LIMIT 200""", [image_id])
     similar: list[dict] = []
     if k_similar > 0:
-        similar = [{"image_id": i, "distance": round(d, 6)} for i, d in search.similar(conn, image_id, k_similar)]
+        similar = [{"image_id": i, "distance": round(d, 6)}
+                   for i, d in search.similar(conn, image_id, k_similar, exact=exact)]
     return {"image": img, "files": files, "thumbnail": thumb, "clusters": clusters,
             "near_duplicates": near, "similar": similar}
 

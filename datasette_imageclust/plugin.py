@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import threading
 import time
+from contextvars import ContextVar
 from pathlib import Path
 
 from datasette import hookimpl
 from markupsafe import Markup, escape
 
-from . import pagedata
+from . import access, pagedata
 from .db import ExtensionError, load_vec
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -75,6 +76,54 @@ async def _is_imageclust(datasette, database: str) -> bool:
     return known
 
 
+# The ASGI scope of the request being answered: render_cell is not given the request on
+# Datasette 0.65, yet its thumbnails are only for an actor who may view them.
+_SCOPE: ContextVar[dict | None] = ContextVar("imageclust_scope", default=None)
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    def wrap(app):
+        async def remember_scope(scope, receive, send):
+            token = _SCOPE.set(scope)
+            try:
+                await app(scope, receive, send)
+            finally:
+                _SCOPE.reset(token)
+
+        return remember_scope
+
+    return wrap
+
+
+async def _scope_actor(datasette, scope: dict) -> dict | None:
+    """The actor of a request, found as Datasette finds it (its actor_from_request hooks)."""
+    from datasette.plugins import pm
+    from datasette.utils import await_me_maybe
+    from datasette.utils.asgi import Request
+
+    request = Request(scope, None)
+    for actor in pm.hook.actor_from_request(datasette=datasette, request=request):
+        actor = await await_me_maybe(actor)
+        if actor:
+            return actor
+    return scope.get("actor")
+
+
+async def _cell_thumbnails(datasette, database: str) -> bool:
+    """May the current request's actor see thumbnails of ``database``? Asked once per
+    request (a table page asks for every cell)."""
+    scope = _SCOPE.get()
+    if scope is None:
+        return False  # not inside a request we know: show nothing that needs a permission
+    known = scope.setdefault("imageclust.cell_thumbnails", {})
+    if database not in known:
+        actor = await _scope_actor(datasette, scope)
+        known[database] = await access.may_view(datasette, actor, database, "images") and \
+            "thumbnails" in await access.allowed_features(datasette, actor, database, ("thumbnails",))
+    return known[database]
+
+
 @hookimpl
 def render_cell(value, column, table, database, datasette):
     if table not in IMAGE_COLUMNS or IMAGE_COLUMNS[table] != column:
@@ -85,7 +134,7 @@ def render_cell(value, column, table, database, datasette):
         return None
 
     async def inner():
-        if not await _is_imageclust(datasette, database):
+        if not await _is_imageclust(datasette, database) or not await _cell_thumbnails(datasette, database):
             return None
         base = datasette.urls.database(database) + "/-/imageclust"
         return Markup(
@@ -103,9 +152,11 @@ def _links(datasette, database: str, extra: list | None = None) -> list[dict]:
             {"href": base + "/map", "label": "Image map"}] + (extra or [])
 
 
-def _actions(datasette, database):
+def _actions(datasette, actor, database):
     async def inner():
-        if not await _is_imageclust(datasette, database):
+        # No links to pages that would refuse this actor.
+        if not await _is_imageclust(datasette, database) or not await access.may_view(
+                datasette, actor, database, "images"):
             return []
         return _links(datasette, database)
 
@@ -114,14 +165,14 @@ def _actions(datasette, database):
 
 @hookimpl
 def database_actions(datasette, actor, database, request):
-    return _actions(datasette, database)
+    return _actions(datasette, actor, database)
 
 
 @hookimpl
 def table_actions(datasette, actor, database, table, request):
     if table not in IMAGE_COLUMNS and table not in ("clusters", "cluster_runs", "cluster_labels"):
         return None
-    return _actions(datasette, database)
+    return _actions(datasette, actor, database)
 
 
 @hookimpl
@@ -140,17 +191,70 @@ def skip_csrf(datasette, scope):
     return scope.get("method") == "POST" and path.endswith("/-/imageclust/search") or None
 
 
+async def _queries(datasette, database: str) -> dict:
+    from .queries import available
+
+    try:
+        return available(set(await datasette.get_database(database).table_names()))
+    except Exception:  # an unknown or unreadable database is Datasette's to report
+        return {}
+
+
+async def _refused_queries(datasette, actor: dict | None, database: str) -> set[str]:
+    """The ready-made queries of ``database`` that read a table ``actor`` may not view
+    (Datasette runs a canned or stored query without checking the tables it reads)."""
+    from .queries import NEEDS
+
+    names = await _queries(datasette, database)
+    ok = await access.viewable(datasette, actor, database, {t for q in names for t in NEEDS[q]})
+    return {q for q in names if not NEEDS[q] <= ok}
+
+
 @hookimpl
 def canned_queries(datasette, database, actor):
-    # Datasette 0.65: the ready-made similarity, cluster and duplicate queries.
+    # Datasette 0.65: the ready-made similarity, cluster and duplicate queries (the same
+    # list for every actor: permission_allowed below refuses what an actor may not run).
     async def inner():
-        from .queries import available
+        return await _queries(datasette, database)
 
-        try:
-            names = set(await datasette.get_database(database).table_names())
-        except KeyError:
-            return {}
-        return available(names)
+    return inner
+
+
+@hookimpl
+def permission_allowed(datasette, actor, action, resource):
+    # Datasette 0.65: view-query on a ready-made query needs view-table on its tables.
+    from .queries import QUERIES
+
+    if action != "view-query" or not isinstance(resource, (tuple, list)) or len(resource) != 2 \
+            or resource[1] not in QUERIES:
+        return None
+
+    async def inner():
+        database, name = resource
+        return False if name in await _refused_queries(datasette, actor, database) else None
+
+    return inner
+
+
+@hookimpl
+def permission_resources_sql(datasette, actor, action):
+    # Datasette 1.0 (the stored queries are added once, for everyone, at startup): the
+    # same rule as permission_allowed above, as the deny rows 1.0 asks plugins for.
+    if action != "view-query":
+        return None
+
+    async def inner():
+        from datasette.permissions import PermissionSQL  # type: ignore
+
+        rules = []
+        for database in list(datasette.databases):
+            for name in sorted(await _refused_queries(datasette, actor, database)):
+                k = len(rules)
+                rules.append(PermissionSQL(
+                    sql=f"SELECT :db_{k} AS parent, :q_{k} AS child, 0 AS allow, "
+                        "'a ready-made query reading a table the actor may not view' AS reason",
+                    params={f"db_{k}": database, f"q_{k}": name}))
+        return rules
 
     return inner
 

@@ -394,6 +394,55 @@ def _map_v2(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("map")
+def _map_v3(db: sqlite_utils.Database) -> None:
+    # Atlas rows carry their build id, so a rebuild is written beside the current atlas
+    # and switched to in one transaction, and the previous build stays readable for map
+    # pages opened before the switch (datasette_imageclust/atlas.py). SQLite cannot change
+    # a UNIQUE / PRIMARY KEY: the tables are rebuilt (the trigger naming one goes and comes
+    # back). Statement by statement in one explicit transaction (executescript would commit).
+    if not db.conn.in_transaction:
+        db.execute("BEGIN")
+    build = db.execute("SELECT value FROM imageclust_meta WHERE key = 'atlas_build'").fetchone()
+    build = build[0] if build and build[0] else ""
+    trigger = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'map_forget_image'"
+                         ).fetchone()
+    for sql in [
+        "DROP TRIGGER IF EXISTS map_forget_image",
+        """CREATE TABLE atlas_sheets_v3 (
+            id INTEGER PRIMARY KEY,
+            build TEXT NOT NULL,             -- imageclust_meta.atlas_build of its atlas
+            level INTEGER NOT NULL,          -- cell size in px (e.g. 32, 128)
+            sheet INTEGER NOT NULL,          -- number within the level
+            format TEXT NOT NULL,            -- webp or jpeg
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            UNIQUE (build, level, sheet)
+        )""",
+        """CREATE TABLE atlas_cells_v3 (
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            build TEXT NOT NULL,
+            level INTEGER NOT NULL,
+            sheet INTEGER NOT NULL,
+            cell INTEGER NOT NULL,           -- index within the sheet, row-major
+            PRIMARY KEY (build, level, image_id)
+        )""",
+        "INSERT INTO atlas_sheets_v3 (id, build, level, sheet, format, width, height, data) "
+        "SELECT id, :build, level, sheet, format, width, height, data FROM atlas_sheets",
+        "INSERT INTO atlas_cells_v3 (image_id, build, level, sheet, cell) "
+        "SELECT image_id, :build, level, sheet, cell FROM atlas_cells",
+        "DROP TABLE atlas_sheets",
+        "DROP TABLE atlas_cells",
+        "ALTER TABLE atlas_sheets_v3 RENAME TO atlas_sheets",
+        "ALTER TABLE atlas_cells_v3 RENAME TO atlas_cells",
+        "CREATE INDEX atlas_cells_image ON atlas_cells(image_id)",
+    ]:
+        db.execute(sql, {"build": build} if ":build" in sql else [])
+    if trigger:
+        db.execute(trigger[0])
+
+
 # --- search: what `imageclust index` writes (datasette_imageclust/search.py) --------
 
 

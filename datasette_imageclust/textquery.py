@@ -84,22 +84,29 @@ def model_for(db: Any, override: str | None = None) -> tuple[str, int]:
     return (override or m["name"]), int(m["dimensions"])
 
 
-def embed_text(db: Any, text: str, override: str | None = None) -> np.ndarray:
-    """The CLIP text vector of ``text`` in the space of ``db``'s image vectors."""
-    name, dims = model_for(db, override)
+def embed_query(name: str, dims: int, text: str) -> np.ndarray:
+    """The CLIP text vector of ``text`` by model ``name``, checked to be ``dims``-d."""
     vec = text_embedder(name).embed([text])[0]
     if vec.shape[0] != dims:
         raise ModelError(f"the text tower of {name} gives {vec.shape[0]}-d vectors, the images are {dims}-d")
     return vec
 
 
-def embed_upload(name: str, dims: int, data: bytes, filename: str) -> tuple[np.ndarray, Any]:
+def embed_text(db: Any, text: str, override: str | None = None) -> np.ndarray:
+    """The CLIP text vector of ``text`` in the space of ``db``'s image vectors."""
+    name, dims = model_for(db, override)
+    return embed_query(name, dims, text)
+
+
+def embed_upload(name: str, dims: int, data: bytes, filename: str,
+                 max_pixels: int | None = None) -> tuple[np.ndarray, Any]:
     """The vector of uploaded image bytes by model ``name``, decoded exactly as ``load``
-    decodes files (same safety limits, same crop); returns (vector, imaging.Decoded)."""
+    decodes files (same safety limits, same crop; ``max_pixels`` caps what is decoded);
+    returns (vector, imaging.Decoded)."""
     from .imaging import decode
 
     emb = image_embedder(name)
-    d = decode(data, emb.preprocessor, name=filename)
+    d = decode(data, emb.preprocessor, name=filename, max_pixels=max_pixels)
     vec = emb.embed_uint8(d.crop[None])[0]
     if vec.shape[0] != dims:
         raise ModelError(f"{name} gives {vec.shape[0]}-d vectors, the database's are {dims}-d")

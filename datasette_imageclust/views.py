@@ -10,7 +10,8 @@ URLs (a contract), each page also as ``.json``::
     /<database>/-/imageclust/thumb/<id>             a stored thumbnail (ETag, Cache-Control)
     /<database>/-/imageclust/original/<file id>     an original file, only under originals_root
 
-Read-only. The SQL lives in ``pagedata``; this module is the HTTP layer.
+Read-only. The SQL lives in ``pagedata``, permissions in ``access``, parameters and
+errors in ``httputil``; this module puts them together.
 """
 from __future__ import annotations
 
@@ -21,131 +22,55 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from datasette.utils import tilde_decode
 from datasette.utils.asgi import AsgiFileDownload, Response
 
-from . import pagedata, search, textquery
+from . import access, pagedata, search, textquery
+from .access import Access
+from .httputil import (Problem, arg, flag_arg, image_type, in_thread, int_arg, not_modified, path_int, route,
+                       static_file, text_arg, wants_json)
 from .models import ModelError
-from .pagedata import Problem
 from .pluginconfig import settings
 
 HERE = Path(__file__).parent
-STATIC = {"imageclust.css": "text/css; charset=utf-8", "imageclust.js": "application/javascript; charset=utf-8"}
-CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
+STATIC = {"imageclust.css", "imageclust.js"}
 MAX_K = 200
 MAX_Q = 500
-
-
-# --- permissions (reused by mapview) --------------------------------------------------
-
-
-async def check_view(datasette: Any, request: Any, database: str, table: str | None = "images") -> bool:
-    """May the request's actor see ``database`` (and ``table``, whose content the pages
-    show)? Datasette >= 1.0a20 has ``datasette.allowed``; 0.65 ``permission_allowed``."""
-    actor = request.actor if request is not None else None
-    allowed = getattr(datasette, "allowed", None)
-    if allowed is not None:
-        from datasette.resources import DatabaseResource, TableResource  # type: ignore
-
-        if not await allowed(action="view-database", resource=DatabaseResource(database=database), actor=actor):
-            return False
-        return table is None or bool(
-            await allowed(action="view-table", resource=TableResource(database=database, table=table), actor=actor))
-    if not await datasette.permission_allowed(actor, "view-instance", default=True):
-        return False
-    if not await datasette.permission_allowed(actor, "view-database", resource=database, default=True):
-        return False
-    return table is None or await datasette.permission_allowed(
-        actor, "view-table", resource=(database, table), default=True)
-
-
-async def _database(datasette: Any, request: Any, *, require_imageclust: bool = True):
-    """The database named in the URL: 404 if unknown (or, unless told otherwise, not an
-    imageclust database), 403 if not allowed."""
-    route = tilde_decode(request.url_vars["database"])
-    try:
-        db = datasette.get_database(route=route)
-    except KeyError:
-        raise Problem(404, f"database not found: {route}")
-    if not await check_view(datasette, request, db.name):
-        raise Problem(403, "permission denied")
-    if require_imageclust and not await db.execute_fn(pagedata.is_imageclust):
-        raise Problem(404, f"{db.name} is not an imageclust database (make one with: imageclust load "
-                           f"{db.name}.db FOLDER)")
-    return db
-
-
-def _int_arg(request: Any, name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Problem(400, f"{name} must be an integer")
-    if not low <= value <= high:
-        raise Problem(400, f"{name} must be between {low} and {high}")
-    return value
-
-
-def _path_id(request: Any, name: str = "id") -> int:
-    raw = request.url_vars.get(name, "")
-    if not raw.isdigit() or len(raw) > 18:
-        raise Problem(400, f"{name} must be a positive integer")
-    return int(raw)
+MAX_PAGE = 10**6
+# What the card of an image can show, besides the image itself.
+CARD_FEATURES = ("files", "thumbnails", "clusters")
 
 
 def _base(datasette: Any, db: Any) -> str:
     return datasette.urls.database(db.name) + "/-/imageclust"
 
 
-def _as_json(request: Any) -> bool:
-    return request.url_vars.get("format") == "json"
-
-
-def _thumb(base: str, card: dict | None, image_id: int) -> dict:
-    """Everything a template or script needs to show one image."""
+def _thumb(base: str, card: dict | None, image_id: int, acc: Access) -> dict:
+    """Everything a template or script needs to show one image: only what the actor may
+    see (no thumbnail without ``thumbnails``, no file name without ``files``...)."""
     card = card or {}
+    thumbs, files, clusters = "thumbnails" in acc, "files" in acc, "clusters" in acc
     return {
         "image_id": image_id,
         "url": f"{base}/image/{image_id}",
-        "thumbnail_url": f"{base}/thumb/{image_id}",
-        "thumb_width": card.get("thumb_width"),
-        "thumb_height": card.get("thumb_height"),
-        "name": card.get("name"),
+        "thumbnail_url": f"{base}/thumb/{image_id}" if thumbs else None,
+        "thumb_width": card.get("thumb_width") if thumbs else None,
+        "thumb_height": card.get("thumb_height") if thumbs else None,
+        "name": card.get("name") if files else None,
         "width": card.get("width"),
         "height": card.get("height"),
-        "cluster_id": card.get("cluster_id"),
-        "cluster_label": card.get("cluster_label"),
+        "cluster_id": card.get("cluster_id") if clusters else None,
+        "cluster_label": card.get("cluster_label") if clusters else None,
     }
+
+
+def _withheld(acc: Access, features: tuple[str, ...]) -> list[str]:
+    """The parts of a page left out because the actor may not view their tables."""
+    return [f for f in features if f not in acc]
 
 
 async def _render(datasette: Any, request: Any, template: str, context: dict) -> Response:
     context = {**context, "imageclust_static": datasette.urls.path("/-/imageclust/static/")}
     return Response.html(await datasette.render_template(template, context, request=request))
-
-
-async def _error(datasette: Any, request: Any, p: Problem) -> Response:
-    if _as_json(request):
-        return Response.json({"ok": False, "error": p.message, "status": p.status}, status=p.status)
-    html = await datasette.render_template(
-        "imageclust_error.html", {"status": p.status, "message": p.message,
-                                  "imageclust_static": datasette.urls.path("/-/imageclust/static/")},
-        request=request)
-    return Response.html(html, status=p.status)
-
-
-def _page(handler):
-    """Turn Problems into 4xx pages (HTML or JSON), never a 500."""
-
-    async def wrapped(datasette, request):
-        try:
-            return await handler(datasette, request)
-        except Problem as p:
-            return await _error(datasette, request, p)
-
-    wrapped.__name__ = handler.__name__
-    return wrapped
 
 
 def _pages(total: int, size: int, page: int) -> dict:
@@ -160,31 +85,63 @@ def _page_url(path: str, args: dict, page: int) -> str:
     return path + ("?" + urlencode(q) if q else "")
 
 
+def _summary(info: dict, acc: Access) -> dict:
+    return {**info,
+            "files": info["files"] if "files" in acc else None,
+            "model": info["model"] if "model" in acc else None,
+            "has_clusters": info["has_clusters"] and "clusters" in acc,
+            "has_duplicates": info["has_duplicates"] and "duplicates" in acc,
+            "has_map": info["has_map"] and "map" in acc,
+            "index": info["index"] if "index" in acc else None}
+
+
+async def _search_availability(datasette: Any, db: Any, acc: Access) -> tuple[dict | None, dict]:
+    """(the database's model, why text / upload search cannot run: {"text", "image"})."""
+    model = await db.execute_fn(textquery.database_model)
+    if "similar" not in acc:
+        why = "you may not view image_vectors, which similarity search reads"
+        return model, {"text": why, "image": why}
+    if model is None:
+        why = "this database has no embedding model recorded (no images loaded yet)"
+        return None, {"text": why, "image": why}
+    # Only looks for the model's files: nothing is loaded until a query needs it.
+    avail = await in_thread(textquery.availability, settings(datasette, db.name).model or model["name"])
+    if avail["text"]:
+        shown = model["name"] if "model" in acc else "the database's model"
+        avail["text"] = (f"Text search needs the text tower of {shown}, which is not available on this "
+                         f"server: {avail['text'] if 'model' in acc else 'it has none, or it is missing'}")
+    return model, avail
+
+
 # --- pages ---------------------------------------------------------------------------
 
+INDEX_FEATURES = (*CARD_FEATURES, "labels", "model", "duplicates", "map", "index", "similar")
 
-@_page
+
+@route()
 async def index_page(datasette, request):
-    db = await _database(datasette, request)
+    acc = await access.database(datasette, request, INDEX_FEATURES)
+    db = acc.db
     cfg = settings(datasette, db.name)
-    sort = request.args.get("sort") or "size"
+    sort = arg(request, "sort") or "size"
     if sort not in pagedata.SORTS:
         raise Problem(400, f"sort must be one of: {', '.join(pagedata.SORTS)}")
-    page = _int_arg(request, "page", 1, 1, 10**6)
-    requested = request.args.get("run")
+    page = int_arg(request, "page", 1, 1, MAX_PAGE)
+    requested = arg(request, "run") if "clusters" in acc else None
     base = _base(datasette, db)
 
     def read(conn):
         info = pagedata.summary(conn)
-        run = pagedata.choose_run(conn, requested, cfg.default_run)
-        out = {"summary": info, "runs": pagedata.runs(conn), "run": run, "clusters": [], "total": 0, "recent": []}
+        run = pagedata.choose_run(conn, requested, cfg.default_run) if "clusters" in acc else None
+        out = {"summary": info, "runs": pagedata.runs(conn) if "clusters" in acc else [], "run": run,
+               "clusters": [], "total": 0, "recent": []}
         if run is not None:
             out["clusters"], out["total"] = pagedata.cluster_cards(
                 conn, run, sort, (page - 1) * cfg.page_size, cfg.page_size)
             ids = [i for c in out["clusters"] for i in c["representatives"]]
             out["cards"] = pagedata.image_cards(conn, ids)
         else:
-            # No clustering yet: still show the collection, newest first.
+            # No clustering yet (or none the actor may see): the collection, newest first.
             out["total"] = info["images"]
             ids = [r[0] for r in conn.execute("SELECT id FROM images ORDER BY id DESC LIMIT ? OFFSET ?",
                                               [cfg.page_size, (page - 1) * cfg.page_size])]
@@ -193,6 +150,7 @@ async def index_page(datasette, request):
         return out
 
     data = await db.execute_fn(read)
+    model, avail = await _search_availability(datasette, db, acc)
     paging = _pages(data["total"], cfg.page_size, page)
     if page > paging["pages"]:
         raise Problem(404, f"page {page} is past the last page ({paging['pages']})")
@@ -200,23 +158,26 @@ async def index_page(datasette, request):
     clusters = [{
         "id": c["id"], "kind": c["kind"], "label": c["label"], "size": c["size"],
         "cohesion": None if c["cohesion"] is None else round(c["cohesion"], 4),
-        "labels": c["labels"], "url": f"{base}/cluster/{c['id']}",
-        "representatives": [_thumb(base, data["cards"].get(i), i) for i in c["representatives"]],
+        "labels": c["labels"] if "labels" in acc else [], "url": f"{base}/cluster/{c['id']}",
+        "representatives": [_thumb(base, data["cards"].get(i), i, acc) for i in c["representatives"]],
     } for c in data["clusters"]]
     args = {"run": requested, "sort": sort if sort != "size" else None}
-    path = base + (".json" if _as_json(request) else "")
+    path = base + (".json" if wants_json(request) else "")
     body = {
-        "ok": True, "database": db.name, "summary": data["summary"],
-        "run": None if run is None else {k: run[k] for k in ("id", "name", "method", "is_default", "n_images", "n_clusters", "created")},
+        "ok": True, "database": db.name, "summary": _summary(data["summary"], acc),
+        "run": None if run is None else {k: run[k] for k in ("id", "name", "method", "is_default", "n_images",
+                                                              "n_clusters", "created")},
         "runs": [{"id": r["id"], "name": r["name"], "method": r["method"], "is_default": bool(r["is_default"]),
                   "n_clusters": r["n_clusters"]} for r in data["runs"]],
         "sort": sort, **paging, "clusters": clusters,
-        "images": [_thumb(base, c, c["id"]) for c in data["recent"]],
+        "images": [_thumb(base, c, c["id"], acc) for c in data["recent"]],
         "next_url": _page_url(path, args, page + 1) if page < paging["pages"] else None,
         "previous_url": _page_url(path, args, page - 1) if page > 1 else None,
+        "text_search": {"available": not avail["text"], "note": avail["text"]},
+        "withheld": _withheld(acc, INDEX_FEATURES),
         "urls": _urls(datasette, db),
     }
-    if _as_json(request):
+    if wants_json(request):
         return Response.json(body)
     return await _render(datasette, request, "imageclust_index.html", {
         **body, "sorts": list(pagedata.SORTS), "title": f"Clusters of {db.name}",
@@ -236,12 +197,17 @@ def _urls(datasette: Any, db: Any) -> dict:
             "map": f"{base}/map", "images_table": datasette.urls.table(db.name, "images")}
 
 
-@_page
+CLUSTER_FEATURES = (*CARD_FEATURES, "labels")
+
+
+@route()
 async def cluster_page(datasette, request):
-    db = await _database(datasette, request)
+    acc = await access.database(datasette, request, CLUSTER_FEATURES)
+    acc.require("clusters")
+    db = acc.db
     cfg = settings(datasette, db.name)
-    cluster_id = _path_id(request)
-    page = _int_arg(request, "page", 1, 1, 10**6)
+    cluster_id = path_int(request)
+    page = int_arg(request, "page", 1, 1, MAX_PAGE)
     size = max(cfg.page_size, 120)
     base = _base(datasette, db)
 
@@ -257,13 +223,14 @@ async def cluster_page(datasette, request):
     c = d["cluster"]
     sql = ("SELECT m.rank, m.image_id, m.distance, f.path FROM cluster_members m "
            "JOIN files f ON f.image_id = m.image_id WHERE m.cluster_id = :cluster ORDER BY m.rank")
-    members = [{**_thumb(base, d["cards"].get(m["image_id"]), m["image_id"]),
+    members = [{**_thumb(base, d["cards"].get(m["image_id"]), m["image_id"], acc),
                 "rank": m["rank"], "distance": round(m["distance"], 5)} for m in d["members"]]
     order = d["order"]
-    here = f"{base}/cluster/{cluster_id}" + (".json" if _as_json(request) else "")
+    here = f"{base}/cluster/{cluster_id}" + (".json" if wants_json(request) else "")
     body = {
         "ok": True, "database": db.name,
-        "cluster": {**c, "cohesion": None if c["cohesion"] is None else round(c["cohesion"], 4)},
+        "cluster": {**c, "cohesion": None if c["cohesion"] is None else round(c["cohesion"], 4),
+                    "labels": c["labels"] if "labels" in acc else []},
         "run": d["run"], **paging, "members": members,
         "neighbours": [{**n, "url": f"{base}/cluster/{n['id']}"} for n in d["neighbours"]],
         "previous_url": f"{base}/cluster/{order['previous']}" if order["previous"] else None,
@@ -273,11 +240,12 @@ async def cluster_page(datasette, request):
         "previous_page_url": _page_url(here, {}, page - 1) if page > 1 else None,
         "table_url": datasette.urls.table(db.name, "cluster_members") + "?" + urlencode(
             {"cluster_id": cluster_id, "_sort": "rank"}),
-        "sql_url": _sql_url(datasette, db.name, sql, {"cluster": cluster_id}),
+        "sql_url": _sql_url(datasette, db.name, sql, {"cluster": cluster_id}) if "files" in acc else None,
         "index_url": _page_url(base, {"run": str(d["run"]["id"]) if d["run"] else None}, 1),
+        "withheld": _withheld(acc, CLUSTER_FEATURES),
         "urls": _urls(datasette, db),
     }
-    if _as_json(request):
+    if wants_json(request):
         return Response.json(body)
     title = c["label"] or f"Cluster {c['id']}"
     return await _render(datasette, request, "imageclust_cluster.html", {**body, "title": title})
@@ -291,111 +259,106 @@ def _sql_url(datasette: Any, database: str, sql: str, params: dict) -> str:
     return datasette.urls.database(database) + "?" + urlencode({"sql": sql, **params})
 
 
-@_page
+IMAGE_FEATURES = (*CARD_FEATURES, "duplicates", "similar", "index")
+
+
+@route()
 async def image_page(datasette, request):
-    db = await _database(datasette, request)
+    acc = await access.database(datasette, request, IMAGE_FEATURES)
+    db = acc.db
     cfg = settings(datasette, db.name)
-    image_id = _path_id(request)
-    k = _int_arg(request, "k", cfg.similar, 0, MAX_K)
+    image_id = path_int(request)
+    k = int_arg(request, "k", cfg.similar, 0, MAX_K)
     base = _base(datasette, db)
 
     def read(conn):
-        d = pagedata.image_detail(conn, image_id, k)
+        d = pagedata.image_detail(conn, image_id, k if "similar" in acc else 0, exact="index" not in acc)
         ids = [s["image_id"] for s in d["similar"]] + [n["image_id"] for n in d["near_duplicates"]]
-        run = pagedata.choose_run(conn, None, cfg.default_run)
+        run = pagedata.choose_run(conn, None, cfg.default_run) if "clusters" in acc else None
         d["cards"] = pagedata.image_cards(conn, ids, run["id"] if run else None)
+        if cfg.originals_root and "files" in acc:
+            d["servable"] = set()
+            for f in d["files"]:
+                try:
+                    pagedata.original_file(conn, f["id"], cfg.originals_root)
+                    d["servable"].add(f["id"])
+                except Problem:
+                    pass
         return d
 
     d = await db.execute_fn(read)
     files = []
-    for f in d["files"]:
-        f = dict(f)
-        if cfg.originals_root:
-            try:
-                await db.execute_fn(lambda conn: pagedata.original_file(conn, f["id"], cfg.originals_root))
-                f["original_url"] = f"{base}/original/{f['id']}"
-            except Problem:
-                f["original_url"] = None
-        files.append(f)
+    if "files" in acc:
+        for f in d["files"]:
+            f = dict(f)
+            if cfg.originals_root:
+                f["original_url"] = f"{base}/original/{f['id']}" if f["id"] in d["servable"] else None
+            files.append(f)
+    thumbnail = d["thumbnail"] if "thumbnails" in acc else None
     body = {
-        "ok": True, "database": db.name, "image": d["image"], "files": files, "thumbnail": d["thumbnail"],
-        "thumbnail_url": f"{base}/thumb/{image_id}" if d["thumbnail"] else None,
-        "clusters": [{**c, "url": f"{base}/cluster/{c['cluster_id']}"} for c in d["clusters"]],
-        "exact_duplicates": len(files) - 1 if files else 0,
-        "near_duplicates": [_thumb(base, d["cards"].get(n["image_id"]), n["image_id"]) for n in d["near_duplicates"]],
-        "similar": [{**_thumb(base, d["cards"].get(s["image_id"]), s["image_id"]), "distance": s["distance"],
+        "ok": True, "database": db.name, "image": d["image"], "files": files, "thumbnail": thumbnail,
+        "thumbnail_url": f"{base}/thumb/{image_id}" if thumbnail else None,
+        "clusters": [{**c, "url": f"{base}/cluster/{c['cluster_id']}"} for c in d["clusters"]]
+        if "clusters" in acc else [],
+        "exact_duplicates": (len(files) - 1 if files else 0) if "files" in acc else None,
+        "near_duplicates": [_thumb(base, d["cards"].get(n["image_id"]), n["image_id"], acc)
+                            for n in d["near_duplicates"]] if "duplicates" in acc else [],
+        "similar": [{**_thumb(base, d["cards"].get(s["image_id"]), s["image_id"], acc), "distance": s["distance"],
                      "similarity": round(1 - s["distance"], 4)} for s in d["similar"]],
-        "search_url": f"{base}/search?" + urlencode({"like": image_id}),
+        "search_url": f"{base}/search?" + urlencode({"like": image_id}) if "similar" in acc else None,
         "row_url": datasette.urls.row(db.name, "images", str(image_id)) if hasattr(datasette.urls, "row") else None,
+        "withheld": _withheld(acc, IMAGE_FEATURES),
         "urls": _urls(datasette, db),
     }
-    if _as_json(request):
+    if wants_json(request):
         return Response.json(body, default=str)
     name = files[0]["relpath"] if files else f"image {image_id}"
     return await _render(datasette, request, "imageclust_image.html", {**body, "title": name})
 
 
-@_page
+SEARCH_FEATURES = (*CARD_FEATURES, "similar", "index", "model")
+
+
+@route()
 async def search_page(datasette, request):
-    db = await _database(datasette, request)
+    from . import upload
+
+    acc = await access.database(datasette, request, SEARCH_FEATURES)
+    acc.require("similar")
+    db = acc.db
     cfg = settings(datasette, db.name)
-    k = _int_arg(request, "k", 48, 1, MAX_K)
-    exact = request.args.get("exact") in ("1", "true", "on")
+    k = int_arg(request, "k", 48, 1, MAX_K)
+    exact = flag_arg(request, "exact") or "index" not in acc
     base = _base(datasette, db)
-    model = await db.execute_fn(textquery.database_model)
-    if model is None:
-        why = "this database has no embedding model recorded (no images loaded yet)"
-        avail = {"text": why, "image": why}
-    else:
-        # Only looks for the model's files: nothing is loaded until a query needs it.
-        avail = await _in_thread(textquery.availability, cfg.model or model["name"])
-        if avail["text"]:
-            avail["text"] = (f"Text search needs the text tower of the database's model ({model['name']}), "
-                             f"which is not available on this server: {avail['text']}")
-    q, like, upload, note, hits = "", None, None, None, []
+    model, avail = await _search_availability(datasette, db, acc)
+    q, like, uploaded, note, hits = "", None, None, None, []
     if request.method == "POST":
         if avail["image"]:
             raise Problem(400, f"search by upload is not available: {avail['image']}")
-        from .imaging import ImageError
-        from .upload import read_image
-
-        data, filename = await read_image(request)
-        try:
-            vec, decoded = await _in_thread(textquery.embed_upload, cfg.model or model["name"], int(model["dimensions"]),
-                                            data, filename)
-        except ImageError as e:
-            raise Problem(400, f"cannot read the uploaded image: {e}")
-        except ModelError as e:
-            raise Problem(400, str(e))
+        name = cfg.model or model["name"]
+        vec, decoded, filename = await upload.embed_request(request, name, int(model["dimensions"]))
         try:
             hits = await db.execute_fn(lambda conn: search.knn(conn, vec, k, exact=exact))
         except search.SearchError as e:
             raise Problem(400, str(e))
-        upload = {"name": filename, "width": decoded.width, "height": decoded.height,
-                  "thumbnail": f"data:image/{decoded.thumb_format};base64,"
-                               + base64.b64encode(decoded.thumbnail).decode("ascii")}
+        uploaded = {"name": filename, "width": decoded.width, "height": decoded.height,
+                    "thumbnail": f"data:image/{decoded.thumb_format};base64,"
+                                 + base64.b64encode(decoded.thumbnail).decode("ascii")}
         mode = "upload"
     else:
-        q = (request.args.get("q") or "").strip()
-        like_raw = (request.args.get("like") or "").strip()
-        if q and like_raw:
+        q = text_arg(request, "q", MAX_Q)
+        like = int_arg(request, "like", None, 0)
+        if q and like is not None:
             raise Problem(400, "give q (text) or like (an image id), not both")
-        if len(q) > MAX_Q:
-            raise Problem(400, f"q is longer than {MAX_Q} characters")
-        if like_raw:
-            if not like_raw.isdigit() or len(like_raw) > 18:
-                raise Problem(400, "like must be an image id")
-            like = int(like_raw)
         mode = "text" if q else "like" if like is not None else None
         if mode == "text" and avail["text"]:
             note = avail["text"]
         elif mode == "text":
-            def run_text(conn):
-                vec = textquery.embed_text(conn, q, cfg.model)
-                return search.knn(conn, vec, k, exact=exact)
-
             try:
-                hits = await db.execute_fn(run_text)
+                # The embedding (and, the first time, loading the text tower) is CPU work:
+                # in a worker thread, not on the event loop nor in a SQL thread.
+                vec = await in_thread(textquery.embed_query, cfg.model or model["name"], int(model["dimensions"]), q)
+                hits = await db.execute_fn(lambda conn: search.knn(conn, vec, k, exact=exact))
             except (ModelError, search.SearchError) as e:
                 note = str(e)
         elif mode == "like":
@@ -413,7 +376,7 @@ async def search_page(datasette, request):
                 hits = got
 
     def cards(conn):
-        run = pagedata.choose_run(conn, None, cfg.default_run)
+        run = pagedata.choose_run(conn, None, cfg.default_run) if "clusters" in acc else None
         ids = [i for i, _ in hits] + ([like] if like is not None else [])
         return pagedata.image_cards(conn, ids, run["id"] if run else None), search.status(conn).as_dict()
 
@@ -424,61 +387,49 @@ async def search_page(datasette, request):
         "text_search": {"available": not avail["text"], "note": avail["text"]},
         "upload_search": {"available": not avail["image"], "note": avail["image"]},
         "index": {"present": index["present"], "fresh": index["fresh"], "reason": index["reason"]},
-        "query_image": _thumb(base, card_map.get(like), like) if like is not None else None,
-        "upload": upload,
-        "results": [{**_thumb(base, card_map.get(i), i), "distance": round(d, 6), "similarity": round(1 - d, 4)}
+        "query_image": _thumb(base, card_map.get(like), like, acc) if like is not None else None,
+        "upload": uploaded,
+        "results": [{**_thumb(base, card_map.get(i), i, acc), "distance": round(d, 6), "similarity": round(1 - d, 4)}
                     for i, d in hits],
+        "withheld": _withheld(acc, SEARCH_FEATURES),
         "urls": _urls(datasette, db),
     }
-    if _as_json(request):
+    if wants_json(request):
         return Response.json(body)
     title = (f"Search: {q}" if q else f"More like image {like}" if like is not None
-             else "Search by an uploaded image" if upload else "Search")
+             else "Search by an uploaded image" if uploaded else "Search")
     return await _render(datasette, request, "imageclust_search.html", {**body, "title": title})
-
-
-async def _in_thread(fn, *args):
-    import asyncio
-
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 # --- binary responses --------------------------------------------------------------
 
 
-def _not_modified(request: Any, etag: str) -> bool:
-    got = request.headers.get("if-none-match", "")
-    return etag in [t.strip() for t in got.split(",")] or got.strip() == "*"
-
-
+@route("text")
 async def thumb(datasette, request):
-    try:
-        db = await _database(datasette, request)
-        image_id = _path_id(request)
-    except Problem as p:
-        return Response.text(p.message, status=p.status)
-    got = await db.execute_fn(lambda conn: pagedata.thumbnail(conn, image_id))
+    acc = await access.database(datasette, request, ("thumbnails",))
+    acc.require("thumbnails")
+    image_id = path_int(request)
+    got = await acc.db.execute_fn(lambda conn: pagedata.thumbnail(conn, image_id))
     if got is None:
-        return Response.text(f"no thumbnail for image {image_id}", status=404)
-    data, fmt, etag = got
+        raise Problem(404, f"no thumbnail for image {image_id}")
+    data, fmt, tag = got
     # Revalidate after a day; the ETag (content hash + format + size) makes that cheap.
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400",
-               "X-Content-Type-Options": "nosniff"}
-    if _not_modified(request, etag):
+    headers = {"ETag": tag, "Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    if not_modified(request, tag):
         return Response("", status=304, headers=headers)
-    return Response(data, headers=headers, content_type=CONTENT_TYPES.get(fmt, "application/octet-stream"))
+    return Response(data, headers=headers, content_type=image_type(fmt))
 
 
+@route("text")
 async def original(datasette, request):
-    try:
-        db = await _database(datasette, request)
-        file_id = _path_id(request)
-        root = settings(datasette, db.name).originals_root
-        f = await db.execute_fn(lambda conn: pagedata.original_file(conn, file_id, root))
-    except Problem as p:
-        return Response.text(p.message, status=p.status)
-    ctype = CONTENT_TYPES.get((f["format"] or "").lower()) or mimetypes.guess_type(f["real"])[0] \
-        or "application/octet-stream"
+    acc = await access.database(datasette, request, ("files",))
+    acc.require("files")
+    file_id = path_int(request)
+    root = settings(datasette, acc.db.name).originals_root
+    f = await acc.db.execute_fn(lambda conn: pagedata.original_file(conn, file_id, root))
+    ctype = image_type(f["format"])
+    if ctype == "application/octet-stream":
+        ctype = mimetypes.guess_type(f["real"])[0] or ctype
     # Served inline only as an image type; anything else downloads (never rendered as HTML).
     if not ctype.startswith("image/") or ctype == "image/svg+xml":
         ctype = "application/octet-stream"
@@ -491,8 +442,7 @@ async def static(request):
     name = request.url_vars["name"]
     if name not in STATIC:
         return Response.text("not found", status=404)
-    return Response((HERE / "static" / name).read_bytes(), content_type=STATIC[name],
-                    headers={"Cache-Control": "public, max-age=3600"})
+    return static_file(request, HERE / "static", name, max_age=3600)
 
 
 _DB = r"^/(?P<database>[^/]+)/-/imageclust"

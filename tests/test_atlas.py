@@ -83,8 +83,16 @@ def test_many_sheets_and_jpeg(synth):
     assert _sheet(db, 64, 2).size == (1024, 1024)  # 188 cells: 12 rows of 64 px = 768 -> 1024
     rebuilt = A.build_atlas(db, ids[:10], levels=(16,))
     assert rebuilt.build != s.build
-    assert db.execute("SELECT count(*) FROM atlas_cells").fetchone()[0] == 10  # replaced, not added
-    assert db.execute("SELECT count(DISTINCT level) FROM atlas_sheets").fetchone()[0] == 1
+    # Replaced, not added: the new build has its own rows; the one it replaced is kept
+    # (for map pages opened before) until the next build, and no longer.
+    count = "SELECT count(*) FROM atlas_cells WHERE build = ?"
+    assert db.execute(count, [rebuilt.build]).fetchone()[0] == 10
+    assert db.execute("SELECT count(DISTINCT level) FROM atlas_sheets WHERE build = ?",
+                      [rebuilt.build]).fetchone()[0] == 1
+    assert db.execute(count, [s.build]).fetchone()[0] == 700
+    third = A.build_atlas(db, ids[:5], levels=(16,))
+    assert {r[0] for r in db.execute("SELECT DISTINCT build FROM atlas_sheets")} == {rebuilt.build, third.build}
+    assert db.execute("SELECT count(*) FROM atlas_cells").fetchone()[0] == 15
 
 
 def test_missing_and_broken_thumbnails_get_placeholders(synth):

@@ -242,6 +242,7 @@
   // images in view, each its own texture, drawn over their cells.
   var thumbs = new Map(), thumbLoads = 0, MAX_THUMBS = 300, MAX_THUMBS_IN_VIEW = 120;
   function planThumbs(li, out) {
+    if (!cfg.urls.thumb) return;  // thumbnails the viewer may not see: atlas cells only
     var hw = view.w / 2 / view.s + 0.5, hh = view.h / 2 / view.s + 0.5, seen = 0;
     var rs = ranges[li];
     for (var k = 0; k < rs.length && seen <= MAX_THUMBS_IN_VIEW; k++) {
@@ -668,7 +669,8 @@
     hovered = i;
     box.classList.toggle("over-image", i >= 0);
     if (i < 0) { hideTip(); requestDraw(); return; }
-    tipImg.src = cfg.urls.thumb + ID[i];
+    tipImg.hidden = !cfg.urls.thumb;
+    if (cfg.urls.thumb) tipImg.src = cfg.urls.thumb + ID[i];
     var c = CL[i] >= 0 ? clusters[CL[i]] : null;
     tipText.textContent = (c ? c.label + " · " : "") + "image " + ID[i];
     tip.hidden = false;

@@ -1,0 +1,190 @@
+"""The HTTP helpers every plugin route uses: strict parameters, errors as 4xx (JSON,
+HTML or text), ETag / 304, content types, and running work off the event loop.
+
+One home for each of these rules: ``views`` (the pages) and ``mapview`` (the map) both
+use them, so a parameter is parsed, and an error answered, the same way everywhere.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+from datasette.utils.asgi import Response
+
+T = TypeVar("T")
+
+IMAGE_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "application/javascript; charset=utf-8"}
+# ASCII digits only: str.isdigit() and int() also accept '²', '١', '１', ' 1' and '1_0'.
+_DIGITS = re.compile(r"[0-9]+")
+_FLAGS = {"": False, "0": False, "false": False, "off": False, "no": False,
+          "1": True, "true": True, "on": True, "yes": True}
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+
+class Problem(Exception):
+    """An answer other than 200: the status and a message safe to show (escaped later)."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+# --- parameters ----------------------------------------------------------------------
+
+
+def _show(raw: str) -> str:
+    return repr(raw[:40])
+
+
+def parse_int(raw: str, name: str, low: int = 0, high: int = MAX_ID) -> int:
+    """``raw`` as an integer in ``low..high``: plain ASCII digits only (no sign, space,
+    underscore, exponent or non-ASCII digit), else Problem(400) naming the parameter."""
+    if not _DIGITS.fullmatch(raw):
+        raise Problem(400, f"{name} must be a whole number written with the digits 0-9, not {_show(raw)}")
+    # (int() of thousands of digits is slow, and refused past 4300: check the length first.)
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(high)) or not low <= int(digits) <= high:
+        raise Problem(400, f"{name} must be between {low} and {high}, not {_show(raw)}")
+    return int(digits)
+
+
+def arg(request: Any, name: str) -> str | None:
+    """The query parameter ``name`` (None if absent); given twice is ambiguous: 400."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise Problem(400, f"give {name} once, not {len(values)} times")
+    return values[0] if values else None
+
+
+def int_arg(request: Any, name: str, default: int | None, low: int = 0, high: int = MAX_ID) -> int | None:
+    """An integer query parameter; absent or empty gives ``default``."""
+    raw = arg(request, name)
+    if raw in (None, ""):
+        return default
+    return parse_int(raw, name, low, high)
+
+
+def path_int(request: Any, name: str = "id", low: int = 0, high: int = MAX_ID) -> int:
+    """An integer part of the URL path (the route's ``(?P<name>...)``)."""
+    return parse_int(request.url_vars.get(name) or "", name, low, high)
+
+
+def flag_arg(request: Any, name: str) -> bool:
+    raw = (arg(request, name) or "").lower()
+    if raw not in _FLAGS:
+        raise Problem(400, f"{name} must be 1 or 0 (true/false), not {_show(raw)}")
+    return _FLAGS[raw]
+
+
+def text_arg(request: Any, name: str, max_len: int) -> str:
+    """A text parameter, stripped, at most ``max_len`` characters, without NUL."""
+    raw = (arg(request, name) or "").strip()
+    if len(raw) > max_len:
+        raise Problem(400, f"{name} is longer than {max_len} characters")
+    if "\x00" in raw:
+        raise Problem(400, f"{name} must not contain NUL characters")
+    return raw
+
+
+def wants_json(request: Any) -> bool:
+    return request.url_vars.get("format") == "json"
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def json_error(p: Problem) -> Response:
+    return Response.json({"ok": False, "error": p.message, "status": p.status}, status=p.status,
+                         headers=p.headers)
+
+
+async def error_response(datasette: Any, request: Any, p: Problem, kind: str) -> Response:
+    """``p`` as JSON, as a plain-text body (binary routes), or as an HTML page."""
+    if kind == "json":
+        return json_error(p)
+    if kind == "text":
+        return Response.text(p.message, status=p.status, headers=p.headers)
+    html = await datasette.render_template(
+        "imageclust_error.html", {"status": p.status, "message": p.message,
+                                  "imageclust_static": datasette.urls.path("/-/imageclust/static/")},
+        request=request)
+    return Response.html(html, status=p.status, headers=p.headers)
+
+
+Handler = Callable[[Any, Any], Awaitable[Any]]
+
+
+def route(kind: str = "page") -> Callable[[Handler], Handler]:
+    """Wrap a route so Problems become 4xx answers, never a 500. ``kind``: "page" (HTML,
+    or JSON for a ``.json`` URL), "json" or "text" (binary routes)."""
+
+    def decorate(handler: Handler) -> Handler:
+        async def wrapped(datasette: Any, request: Any) -> Any:
+            try:
+                return await handler(datasette, request)
+            except Problem as p:
+                k = ("json" if wants_json(request) else "html") if kind == "page" else kind
+                return await error_response(datasette, request, p, k)
+
+        wrapped.__name__ = handler.__name__
+        wrapped.__doc__ = handler.__doc__
+        return wrapped
+
+    return decorate
+
+
+# --- caching ---------------------------------------------------------------------------
+
+
+def etag(*parts: Any) -> str:
+    return '"' + hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:20] + '"'
+
+
+def not_modified(request: Any, tag: str) -> bool:
+    """Does the request's If-None-Match already name ``tag``?"""
+    got = request.headers.get("if-none-match", "")
+    return tag in [t.strip() for t in got.split(",")] or got.strip() == "*"
+
+
+def image_type(fmt: str | None) -> str:
+    return IMAGE_TYPES.get((fmt or "").lower(), "application/octet-stream")
+
+
+def static_file(request: Any, folder: Path, name: str, max_age: int) -> Response:
+    """One of the plugin's own CSS / JS files (only those), with an ETag."""
+    path = folder / name
+    ctype = STATIC_TYPES.get(path.suffix)
+    if ctype is None or "/" in name or not path.is_file():
+        return Response.text("not found", status=404)
+    body = path.read_bytes()
+    tag = etag("static", hashlib.sha1(body).hexdigest())
+    headers = {"ETag": tag, "Cache-Control": f"public, max-age={max_age}"}
+    if not_modified(request, tag):
+        return Response("", status=304, headers=headers)
+    return Response(body, headers=headers, content_type=ctype)
+
+
+# --- off the event loop ------------------------------------------------------------------
+
+# CPU work of the routes (packing map arrays, encoding large JSON, embedding a text
+# query) runs here, never on the event loop that serves every other request. Two
+# workers: the machine's other cores belong to Datasette's SQL threads.
+_POOL = ThreadPoolExecutor(2, thread_name_prefix="imageclust-cpu")
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
+
+
+async def json_response(body: Any, headers: dict | None = None) -> Response:
+    """A JSON response encoded in a worker thread (map.json holds up to 100k points)."""
+    text = await in_thread(lambda: json.dumps(body, default=str))
+    return Response(text, content_type="application/json; charset=utf-8", headers=headers or {})
