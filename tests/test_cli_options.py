@@ -148,13 +148,14 @@ def test_layout_default_format_and_sheet_size(db):
        "--levels", "16,64")
     assert sql(db, "SELECT name FROM layouts WHERE is_default = 1") == [("default",)]
     # The atlas is rebuilt by the last layout: JPEG sheets of at most 1024 px.
-    sheets = sql(db, "SELECT format, width, height, data FROM atlas_sheets")
+    current = "build = (SELECT value FROM imageclust_meta WHERE key = 'atlas_build')"
+    sheets = sql(db, f"SELECT format, width, height, data FROM atlas_sheets WHERE {current}")
     assert sheets and all(f == "jpeg" and w <= 1024 and h <= 1024 and d[:3] == b"\xff\xd8\xff" for f, w, h, d in sheets)
     assert any(w == 1024 for _, w, _, _ in sheets)
     meta = dict(sql(db, "SELECT key, value FROM imageclust_meta WHERE key LIKE 'atlas_%'"))
     assert meta["atlas_sheet_size"] == "1024" and meta["atlas_levels"] == "16,64"
     # 353 cells of 64 px: 256 fit a 1024-px sheet, so two sheets (one with 2048 px: one).
-    assert sql(db, "SELECT count(*) FROM atlas_sheets WHERE level = 64") == [(2,)]
+    assert sql(db, f"SELECT count(*) FROM atlas_sheets WHERE level = 64 AND {current}") == [(2,)]
     ok("layout", db, "--name", "second", "--method", "tsne", "--default", "--no-atlas")
     assert sql(db, "SELECT name FROM layouts WHERE is_default = 1") == [("second",)]
     ok("layout", db, "--name", "third", "--method", "tsne", "--not-default", "--no-atlas")
