@@ -110,6 +110,11 @@ def store_run(db: sqlite_utils.Database, name: str, method: str, params: dict, i
         is_default = bool(default) or (default is None and (not has_default or bool(prev and prev[1])))
         if is_default:
             db.execute("UPDATE cluster_runs SET is_default = 0")
+        elif prev and prev[1] and not has_default:
+            # The default run re-run with --no-default: the newest other run takes over, as
+            # when a default run is deleted, so the plugin always has a default to show.
+            db.execute("UPDATE cluster_runs SET is_default = 1 WHERE id = "
+                       "(SELECT max(id) FROM cluster_runs WHERE name != ?)", [name])
         run = {"name": name, "method": method, "params": json.dumps(params, sort_keys=True),
                "model_id": model_id, "is_default": int(is_default), "representatives": representatives,
                "n_images": int(len(ids)), "n_clusters": n_clusters, "created": now(),

@@ -60,8 +60,8 @@ def test_default_and_no_default(db):
     assert sql(db, "SELECT name FROM cluster_runs WHERE is_default = 1") == [("b",)]
     ok("cluster", db, "--name", "a", "--default", *FAST)
     assert sql(db, "SELECT name FROM cluster_runs WHERE is_default = 1") == [("a",)]
-    ok("cluster", db, "--name", "a", "--no-default", *FAST)  # re-running the default without it
-    assert sql(db, "SELECT name FROM cluster_runs WHERE is_default = 1") == []
+    ok("cluster", db, "--name", "a", "--no-default", *FAST)  # re-running the default without it:
+    assert sql(db, "SELECT name FROM cluster_runs WHERE is_default = 1") == [("d",)]  # the newest other run
 
 
 def test_no_layout_and_layout(db):
