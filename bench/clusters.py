@@ -47,9 +47,9 @@ def pair_precision(y: np.ndarray, labels: np.ndarray) -> float:
 
 
 def load_set(shared: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    from datasette_imageclust.clusterstore import model_vectors
-    from datasette_imageclust.db import connect
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.analysis.clusterstore import model_vectors
+    from datasette_imageclust.store.connection import connect
+    from datasette_imageclust.ingest.loader import load
 
     d = shared / "imagesets" / name
     cache = Path(tempfile.gettempdir()) / f"imageclust-bench-{name}.db"
@@ -101,7 +101,7 @@ def quality(shared: Path) -> None:
     from sklearn.cluster import AgglomerativeClustering, KMeans
     from sklearn.metrics import adjusted_rand_score
 
-    from datasette_imageclust import clustering as C
+    from datasette_imageclust.analysis import clustering as C
 
     for name in ("tuxpaint-stamps", "sklearn-digits"):
         x, y = load_set(shared, name)
@@ -153,7 +153,7 @@ def synthetic(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 
 def child(n: int, d: int, method: str, k: int | None) -> None:
-    from datasette_imageclust import clustering as C
+    from datasette_imageclust.analysis import clustering as C
 
     x = synthetic(n, d)
     t = time.perf_counter()

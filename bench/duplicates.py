@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datasette_imageclust import neardup  # noqa: E402
-from datasette_imageclust.db import connect  # noqa: E402
-from datasette_imageclust.loader import load  # noqa: E402
+from datasette_imageclust.analysis import neardup  # noqa: E402
+from datasette_imageclust.store.connection import connect  # noqa: E402
+from datasette_imageclust.ingest.loader import load  # noqa: E402
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ def decode_cost_ms(model: str, photos: list[Path], n: int = 30) -> tuple[float, 
     import hashlib
     import pstats
 
-    from datasette_imageclust.imaging import decode
+    from datasette_imageclust.ingest.decode import decode
     from datasette_imageclust.models import Preprocessor, find_model
 
     pre = Preprocessor.from_config(json.loads(find_model(model).preprocessor.read_text()))
@@ -130,7 +129,7 @@ def run_load(model: str, folder: Path, db: Path, limit: int | None = None) -> tu
             os.symlink(p.resolve(), sub / p.name)
         folder = sub
     code = (
-        "import json, resource, sys; from datasette_imageclust.loader import load; "
+        "import json, resource, sys; from datasette_imageclust.ingest.loader import load; "
         f"s = load({str(db)!r}, [{str(folder)!r}], {model!r}); "
         "rss = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')][0] / 1024; "
         "print(json.dumps({**s.as_dict(), 'rss_end_mb': rss, "

@@ -37,9 +37,9 @@ from browser import chromium, datasette_server, missing_browser  # noqa: E402  (
 
 def build(path: str, n: int, cluster_size: int) -> dict:
     import synthdb
-    from datasette_imageclust import db as dbmod
-    from datasette_imageclust.atlas import auto_levels, build_atlas, layout_order
-    from datasette_imageclust.layout import compute_layout
+    from datasette_imageclust.store import connection as dbmod
+    from datasette_imageclust.analysis.atlas import auto_levels, build_atlas, layout_order
+    from datasette_imageclust.analysis.layout import compute_layout
 
     t = time.perf_counter()
     synthdb.make_db(path, n, clusters=max(2, n // cluster_size), dims=64, thumb_px=256, distinct_thumbs=1500)
@@ -112,9 +112,9 @@ def _tux_layout(db_path: str, method: str) -> dict:
 
     from neighbours import chance, knn_agreement
 
-    from datasette_imageclust import db as dbmod
-    from datasette_imageclust.clusterstore import model_vectors
-    from datasette_imageclust.layout import compute_layout
+    from datasette_imageclust.store import connection as dbmod
+    from datasette_imageclust.analysis.clusterstore import model_vectors
+    from datasette_imageclust.analysis.layout import compute_layout
 
     db = dbmod.connect(db_path)
     t = time.perf_counter()
@@ -139,7 +139,7 @@ def quality(shared: Path) -> None:
     import shutil
     import subprocess
 
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
     tux = shared / "imagesets" / "tuxpaint-stamps"
     cache = Path(tempfile.gettempdir()) / "imageclust-bench-tuxpaint-stamps.db"  # as bench/clusters.py
@@ -157,7 +157,7 @@ def quality(shared: Path) -> None:
         path = os.path.join(tmp, "fresh.db")
         shutil.copy(cache, path)
         code = ("import json, sys, time; sys.path[:0] = [%r, %r]; from datasette_imageclust import db as d; "
-                "from datasette_imageclust.layout import compute_layout; c = d.connect(%r); t = [time.perf_counter()]; "
+                "from datasette_imageclust.analysis.layout import compute_layout; c = d.connect(%r); t = [time.perf_counter()]; "
                 "[(compute_layout(c, method='umap'), t.append(time.perf_counter())) for _ in range(2)]; "
                 "print(json.dumps([t[1] - t[0], t[2] - t[1]]))" % (str(ROOT), str(ROOT / "tests"), path))
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -23,9 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datasette_imageclust import clusterstore, search, vectors  # noqa: E402
-from datasette_imageclust import db as dbmod  # noqa: E402
-from datasette_imageclust.schema import migrate, now  # noqa: E402
+from datasette_imageclust.analysis import clusterstore, search  # noqa: E402
+from datasette_imageclust.store import vectors  # noqa: E402
+from datasette_imageclust.store import connection as dbmod  # noqa: E402
+from datasette_imageclust.store.schema import migrate, now  # noqa: E402
 
 
 def build(path: str, n: int, dims: int) -> None:

@@ -30,10 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datasette_imageclust import db as dbmod  # noqa: E402
-from datasette_imageclust import search, vectors  # noqa: E402
-from datasette_imageclust.plugin import MMAP_BYTES  # noqa: E402
-from datasette_imageclust.schema import migrate  # noqa: E402
+from datasette_imageclust.store import connection as dbmod  # noqa: E402
+from datasette_imageclust.analysis import search  # noqa: E402
+from datasette_imageclust.store import vectors  # noqa: E402
+from datasette_imageclust.web import MMAP_BYTES  # noqa: E402
+from datasette_imageclust.store.schema import migrate  # noqa: E402
 
 
 def synthetic(n: int, dims: int, seed: int, intrinsic: int = 16) -> np.ndarray:
@@ -184,7 +185,7 @@ def report(name: str, r: dict, k: int) -> None:
 
 
 def real_vectors(folder: str, model: str, workdir: str) -> tuple[str, np.ndarray]:
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
     path = os.path.join(workdir, "real.db")
     if not os.path.exists(path):

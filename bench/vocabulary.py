@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datasette_imageclust import db as dbmod  # noqa: E402
-from datasette_imageclust import labels  # noqa: E402
+from datasette_imageclust.store import connection as dbmod  # noqa: E402
+from datasette_imageclust.analysis import labels  # noqa: E402
 from datasette_imageclust.models import TextEmbedder, file_sha256, find_model  # noqa: E402
-from datasette_imageclust.schema import migrate, now  # noqa: E402
+from datasette_imageclust.store.schema import migrate, now  # noqa: E402
 
 
 def main() -> None:

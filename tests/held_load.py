@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from datasette_imageclust import vectors
+from datasette_imageclust.store import vectors
 from datasette_imageclust.cli import cli
 
 HELD = "held after"

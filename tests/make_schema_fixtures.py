@@ -48,7 +48,7 @@ def path_of(name: str) -> Path:
 @contextlib.contextmanager
 def schema_as_of(versions: dict[str, int]):
     """The migration lists cut to ``versions`` (search left whole: see the module doc)."""
-    from datasette_imageclust.schema import MIGRATIONS
+    from datasette_imageclust.store.schema import MIGRATIONS
 
     saved = {c: list(steps) for c, steps in MIGRATIONS.items()}
     try:
@@ -75,12 +75,12 @@ def _photos(folder: Path) -> None:
 def write(name: str, dest: Path, photos: Path, model: str) -> None:
     import numpy as np
 
-    from datasette_imageclust import clustering, clusterstore, labels, search
-    from datasette_imageclust import db as dbmod
-    from datasette_imageclust.atlas import build_atlas, layout_order
-    from datasette_imageclust.layout import compute_layout
-    from datasette_imageclust.loader import load
-    from datasette_imageclust.schema import migrate, now, versions
+    from datasette_imageclust.analysis import clustering, clusterstore, labels, search
+    from datasette_imageclust.store import connection as dbmod
+    from datasette_imageclust.analysis.atlas import build_atlas, layout_order
+    from datasette_imageclust.analysis.layout import compute_layout
+    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.store.schema import migrate, now, versions
 
     want = EPOCHS[name]
     if dest.exists():

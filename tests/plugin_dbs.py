@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from datasette_imageclust import clustering, clusterstore, search, vectors
-from datasette_imageclust import db as dbmod
-from datasette_imageclust.schema import migrate
+from datasette_imageclust.analysis import clustering, clusterstore, search
+from datasette_imageclust.store import vectors
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.store.schema import migrate
 
 XSS = '<script>alert(1)</script>'
 XSS_ATTR = '"><img src=x onerror=alert(2)>'

@@ -14,9 +14,9 @@ import json
 import numpy as np
 from PIL import Image, ImageDraw
 
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import vectors
-from datasette_imageclust.schema import migrate, now
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.store import vectors
+from datasette_imageclust.store.schema import migrate, now
 
 
 def _thumb(rng: np.random.Generator, colour: tuple[int, int, int], px: int) -> bytes:
@@ -107,8 +107,8 @@ def add_run(db, label: np.ndarray, *, name: str = "default", label_prefix: str =
 
 def make_map_db(path: str, n: int, landmarks: int = 600, **kw) -> str:
     """``make_db`` plus ``imageclust layout`` (layout and atlas) through the library."""
-    from datasette_imageclust.atlas import build_atlas, layout_order
-    from datasette_imageclust.layout import compute_layout
+    from datasette_imageclust.analysis.atlas import build_atlas, layout_order
+    from datasette_imageclust.analysis.layout import compute_layout
 
     make_db(path, n, **kw)
     db = dbmod.connect(path)

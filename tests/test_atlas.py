@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasette_imageclust import atlas as A
-from datasette_imageclust import db as dbmod
-from datasette_imageclust.layout import compute_layout
+from datasette_imageclust.analysis import atlas as A
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.analysis.layout import compute_layout
 from synthdb import make_db
 
 

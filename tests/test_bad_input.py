@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import paths
-from datasette_imageclust.loader import Loader, load
-from datasette_imageclust.scan import FoundFile
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.store import paths
+from datasette_imageclust.ingest.loader import Loader, load
+from datasette_imageclust.ingest.scan import FoundFile
 from imagefactory import jpeg_bytes, photo, save
 
 

@@ -106,9 +106,9 @@ def test_ids_follow_matching_clusters(tmp_path):
     drops vanished clusters with their labels, and gives new clusters new ids."""
     import numpy as np
 
-    from datasette_imageclust import clusterstore
-    from datasette_imageclust.db import connect
-    from datasette_imageclust.schema import migrate
+    from datasette_imageclust.analysis import clusterstore
+    from datasette_imageclust.store.connection import connect
+    from datasette_imageclust.store.schema import migrate
 
     db = connect(tmp_path / "s.db")
     migrate(db, "core")
@@ -142,8 +142,8 @@ def test_ids_follow_matching_clusters(tmp_path):
 
 def test_prune_after_clustering(tmp_path, tux_dir, stand_in_model):
     """`load --prune` can delete images that are in clusters and duplicate groups."""
-    from datasette_imageclust.db import connect
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.store.connection import connect
+    from datasette_imageclust.ingest.loader import load
 
     src = tmp_path / "imgs"
     src.mkdir()

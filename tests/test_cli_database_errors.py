@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from datasette_imageclust import db as dbmod
+from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.cli import cli
 from imagefactory import photo_folder
 
@@ -140,7 +140,7 @@ def test_a_locked_database(tmp_path, made, stand_in_model, monkeypatch):
 
 def test_a_lock_met_while_working_is_translated_too(tmp_path, made, monkeypatch):
     """The lock taken after the database was opened (here: just before `label` writes)."""
-    from datasette_imageclust import clusterstore
+    from datasette_imageclust.analysis import clusterstore
 
     db = tmp_path / "later.db"
     shutil.copy(made[0], db)

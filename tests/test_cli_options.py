@@ -8,7 +8,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from datasette_imageclust import db as dbmod
+from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.cli import cli
 
 FAST = ("--labels", "none", "--no-duplicates", "--no-layout")

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from datasette_imageclust.cli import cli
-from datasette_imageclust.loader import LoadSummary
+from datasette_imageclust.ingest.loader import LoadSummary
 from imagefactory import photo_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def test_default_flags_are_spelled_alike(tmp_path, stand_in_model):
     db = tmp_path / "x.db"
     assert run("load", db, tmp_path / "p", "--model", stand_in_model).exit_code == 0
     layout = ("layout", db, "--no-atlas", "--method", "tsne", "--name")
-    from datasette_imageclust import db as dbmod
+    from datasette_imageclust.store import connection as dbmod
 
     def default():
         d = dbmod.connect(db, readonly=True)

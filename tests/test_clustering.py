@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import csv
-import os
 
 import numpy as np
 import pytest
 
-from datasette_imageclust import clustering as C
+from datasette_imageclust.analysis import clustering as C
 
 
 def blobs(n_per=30, k=6, d=32, noise=0.15, seed=0):
@@ -70,8 +69,8 @@ def test_partition_never_exceeds_block():
 
 
 def _tux(tux_db, tux_dir):
-    from datasette_imageclust.clusterstore import model_vectors
-    from datasette_imageclust.db import connect
+    from datasette_imageclust.analysis.clusterstore import model_vectors
+    from datasette_imageclust.store.connection import connect
 
     db = connect(tux_db, readonly=True)
     ids, x, _ = model_vectors(db)

@@ -10,12 +10,12 @@ from click.testing import CliRunner
 
 from conftest import TUX_DUPES, need
 from datasette_imageclust.cli import cli
-from datasette_imageclust.db import connect
+from datasette_imageclust.store.connection import connect
 
 
 @pytest.fixture(scope="module")
 def dupes_db(tmp_path_factory, stand_in_model, tux_dir):
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
     need(TUX_DUPES)
     p = str(tmp_path_factory.mktemp("dupes") / "d.db")
@@ -45,7 +45,7 @@ def test_near_duplicates_precision_recall(dupes_db, tux_dir):
 def test_exact_duplicates_and_stored(tmp_path, tux_dir, stand_in_model):
     import shutil
 
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
     src = sorted((tux_dir / "birds").iterdir())[:3]
     for i, f in enumerate(src):
@@ -64,7 +64,7 @@ def test_exact_duplicates_and_stored(tmp_path, tux_dir, stand_in_model):
 def test_phash_pairs_is_exact():
     import numpy as np
 
-    from datasette_imageclust.neardup import hamming, phash_pairs
+    from datasette_imageclust.analysis.neardup import hamming, phash_pairs
 
     rng = np.random.default_rng(0)
     ph = rng.integers(0, 2**63, 3000, dtype=np.uint64)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import paths
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.store import paths
 from datasette_imageclust.cli import cli
-from datasette_imageclust.loader import load
+from datasette_imageclust.ingest.loader import load
 from imagefactory import jpeg_bytes, photo
 
 # name (bytes, relative to the folder) -> seed of its picture
@@ -180,9 +180,9 @@ def test_core_v2_migrates_a_database_of_the_previous_schema(tmp_path):
     """A database as core v1 (clusters v3, map v2) left it: files and errors keep their
     rows and ids; uniqueness now on the exact bytes; foreign keys and the clusters/map
     triggers still work."""
-    from datasette_imageclust.schema import MIGRATIONS, migrate, now, versions
+    from datasette_imageclust.store.schema import MIGRATIONS, migrate, now, versions
 
-    from datasette_imageclust import pagedata
+    from datasette_imageclust.web import pagedata
 
     path = str(tmp_path / "old.db")
     d = dbmod.connect(path)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import vectors
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.store import vectors
 from held_load import HELD
 from imagefactory import photo_folder
 

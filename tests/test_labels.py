@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from datasette_imageclust import clustering, clusterstore, labels, ollama
-from datasette_imageclust.db import connect
+from datasette_imageclust.analysis import clustering, clusterstore, labels, ollama
+from datasette_imageclust.store.connection import connect
 
 
 def test_tokens_and_tfidf():
@@ -53,7 +53,7 @@ def test_terms_labels_name_the_folders(tux_db, tmp_path):
 
 @pytest.fixture
 def tiny_db(tmp_path, tiny_clip, tux_dir):
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
     src = tmp_path / "imgs"
     for cat in ("birds", "coins", "space"):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import layout as L
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.analysis import layout as L
 from datasette_imageclust.cli import cli
 from neighbours import chance, knn_agreement
 from synthdb import add_run, make_db

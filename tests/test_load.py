@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import vectors
-from datasette_imageclust.loader import LoadError, load
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.store import vectors
+from datasette_imageclust.ingest.loader import LoadError, load
 from imagefactory import photo, photo_folder, save
 
 

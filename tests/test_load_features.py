@@ -12,9 +12,10 @@ import numpy as np
 from PIL import Image
 
 from audit import watching
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import search, vectors
-from datasette_imageclust.loader import load
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.analysis import search
+from datasette_imageclust.store import vectors
+from datasette_imageclust.ingest.loader import load
 from imagefactory import photo, photo_folder, save
 
 

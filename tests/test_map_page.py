@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from datasette.app import Datasette
 
-from datasette_imageclust import db as dbmod
+from datasette_imageclust.store import connection as dbmod
 from synthdb import make_db
 
 
@@ -103,20 +103,20 @@ async def test_map_page_html_escapes_labels(map_db):
     r = await ds.client.get("/map/-/imageclust/map")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     html = r.text
-    assert 'id="icm-config"' in html and "/-/imageclust-map/static/map.js" in html
+    assert 'id="icm-config"' in html and "/-/static-plugins/datasette-imageclust/map.js" in html
     # Labels carry HTML: they are fetched as JSON by the script, never markup.
     assert '<img src=x onerror' not in html
-    js = await ds.client.get("/-/imageclust-map/static/map.js")
+    js = await ds.client.get("/-/static-plugins/datasette-imageclust/map.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert "innerHTML" not in js.text  # labels and paths only ever go through textContent / canvas
-    assert (await ds.client.get("/-/imageclust-map/static/secret.py")).status_code == 404
+    assert (await ds.client.get("/-/static-plugins/datasette-imageclust/secret.py")).status_code == 404
 
 
 @pytest.mark.asyncio
 async def test_layout_names_are_escaped(map_db, tmp_path):
     import shutil
 
-    from datasette_imageclust.layout import compute_layout
+    from datasette_imageclust.analysis.layout import compute_layout
 
     path = str(tmp_path / "xss.db")
     shutil.copy(map_db, path)
@@ -162,7 +162,7 @@ async def test_database_without_layout(tmp_path):
 
 @pytest.mark.asyncio
 async def test_layout_without_atlas_and_without_clusters(tmp_path):
-    from datasette_imageclust.layout import compute_layout
+    from datasette_imageclust.analysis.layout import compute_layout
 
     path = make_db(str(tmp_path / "bare.db"), 80, clusters=3, thumb_px=16, distinct_thumbs=3, with_run=False)
     db = dbmod.connect(path)

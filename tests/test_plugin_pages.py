@@ -12,8 +12,9 @@ import pytest_asyncio
 from datasette.app import Datasette
 
 import plugin_dbs
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import search, textquery, vectors
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.analysis import search, embed_query
+from datasette_imageclust.store import vectors
 
 pytestmark = pytest.mark.asyncio
 
@@ -213,7 +214,7 @@ async def test_text_search_unavailable_says_why(ds):
 
 
 async def test_text_search_with_a_clip_shaped_model(tiny_clip, tux_dir, tmp_path):
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -221,12 +222,12 @@ async def test_text_search_with_a_clip_shaped_model(tiny_clip, tux_dir, tmp_path
         shutil.copy(p, folder / p.name)
     path = str(tmp_path / "clip.db")
     assert load(path, [str(folder)], tiny_clip).new == 6
-    textquery.clear_cache()
+    embed_query.clear_cache()
     ds = make_ds([path])
     d = await get_json(ds, "/clip/-/imageclust/search.json?q=a%20red%20moth&k=3")
     assert d["text_search"]["available"] and d["note"] is None and len(d["results"]) == 3
     db = dbmod.connect(path, readonly=True)
-    v = textquery.embed_text(db, "a red moth")
+    v = embed_query.embed_text(db, "a red moth")
     ids, x = vectors.read_all(db)
     assert [r["image_id"] for r in d["results"]] == [int(i) for i in ids[np.argsort(-(x @ v))[:3]]]
     # The DB records a model directory that this server lacks: the plugin's model setting fixes it.
@@ -235,10 +236,10 @@ async def test_text_search_with_a_clip_shaped_model(tiny_clip, tux_dir, tmp_path
     w = dbmod.connect(moved)
     w.execute("UPDATE models SET name = ?", [str(tmp_path / "no-such-model")])
     w.conn.commit()
-    textquery.clear_cache()
+    embed_query.clear_cache()
     ds = make_ds([moved])
     assert not (await get_json(ds, "/moved/-/imageclust/search.json?q=moth"))["text_search"]["available"]
-    textquery.clear_cache()
+    embed_query.clear_cache()
     ds = make_ds([moved], plugin={"model": tiny_clip})
     assert len((await get_json(ds, "/moved/-/imageclust/search.json?q=moth&k=2"))["results"]) == 2
 
@@ -334,7 +335,7 @@ async def test_permissions_are_respected(dbs):
 async def test_templates_escape_by_default():
     # Guard against a template marking text safe or turning escaping off. (That hostile
     # text is escaped on every page is checked in test_security.py.)
-    templates = sorted((Path(__file__).parent.parent / "datasette_imageclust" / "templates").glob("imageclust_*.html"))
+    templates = sorted((Path(__file__).parent.parent / "datasette_imageclust" / "web" / "templates").glob("imageclust_*.html"))
     assert templates
     for p in templates:
         text = p.read_text().replace(" ", "")
@@ -382,7 +383,7 @@ async def test_search_by_uploaded_image(ds, tux_dir, monkeypatch):
     assert r.status_code == 400
     r = await ds.client.post("/empty/-/imageclust/search.json", files=files)
     assert r.status_code == 400 and "no embedding model" in r.json()["error"]
-    from datasette_imageclust import upload
+    from datasette_imageclust.web import upload
 
     monkeypatch.setattr(upload, "MAX_BYTES", 1000)
     r = await ds.client.post("/photos/-/imageclust/search.json", files=files)

@@ -14,10 +14,11 @@ from PIL import Image
 
 import plugin_dbs
 from audit import watching
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import search, vectors
-from datasette_imageclust.atlas import build_atlas, layout_order
-from datasette_imageclust.layout import compute_layout
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.analysis import search
+from datasette_imageclust.store import vectors
+from datasette_imageclust.analysis.atlas import build_atlas, layout_order
+from datasette_imageclust.analysis.layout import compute_layout
 from filestate import file_state
 from test_plugin_pages import make_ds
 

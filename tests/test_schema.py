@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from datasette_imageclust import db as dbmod
+from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.cli import cli
-from datasette_imageclust.schema import MIGRATIONS, SchemaError, migrate, versions
+from datasette_imageclust.store.schema import MIGRATIONS, SchemaError, migrate, versions
 from imagefactory import photo_folder
 
 
@@ -36,7 +36,7 @@ def test_newer_database_is_a_clear_error(tmp_path, stand_in_model):
 
 
 def test_errors_of_deleted_files_are_dropped(tmp_path, stand_in_model):
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
     photo_folder(tmp_path / "p", 1)
     bad = tmp_path / "p" / "bad.jpg"

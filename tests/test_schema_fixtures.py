@@ -10,10 +10,10 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from datasette_imageclust import db as dbmod
+from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.cli import cli
-from datasette_imageclust.loader import load
-from datasette_imageclust.schema import MIGRATIONS, versions
+from datasette_imageclust.ingest.loader import load
+from datasette_imageclust.store.schema import MIGRATIONS, versions
 from filestate import file_state
 from imagefactory import photo_folder
 from make_schema_fixtures import EPOCHS, USER_LABEL, path_of

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from datasette_imageclust import db as dbmod
-from datasette_imageclust import search, textquery, vectors
+from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.analysis import search, embed_query
+from datasette_imageclust.store import vectors
 from datasette_imageclust.cli import cli
-from datasette_imageclust.schema import migrate
+from datasette_imageclust.store.schema import migrate
 
 
 @pytest.fixture
@@ -162,7 +163,7 @@ def test_cli_index_and_similar(tux_copy):
 
 
 def test_text_query_with_a_clip_shaped_model(tiny_clip, tux_dir, tmp_path):
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -172,8 +173,8 @@ def test_text_query_with_a_clip_shaped_model(tiny_clip, tux_dir, tmp_path):
     assert load(path, [str(folder)], tiny_clip).new == 8
     db = dbmod.connect(path)
     search.build_index(db)
-    textquery.clear_cache()
-    v = textquery.embed_text(db, "a red moth on a leaf")
+    embed_query.clear_cache()
+    v = embed_query.embed_text(db, "a red moth on a leaf")
     assert v.shape == (vectors.dimensions(db),) and abs(np.linalg.norm(v) - 1) < 1e-4
     hits = search.knn(db, v, 3)
     ids, x = vectors.read_all(db)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import plugin_dbs
-from datasette_imageclust import db as dbmod
+from datasette_imageclust.store import connection as dbmod
 from filestate import file_state
 from test_plugin_pages import make_ds
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from browser import datasette_server
-from datasette_imageclust import db as dbmod
+from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.models import DEFAULT_MODEL
 from fakehub import COMMIT, FakeHub
 
@@ -27,7 +27,7 @@ FILES = ("onnx/vision_model.onnx", "onnx/text_model.onnx", "tokenizer.json", "pr
 def hub_db(tmp_path_factory, tiny_clip, tux_dir) -> str:
     """Images loaded with the tiny CLIP, recorded as the default Hub model (as a user's
     database made with the default model is)."""
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
     d = tmp_path_factory.mktemp("offline")
     src = d / "imgs"

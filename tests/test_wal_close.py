@@ -11,7 +11,7 @@ import threading
 
 from click.testing import CliRunner
 
-from datasette_imageclust import db as dbmod
+from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.cli import cli
 
 READER = """

@@ -13,8 +13,8 @@ import time
 import pytest
 from PIL import Image
 
-from datasette_imageclust import atlas
-from datasette_imageclust import db as dbmod
+from datasette_imageclust.analysis import atlas
+from datasette_imageclust.store import connection as dbmod
 from test_plugin_pages import make_ds
 
 pytestmark = pytest.mark.asyncio
@@ -99,7 +99,7 @@ async def test_an_atlas_from_before_builds_is_served_and_migrated(map_db, tmp_pa
     serves it as it is (it never writes), and the next `layout` migrates it in place."""
     import sqlite3
 
-    from datasette_imageclust.schema import migrate, versions
+    from datasette_imageclust.store.schema import migrate, versions
 
     path = str(tmp_path / "old.db")
     shutil.copy(map_db, path)

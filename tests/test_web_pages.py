@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from datasette_imageclust import textquery
+from datasette_imageclust.analysis import embed_query
 from test_plugin_pages import make_ds
 
 pytestmark = pytest.mark.asyncio
@@ -15,9 +15,9 @@ TEXT_BOX = 'name="q"'
 
 
 async def test_index_offers_text_search_only_when_it_works(tux_db, tiny_clip, tux_dir, tmp_path):
-    from datasette_imageclust.loader import load
+    from datasette_imageclust.ingest.loader import load
 
-    textquery.clear_cache()
+    embed_query.clear_cache()
     ds = make_ds([tux_db])  # the stand-in model: no text tower
     d = (await ds.client.get("/tux/-/imageclust.json")).json()
     assert d["text_search"]["available"] is False and "text tower" in d["text_search"]["note"]

@@ -61,8 +61,8 @@ def test_datasette_package_recipe(tux_db, stand_in_model, tux_dir, tmp_path, mon
     conn.close()
     wheel = _wheel(work)
     names = zipfile.ZipFile(wheel).namelist()
-    for part in ("templates/imageclust_index.html", "templates/imageclust_map.html", "static/map.js",
-                 "static/imageclust.css", "plugin.py"):
+    for part in ("web/templates/imageclust_index.html", "web/templates/imageclust_map.html", "web/static/map.js",
+                 "web/static/imageclust.css", "web/__init__.py", "data/vocabulary.txt", "store/schema.py"):
         assert f"datasette_imageclust/{part}" in names, part
     shutil.copytree(stand_in_model, work / "model")
     settings = {"plugins": {"datasette-imageclust": {"model": "/app/model", "page_size": 7}}}

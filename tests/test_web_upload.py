@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from browser import datasette_server
-from datasette_imageclust import upload
+from datasette_imageclust.web import upload
 from test_plugin_pages import make_ds
 
 BOUNDARY = "ic-test-boundary-7f3a"

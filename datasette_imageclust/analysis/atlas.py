@@ -30,7 +30,7 @@ import numpy as np
 import sqlite_utils
 from PIL import Image, ImageOps
 
-from .schema import migrate
+from ..store.schema import migrate
 
 Status = Callable[[str], None]
 FORMATS = ("webp", "jpeg")

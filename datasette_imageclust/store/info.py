@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from . import db as dbmod
+from . import connection as dbmod
 from . import paths, vectors
 from .schema import current_model, versions
 

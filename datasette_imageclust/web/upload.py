@@ -26,7 +26,7 @@ from typing import Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .httputil import Problem, in_thread, parse_int
+from .http import Problem, in_thread, parse_int
 
 MAX_BYTES = 25 * 1024 * 1024
 MAX_PARTS = 16
@@ -179,11 +179,11 @@ def in_progress() -> int:
 
 
 async def embed_request(request: Any, model: str, dims: int) -> tuple[Any, Any, str]:
-    """(vector, imaging.Decoded, client file name) of the image uploaded with ``request``,
+    """(vector, decode.Decoded, client file name) of the image uploaded with ``request``,
     embedded by ``model``; Problem 400/413/429 for what cannot or may not be done."""
-    from .imaging import ImageError, ImageTooLarge
-    from .models import ModelError
-    from .textquery import embed_upload
+    from ..ingest.decode import ImageError, ImageTooLarge
+    from ..models import ModelError
+    from ..analysis.embed_query import embed_upload
 
     deadline = time.monotonic() + SLOT_WAIT
     while not _take_slot():  # (a lock-free count: works on any event loop)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from . import vectors
+from ..store import vectors
 from .clustering import UNCLUSTERED, normalise
-from .schema import current_model, migrate, now  # noqa: F401  (current_model: re-exported)
+from ..store.schema import current_model, migrate, now  # noqa: F401  (current_model: re-exported)
 
 MATCH = 0.5  # Jaccard overlap for a new cluster to inherit an old cluster's id
 SOURCE_ORDER = ("user", "ollama", "clip", "terms")  # best label first

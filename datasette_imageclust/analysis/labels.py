@@ -20,7 +20,7 @@ import numpy as np
 import sqlite_utils
 
 from .clusterstore import current_model, put_label, refresh_best_labels
-from .schema import migrate
+from ..store.schema import migrate
 
 SOURCES = ("clip", "terms", "ollama")
 PROMPT = "a photo of {}."
@@ -135,7 +135,7 @@ def vocabulary() -> list[str]:
 def vocabulary_vectors(db: sqlite_utils.Database, model: dict, terms: list[str], *, threads: int | None = None,
                        on_status: Callable[[str], None] = lambda s: None) -> np.ndarray:
     """Text vectors of ``terms`` for the DB's model, embedding only those not cached yet."""
-    from .models import ModelError, TextEmbedder, find_model
+    from ..models import ModelError, TextEmbedder, find_model
 
     migrate(db, "clusters")
     sha = model["sha256"]

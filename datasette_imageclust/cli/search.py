@@ -7,8 +7,8 @@ import os
 
 import click
 
-from .cli import _err, cli, open_db
-from .paths import display
+from . import _err, cli, open_db
+from ..store.paths import display
 
 
 @cli.command()
@@ -17,7 +17,7 @@ from .paths import display
 def index(database, as_json):
     """Build (or rebuild) the similarity index of DATABASE: binary-quantised, mean-centred
     vectors for a fast prefilter, rescored exactly. `load` runs this at its end."""
-    from . import search
+    from ..analysis import search
 
     db = open_db(database)
     try:
@@ -43,8 +43,8 @@ def similar(database, image_id, text, file_, model, k, exact, as_json):
     """The K images nearest to an image (--image ID), a text (--text "red moth") or an
     image file (--file query.jpg), most similar first: image id, cosine similarity
     (1 = the same vector) and a file path."""
-    from . import search, textquery
-    from .models import ModelError
+    from ..analysis import embed_query, search
+    from ..models import ModelError
 
     if sum(x is not None for x in (image_id, text, file_)) != 1:
         raise click.ClickException("give exactly one of --image ID, --text TEXT or --file PATH")
@@ -57,14 +57,14 @@ def similar(database, image_id, text, file_, model, k, exact, as_json):
                 raise click.ClickException(f"image {image_id} is not in the database or has no vector")
             hits = search.similar(db, image_id, k, exact=exact)
         else:
-            from .imaging import ImageError
+            from ..ingest.decode import ImageError
 
             try:
                 if text is not None:
-                    vec = textquery.embed_text(db, text, model)
+                    vec = embed_query.embed_text(db, text, model)
                 else:
-                    name, dims = textquery.model_for(db, model)
-                    vec, _ = textquery.embed_upload(name, dims, _read_query_file(file_), os.path.basename(file_))
+                    name, dims = embed_query.model_for(db, model)
+                    vec, _ = embed_query.embed_upload(name, dims, _read_query_file(file_), os.path.basename(file_))
             except (ModelError, ImageError) as e:
                 raise click.ClickException(str(e))
             hits = search.knn(db, vec, k, exact=exact)
@@ -86,7 +86,7 @@ def _read_query_file(path: str) -> bytes:
     """The bytes of ``--file``: a regular file only (a FIFO would block), errors as one line."""
     import stat
 
-    from .scan import file_kind
+    from ..ingest.scan import file_kind
 
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from . import paths, search, textquery
-from .httputil import Problem  # noqa: F401  (raised here; answered by the routes)
+from ..store import paths
+from ..analysis import embed_query, search
+from .http import Problem  # noqa: F401  (raised here; answered by the routes)
 
 SORTS = {
     "size": "c.size DESC, c.id",
@@ -57,7 +58,7 @@ def summary(conn: Any) -> dict:
     out = {
         "images": conn.execute("SELECT count(*) FROM images").fetchone()[0],
         "files": conn.execute("SELECT count(*) FROM files").fetchone()[0],
-        "model": textquery.database_model(conn),
+        "model": embed_query.database_model(conn),
         "has_clusters": "cluster_runs" in t and conn.execute("SELECT 1 FROM cluster_runs").fetchone() is not None,
         "has_duplicates": "duplicate_groups" in t and conn.execute("SELECT 1 FROM duplicate_groups").fetchone() is not None,
         "has_map": "layouts" in t and conn.execute("SELECT 1 FROM layouts").fetchone() is not None,

@@ -15,7 +15,7 @@ import imagehash
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
 
-from .models import Preprocessor
+from ..models import Preprocessor
 
 try:  # optional extra: HEIC/HEIF (and AVIF where Pillow lacks it)
     import pillow_heif  # type: ignore

@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 import click
 
-from . import __version__
-from .paths import display
+from .. import __version__
+from ..store.paths import display
 
 
 def _err(msg: str) -> None:
@@ -27,8 +27,8 @@ def _database_errors(f: Callable) -> Callable:
 
     @functools.wraps(f)
     def run(*args: Any, **kwargs: Any) -> Any:
-        from . import db as dbmod
-        from .schema import SchemaError
+        from ..store import connection as dbmod
+        from ..store.schema import SchemaError
 
         try:
             return f(*args, **kwargs)
@@ -64,7 +64,7 @@ def wal_note(database: str) -> None:
 def open_db(database: str, *, readonly: bool = False):
     """Open an existing DATABASE for this command; it is closed (and, if written, turned
     back into a single file) when the command ends, however it ends."""
-    from . import db as dbmod
+    from ..store import connection as dbmod
 
     db = dbmod.connect(database, readonly=readonly, create=False)
 
@@ -132,8 +132,8 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
     Re-runs are incremental: unchanged files are skipped, moved and copied files are
     recognised by their sha256, and an interrupted run resumes where it stopped.
     """
-    from .loader import LoadError, Loader
-    from .models import ModelError
+    from ..ingest.loader import LoadError, Loader
+    from ..models import ModelError
 
     if workers is not None and workers < 1:
         raise click.ClickException("--workers must be at least 1")
@@ -180,7 +180,7 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout")
 def info(database, as_json):
     """Report what DATABASE holds: model, counts and sizes."""
-    from .stats import database_info
+    from ..store.info import database_info
 
     data = database_info(database)
     if as_json:
@@ -200,4 +200,4 @@ def info(database, as_json):
 
 
 # Commands of other components register themselves on `cli` when imported.
-from . import cli_clusters, cli_map, cli_search  # noqa: E402,F401
+from . import clusters, map, search  # noqa: E402,F401

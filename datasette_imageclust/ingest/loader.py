@@ -23,12 +23,12 @@ import numpy as np
 import sqlite_utils
 from PIL import Image
 
-from . import db as dbmod
-from . import paths, vectors
-from .imaging import Decoded, ImageError, decode
-from .models import ImageEmbedder, ModelFiles, Preprocessor, file_sha256, find_model
+from ..store import connection as dbmod
+from ..store import paths, vectors
+from .decode import Decoded, ImageError, decode
+from ..models import ImageEmbedder, ModelFiles, Preprocessor, file_sha256, find_model
 from .scan import FoundFile, file_kind, scan
-from .schema import current_model, migrate, now, versions
+from ..store.schema import current_model, migrate, now, versions
 
 
 class LoadError(Exception):
@@ -240,7 +240,7 @@ class Loader:
 
     def _index(self, db: sqlite_utils.Database) -> None:
         """Keep the similarity-search index (read by the plugin, which never writes) current."""
-        from . import search
+        from ..analysis import search
 
         if not search.status(db).fresh:
             self.on_status("building the similarity index")

@@ -11,7 +11,6 @@ import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 from datasette.utils.asgi import Response
@@ -19,7 +18,6 @@ from datasette.utils.asgi import Response
 T = TypeVar("T")
 
 IMAGE_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
-STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "application/javascript; charset=utf-8"}
 # ASCII digits only: str.isdigit() and int() also accept '²', '١', '１', ' 1' and '1_0'.
 _DIGITS = re.compile(r"[0-9]+")
 _FLAGS = {"": False, "0": False, "false": False, "off": False, "no": False,
@@ -114,7 +112,7 @@ async def error_response(datasette: Any, request: Any, p: Problem, kind: str) ->
         return Response.text(p.message, status=p.status, headers=p.headers)
     html = await datasette.render_template(
         "imageclust_error.html", {"status": p.status, "message": p.message,
-                                  "imageclust_static": datasette.urls.path("/-/imageclust/static/")},
+                                  "imageclust_static": static_url(datasette)},
         request=request)
     return Response.html(html, status=p.status, headers=p.headers)
 
@@ -158,18 +156,12 @@ def image_type(fmt: str | None) -> str:
     return IMAGE_TYPES.get((fmt or "").lower(), "application/octet-stream")
 
 
-def static_file(request: Any, folder: Path, name: str, max_age: int) -> Response:
-    """One of the plugin's own CSS / JS files (only those), with an ETag."""
-    path = folder / name
-    ctype = STATIC_TYPES.get(path.suffix)
-    if ctype is None or "/" in name or not path.is_file():
-        return Response.text("not found", status=404)
-    body = path.read_bytes()
-    tag = etag("static", hashlib.sha1(body).hexdigest())
-    headers = {"ETag": tag, "Cache-Control": f"public, max-age={max_age}"}
-    if not_modified(request, tag):
-        return Response("", status=304, headers=headers)
-    return Response(body, headers=headers, content_type=ctype)
+PLUGIN = "datasette-imageclust"
+
+
+def static_url(datasette: Any) -> str:
+    """Where Datasette serves the plugin's ``static/`` folder (append a file name)."""
+    return datasette.urls.static_plugins(PLUGIN, "")
 
 
 # --- off the event loop ------------------------------------------------------------------

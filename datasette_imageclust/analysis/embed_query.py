@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .schema import current_model
-from .models import ImageEmbedder, ModelError, ModelFiles, TextEmbedder, _is_local, find_model
+from ..store.schema import current_model
+from ..models import ImageEmbedder, ModelError, ModelFiles, TextEmbedder, is_local, find_model
 
 _LOCK = threading.Lock()
 _TEXT: dict[str, TextEmbedder | ModelError] = {}
@@ -26,7 +26,7 @@ def database_model(db: Any) -> dict | None:
 
 def _offline_files(name: str) -> ModelFiles:
     """find_model without the network: a local directory, or a Hub id already cached."""
-    if _is_local(name):
+    if is_local(name):
         return find_model(name, text=True)
     try:
         from huggingface_hub import snapshot_download
@@ -102,8 +102,8 @@ def embed_upload(name: str, dims: int, data: bytes, filename: str,
                  max_pixels: int | None = None) -> tuple[np.ndarray, Any]:
     """The vector of uploaded image bytes by model ``name``, decoded exactly as ``load``
     decodes files (same safety limits, same crop; ``max_pixels`` caps what is decoded);
-    returns (vector, imaging.Decoded)."""
-    from .imaging import decode
+    returns (vector, decode.Decoded)."""
+    from ..ingest.decode import decode
 
     emb = image_embedder(name)
     d = decode(data, emb.preprocessor, name=filename, max_pixels=max_pixels)

@@ -6,8 +6,8 @@ import time
 
 import click
 
-from .cli import _err, cli, open_db, wal_note
-from .paths import display
+from . import _err, cli, open_db, wal_note
+from ..store.paths import display
 
 
 @cli.command()
@@ -45,7 +45,7 @@ from .paths import display
 def cluster(database, method, n_clusters, min_size, max_size, small, name, label_sources, representatives, knn_k,
             seed, make_default, duplicates, do_layout, ollama_host, ollama_model, ollama_timeout, ollama_concurrency, as_json):
     """Cluster the images of DATABASE and store the run (with labels and representatives)."""
-    from . import clustering, clusterstore, labels, neardup
+    from ..analysis import clustering, clusterstore, labels, neardup
 
     if min_size < 1:
         raise click.ClickException("--min-size must be at least 1")
@@ -103,9 +103,9 @@ def cluster(database, method, n_clusters, min_size, max_size, small, name, label
                                "clusters": n_real, "unclustered": n_un, "seconds": round(seconds, 3),
                                "labels": notes, "duplicates": dup, "info": res.info}))
     if do_layout and is_default:
-        from .cli_map import layout
+        from .map import layout
 
-        from .db import close
+        from ..store.connection import close
 
         if not close(db):  # layout opens its own connection, and leaving WAL needs ours closed
             wal_note(database)
@@ -122,8 +122,8 @@ def cluster(database, method, n_clusters, min_size, max_size, small, name, label
 @click.option("--delete", is_flag=True, help="Delete the run --name")
 def clusters(database, name, as_json, runs, set_default, delete):
     """Show the clusters of a run (paths, labels, representatives)."""
-    from .clusterstore import StoreError, cluster_listing, delete_run, find_run
-    from .clusterstore import set_default as _set_default
+    from ..analysis.clusterstore import StoreError, cluster_listing, delete_run, find_run
+    from ..analysis.clusterstore import set_default as _set_default
 
     db = open_db(database)
     try:
@@ -170,7 +170,7 @@ def clusters(database, name, as_json, runs, set_default, delete):
 def label(database, cluster_id, text):
     """Set your own label for CLUSTER_ID (an empty TEXT removes it). It wins over the
     computed labels and is kept when the run is re-computed and the cluster matches."""
-    from .clusterstore import StoreError, set_user_label
+    from ..analysis.clusterstore import StoreError, set_user_label
 
     db = open_db(database)
     try:
@@ -186,7 +186,7 @@ def label(database, cluster_id, text):
 @click.option("--stored", is_flag=True, help="Print the stored near-duplicate groups without recomputing")
 def duplicates(database, as_json, stored):
     """Find near-duplicates (stored) and print exact and near-duplicate groups."""
-    from . import neardup
+    from ..analysis import neardup
 
     db = open_db(database)
     if not stored:

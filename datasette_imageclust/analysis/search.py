@@ -30,8 +30,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from . import vectors
-from .schema import current_model, migrate, now
+from ..store import vectors
+from ..store.schema import current_model, migrate, now
 
 BITS_TABLE = "image_bits"
 META_TABLE = "search_index"
@@ -285,7 +285,7 @@ def _load_bits(conn: Any, built: str, n: int) -> _Bits:
 def warm(path: str) -> bool:
     """Load a database's bits into this process's cache ahead of the first query (the
     plugin does this in a background thread at startup). True if there was an index."""
-    from . import db as dbmod
+    from ..store import connection as dbmod
 
     conn = dbmod.connect(path, readonly=True).conn
     try:

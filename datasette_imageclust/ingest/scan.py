@@ -7,7 +7,7 @@ import stat
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from .imaging import EXTENSIONS
+from .decode import EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .cli import _err, cli, open_db
+from . import _err, cli, open_db
 
 
 @cli.command()
@@ -40,8 +40,8 @@ def layout(database, name, method, run_name, make_default, not_default, gap, lan
     run a disk of cells, disks placed by a t-SNE/UMAP embedding and pushed apart so no
     thumbnails overlap.
     """
-    from .atlas import AtlasError, auto_levels, build_atlas, layout_order, parse_levels
-    from .layout import LayoutError, compute_layout
+    from ..analysis.atlas import AtlasError, auto_levels, build_atlas, layout_order, parse_levels
+    from ..analysis.layout import LayoutError, compute_layout
 
     if not_default:
         make_default = False

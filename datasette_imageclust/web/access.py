@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from datasette.utils import tilde_decode
 
 from . import pagedata
-from .httputil import Problem
+from .http import Problem
 
 FEATURES: dict[str, tuple[str, ...]] = {
     "files": ("files",),                                         # paths, names, originals

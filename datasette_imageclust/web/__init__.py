@@ -1,18 +1,18 @@
-"""Datasette hooks. Kept small: pages live in ``views`` (and the map in ``mapview``)."""
+"""The Datasette plugin (this package is its entry point, so Datasette finds ``templates/``
+and serves ``static/`` at ``/-/static-plugins/datasette-imageclust/``). The hooks live here;
+the pages in ``pages`` and ``mappage``, what they show in ``pagedata``."""
 from __future__ import annotations
 
 import threading
 import time
 from contextvars import ContextVar
-from pathlib import Path
 
 from datasette import hookimpl
 from markupsafe import Markup, escape
 
 from . import access, pagedata
-from .db import ExtensionError, load_vec
+from ..store.connection import ExtensionError, load_vec
 
-TEMPLATES = Path(__file__).parent / "templates"
 MMAP_BYTES = 2**31
 
 # Tables whose image_id column (and images.id) is shown with its thumbnail.
@@ -41,20 +41,10 @@ def prepare_connection(conn):
 
 
 @hookimpl
-def prepare_jinja2_environment(env, datasette):
-    # Datasette finds a plugin's templates/ only when the plugin module is a package's
-    # __init__; ours is datasette_imageclust.plugin, so add the folder (after Datasette's
-    # own loaders: a user's --template-dir can still override our templates).
-    from jinja2 import ChoiceLoader, FileSystemLoader
-
-    env.loader = ChoiceLoader([env.loader, FileSystemLoader(str(TEMPLATES))])
-
-
-@hookimpl
 def register_routes():
-    from . import mapview, views
+    from . import mappage, pages
 
-    return [*views.ROUTES, *mapview.ROUTES]
+    return [*pages.ROUTES, *mappage.ROUTES]
 
 
 _KNOWN: dict[tuple[int, str], tuple[float, bool]] = {}
@@ -192,7 +182,7 @@ def skip_csrf(datasette, scope):
 
 
 async def _queries(datasette, database: str) -> dict:
-    from .queries import available
+    from ..store.recipes import available
 
     try:
         return available(set(await datasette.get_database(database).table_names()))
@@ -203,7 +193,7 @@ async def _queries(datasette, database: str) -> dict:
 async def _refused_queries(datasette, actor: dict | None, database: str) -> set[str]:
     """The ready-made queries of ``database`` that read a table ``actor`` may not view
     (Datasette runs a canned or stored query without checking the tables it reads)."""
-    from .queries import NEEDS
+    from ..store.recipes import NEEDS
 
     names = await _queries(datasette, database)
     ok = await access.viewable(datasette, actor, database, {t for q in names for t in NEEDS[q]})
@@ -223,7 +213,7 @@ def canned_queries(datasette, database, actor):
 @hookimpl
 def permission_allowed(datasette, actor, action, resource):
     # Datasette 0.65: view-query on a ready-made query needs view-table on its tables.
-    from .queries import QUERIES
+    from ..store.recipes import QUERIES
 
     if action != "view-query" or not isinstance(resource, (tuple, list)) or len(resource) != 2 \
             or resource[1] not in QUERIES:
@@ -260,7 +250,7 @@ def permission_resources_sql(datasette, actor, action):
 
 
 def _warm(paths: list[str]) -> None:
-    from . import search
+    from ..analysis import search
 
     for path in paths:
         try:
@@ -283,7 +273,7 @@ def startup(datasette):
         return None
 
     async def inner():
-        from .queries import available
+        from ..store.recipes import available
 
         # Datasette 1.0: the same queries, as stored queries of each imageclust database.
         add_query = getattr(datasette, "add_query", None)

@@ -26,8 +26,8 @@ from typing import Callable
 import numpy as np
 import sqlite_utils
 
-from . import vectors
-from .schema import current_model, migrate, now
+from ..store import vectors
+from ..store.schema import current_model, migrate, now
 
 Status = Callable[[str], None]
 METHODS = ("auto", "umap", "tsne")

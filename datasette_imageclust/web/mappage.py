@@ -24,20 +24,18 @@ import os
 import struct
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Callable, TypeVar
 
 import numpy as np
 from datasette.utils.asgi import Response
 
-from . import access, atlas
+from . import access
+from ..analysis import atlas
 from .access import Access
-from .httputil import (Problem, arg, etag, flag_arg, image_type, int_arg, json_response, not_modified, path_int,
-                       route, static_file, wants_json)
-from .pluginconfig import settings
+from .http import Problem, static_url, arg, etag, flag_arg, image_type, int_arg, json_response, not_modified, path_int, route, wants_json
+from .settings import settings
 
 T = TypeVar("T")
-HERE = Path(__file__).parent
 STATIC = {"map.js", "map.css"}
 MAGIC = b"ICM1"
 NO_CELL = 0xFFFFFFFF
@@ -382,14 +380,13 @@ async def map_page(datasette, request):
             payload["points"]["arrays"] = await db.execute_fn(arrays)
         # Up to 10,000 clusters (and 100k points with ?points=1): encoded off the event loop.
         return await json_response(payload, headers={"Cache-Control": "no-cache"})
-    static = datasette.urls.path("/-/imageclust-map/static/")
     # The page embeds everything but the clusters (10,000 of them at 100k images): the
     # script fetches those from map.json in parallel with the points and atlas sheets.
     page_config = {**payload, "clusters": None}
     # Found through the plugin's prepare_jinja2_environment hook (plugin.py).
     return Response.html(await datasette.render_template(
         "imageclust_map.html",
-        {"database": db.name, "config": page_config, "icm_static": static, "title": f"Map of {db.name}",
+        {"database": db.name, "config": page_config, "imageclust_static": static_url(datasette), "title": f"Map of {db.name}",
          "database_url": datasette.urls.database(db.name), "home_url": datasette.urls.instance()},
         request=request,
     ))
@@ -446,17 +443,9 @@ async def atlas_sheet(datasette, request):
     return Response(row[1], headers=headers, content_type=image_type(row[0]))
 
 
-async def static(datasette, request):
-    name = request.url_vars["name"]
-    if name not in STATIC:
-        return Response.text("not found", status=404)
-    return static_file(request, HERE / "static", name, max_age=60)
-
-
 _DB = r"^/(?P<database>[^/]+)/-/imageclust/map"
 ROUTES: list = [
     (_DB + r"(\.(?P<format>json))?$", map_page),
     (_DB + r"/points\.bin$", points_bin),
     (_DB + r"/atlas/(?P<level>[^/]+)/(?P<sheet>[^/]+)$", atlas_sheet),
-    (r"^/-/imageclust-map/static/(?P<name>[A-Za-z0-9_.-]+)$", static),
 ]

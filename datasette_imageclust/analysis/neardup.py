@@ -28,7 +28,7 @@ from PIL import Image
 
 from .clustering import knn, partition
 from .clusterstore import model_vectors
-from .schema import migrate
+from ..store.schema import migrate
 
 PHASH_MAX = 4
 HASH_MIN_SIM = 0.45

@@ -18,20 +18,18 @@ from __future__ import annotations
 import base64
 import math
 import mimetypes
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from datasette.utils.asgi import AsgiFileDownload, Response
 
-from . import access, pagedata, search, textquery
+from . import access, pagedata
+from ..analysis import embed_query, search
 from .access import Access
-from .httputil import (Problem, arg, flag_arg, image_type, in_thread, int_arg, not_modified, path_int, route,
-                       static_file, text_arg, wants_json)
-from .models import ModelError
-from .pluginconfig import settings
+from .http import Problem, static_url, arg, flag_arg, image_type, in_thread, int_arg, not_modified, path_int, route, text_arg, wants_json
+from ..models import ModelError
+from .settings import settings
 
-HERE = Path(__file__).parent
 STATIC = {"imageclust.css", "imageclust.js"}
 MAX_K = 200
 MAX_Q = 500
@@ -69,7 +67,7 @@ def _withheld(acc: Access, features: tuple[str, ...]) -> list[str]:
 
 
 async def _render(datasette: Any, request: Any, template: str, context: dict) -> Response:
-    context = {**context, "imageclust_static": datasette.urls.path("/-/imageclust/static/")}
+    context = {**context, "imageclust_static": static_url(datasette)}
     return Response.html(await datasette.render_template(template, context, request=request))
 
 
@@ -97,7 +95,7 @@ def _summary(info: dict, acc: Access) -> dict:
 
 async def _search_availability(datasette: Any, db: Any, acc: Access) -> tuple[dict | None, dict]:
     """(the database's model, why text / upload search cannot run: {"text", "image"})."""
-    model = await db.execute_fn(textquery.database_model)
+    model = await db.execute_fn(embed_query.database_model)
     if "similar" not in acc:
         why = "you may not view image_vectors, which similarity search reads"
         return model, {"text": why, "image": why}
@@ -105,7 +103,7 @@ async def _search_availability(datasette: Any, db: Any, acc: Access) -> tuple[di
         why = "this database has no embedding model recorded (no images loaded yet)"
         return None, {"text": why, "image": why}
     # Only looks for the model's files: nothing is loaded until a query needs it.
-    avail = await in_thread(textquery.availability, settings(datasette, db.name).model or model["name"])
+    avail = await in_thread(embed_query.availability, settings(datasette, db.name).model or model["name"])
     if avail["text"]:
         shown = model["name"] if "model" in acc else "the database's model"
         avail["text"] = (f"Text search needs the text tower of {shown}, which is not available on this "
@@ -357,7 +355,7 @@ async def search_page(datasette, request):
             try:
                 # The embedding (and, the first time, loading the text tower) is CPU work:
                 # in a worker thread, not on the event loop nor in a SQL thread.
-                vec = await in_thread(textquery.embed_query, cfg.model or model["name"], int(model["dimensions"]), q)
+                vec = await in_thread(embed_query.embed_query, cfg.model or model["name"], int(model["dimensions"]), q)
                 hits = await db.execute_fn(lambda conn: search.knn(conn, vec, k, exact=exact))
             except (ModelError, search.SearchError) as e:
                 note = str(e)
@@ -438,13 +436,6 @@ async def original(datasette, request):
                                      "Content-Security-Policy": "default-src 'none'"})
 
 
-async def static(request):
-    name = request.url_vars["name"]
-    if name not in STATIC:
-        return Response.text("not found", status=404)
-    return static_file(request, HERE / "static", name, max_age=3600)
-
-
 _DB = r"^/(?P<database>[^/]+)/-/imageclust"
 ROUTES: list = [
     (_DB + r"(\.(?P<format>json))?$", index_page),
@@ -453,5 +444,4 @@ ROUTES: list = [
     (_DB + r"/search(\.(?P<format>json))?$", search_page),
     (_DB + r"/thumb/(?P<id>[^/]+)$", thumb),
     (_DB + r"/original/(?P<id>[^/]+)$", original),
-    (r"^/-/imageclust/static/(?P<name>[^/]+)$", static),
 ]
