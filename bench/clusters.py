@@ -47,7 +47,7 @@ def pair_precision(y: np.ndarray, labels: np.ndarray) -> float:
 
 
 def load_set(shared: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    from datasette_imageclust.analysis.clusterstore import model_vectors
+    from datasette_imageclust.store.collection import ImageCollection
     from datasette_imageclust.store.connection import connect
     from datasette_imageclust.ingest.loader import load
 
@@ -56,7 +56,7 @@ def load_set(shared: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     if not cache.exists():
         load(str(cache), [str(d)], str(shared / "models" / "efficientnet-lite0"))
     db = connect(str(cache), readonly=True)
-    ids, x, _ = model_vectors(db)
+    ids, x = ImageCollection(db).vectors()
     rel = dict(db.execute("SELECT image_id, relpath FROM files").fetchall())
     labels = {}
     if (d / "labels.csv").exists():

@@ -113,14 +113,14 @@ def _tux_layout(db_path: str, method: str) -> dict:
     from neighbours import chance, knn_agreement
 
     from datasette_imageclust.store import connection as dbmod
-    from datasette_imageclust.analysis.clusterstore import model_vectors
+    from datasette_imageclust.store.collection import ImageCollection
     from datasette_imageclust.analysis.layout import compute_layout
 
     db = dbmod.connect(db_path)
     t = time.perf_counter()
     s = compute_layout(db, method=method)
     secs = time.perf_counter() - t
-    ids, vecs, _ = model_vectors(db)
+    ids, vecs = ImageCollection(db).vectors()
     rel = dict(db.execute("SELECT image_id, relpath FROM files").fetchall())
     pos = {i: (x, y) for i, x, y in db.execute("SELECT image_id, x, y FROM layout_points WHERE layout_id = ?",
                                                [s.layout_id])}

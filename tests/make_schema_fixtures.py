@@ -80,6 +80,7 @@ def write(name: str, dest: Path, photos: Path, model: str) -> None:
     from datasette_imageclust.analysis.atlas import build_atlas, layout_order
     from datasette_imageclust.analysis.layout import compute_layout
     from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.store.collection import ImageCollection
     from datasette_imageclust.store.schema import migrate, now, versions
 
     want = EPOCHS[name]
@@ -93,7 +94,8 @@ def write(name: str, dest: Path, photos: Path, model: str) -> None:
     with schema_as_of(want):
         load(str(dest), [str(photos)], model)
         db = dbmod.connect(dest)
-        ids, x, model_row = clusterstore.model_vectors(db)
+        coll = ImageCollection(db)
+        ids, x, model_row = *coll.vectors(), coll.model()
         for run, default in (("default", True), ("k3", False)):
             res = clustering.run("ward", x, **({"n_clusters": 3, "max_size": None} if run == "k3" else
                                                {"min_size": 2, "max_size": 4}))

@@ -8,6 +8,7 @@ from pathlib import Path
 from datasette_imageclust.analysis import clustering, clusterstore, search
 from datasette_imageclust.store import vectors
 from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.store.collection import ImageCollection
 from datasette_imageclust.store.schema import migrate
 
 XSS = '<script>alert(1)</script>'
@@ -22,7 +23,7 @@ def clustered(tux_db: str, dest: Path) -> str:
     db = dbmod.connect(path)
     search.build_index(db)
     ids, x = vectors.read_all(db)
-    model = clusterstore.current_model(db)
+    model = ImageCollection(db).model()
     for name, k, default in (("kmeans16", 16, True), ("kmeans8", 8, False)):
         res = clustering.run("kmeans", x, n_clusters=k, min_size=3, max_size=None)
         clusterstore.store_run(db, name, "kmeans", {"n_clusters": k}, ids, x, res.labels,

@@ -69,11 +69,11 @@ def test_partition_never_exceeds_block():
 
 
 def _tux(tux_db, tux_dir):
-    from datasette_imageclust.analysis.clusterstore import model_vectors
+    from datasette_imageclust.store.collection import ImageCollection
     from datasette_imageclust.store.connection import connect
 
     db = connect(tux_db, readonly=True)
-    ids, x, _ = model_vectors(db)
+    ids, x = ImageCollection(db).vectors()
     rel = dict(db.execute("SELECT image_id, relpath FROM files").fetchall())
     lab = {r["path"]: r["category"] for r in csv.DictReader(open(tux_dir / "labels.csv"))}
     return x, np.array([lab[rel[int(i)]] for i in ids])

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from datasette_imageclust.analysis import clustering, clusterstore, labels, ollama
+from datasette_imageclust.store.collection import ImageCollection
 from datasette_imageclust.store.connection import connect
 
 
@@ -35,7 +36,8 @@ def _clustered_copy(tux_db, tmp_path, **kw):
     p = tmp_path / "t.db"
     shutil.copy(tux_db, p)
     db = connect(p)
-    ids, x, model = clusterstore.model_vectors(db)
+    coll = ImageCollection(db)
+    ids, x, model = *coll.vectors(), coll.model()
     res = clustering.ward(x, n_clusters=kw.get("k", 16), max_size=None)
     rid = clusterstore.store_run(db, "r", "ward", {}, ids, x, res.labels, model_id=model["id"], seconds=0)
     return db, rid
@@ -67,7 +69,8 @@ def tiny_db(tmp_path, tiny_clip, tux_dir):
 
 def test_clip_labels_with_a_text_tower(tiny_db):
     db = connect(tiny_db)
-    ids, x, model = clusterstore.model_vectors(db)
+    coll = ImageCollection(db)
+    ids, x, model = *coll.vectors(), coll.model()
     res = clustering.ward(x, n_clusters=3, max_size=None)
     rid = clusterstore.store_run(db, "r", "ward", {}, ids, x, res.labels, model_id=model["id"], seconds=0)
     notes = labels.label_run(db, rid, ["clip"])

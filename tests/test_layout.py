@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.analysis import layout as L
+from datasette_imageclust.store.collection import ImageCollection
 from datasette_imageclust.cli import cli
 from neighbours import chance, knn_agreement
 from synthdb import add_run, make_db
@@ -127,7 +128,7 @@ def test_layout_on_real_images_keeps_categories_together(tux_db, tmp_path, metho
     for rel, x, y, iid in rows:
         label_of[iid] = cat.get(rel) or cat.get(os.path.basename(rel))
     assert all(label_of.values())
-    ids, vecs = L._current_vectors(db)
+    ids, vecs = ImageCollection(db).vectors()
     labels = np.array([label_of[int(i)] for i in ids])
     pos = {r[3]: (r[1], r[2]) for r in rows}
     xy = np.array([pos[int(i)] for i in ids])

@@ -14,27 +14,15 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from ..store import vectors
+from ..store.collection import ImageCollection, NotFound, label_rank_sql
+from ..store.schema import migrate, now
 from .clustering import UNCLUSTERED, normalise
-from ..store.schema import current_model, migrate, now  # noqa: F401  (current_model: re-exported)
 
 MATCH = 0.5  # Jaccard overlap for a new cluster to inherit an old cluster's id
-SOURCE_ORDER = ("user", "ollama", "clip", "terms")  # best label first
 
 
 class StoreError(Exception):
     """Nothing to cluster, an unknown run or cluster; the message says what."""
-
-
-def model_vectors(db: sqlite_utils.Database) -> tuple[np.ndarray, np.ndarray, dict | None]:
-    """(ids, normalised vectors, model) of the images embedded by the current model."""
-    model = current_model(db)
-    ids, x = vectors.read_all(db)
-    if model is None or len(ids) == 0:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), model
-    current = {r[0] for r in db.execute("SELECT id FROM images WHERE model_id = ?", [model["id"]])}
-    keep = np.array([int(i) in current for i in ids], bool)
-    return ids[keep], normalise(x[keep]), model
 
 
 @dataclass
@@ -110,11 +98,8 @@ def store_run(db: sqlite_utils.Database, name: str, method: str, params: dict, i
         is_default = bool(default) or (default is None and (not has_default or bool(prev and prev[1])))
         if is_default:
             db.execute("UPDATE cluster_runs SET is_default = 0")
-        elif prev and prev[1] and not has_default:
-            # The default run re-run with --no-default: the newest other run takes over, as
-            # when a default run is deleted, so the plugin always has a default to show.
-            db.execute("UPDATE cluster_runs SET is_default = 1 WHERE id = "
-                       "(SELECT max(id) FROM cluster_runs WHERE name != ?)", [name])
+        elif prev and prev[1] and not has_default:  # the default run re-run with --no-default
+            _hand_on_default(db, prev[0])
         run = {"name": name, "method": method, "params": json.dumps(params, sort_keys=True),
                "model_id": model_id, "is_default": int(is_default), "representatives": representatives,
                "n_images": int(len(ids)), "n_clusters": n_clusters, "created": now(),
@@ -166,11 +151,10 @@ def _unclustered_label(n: int) -> str:
 
 def refresh_best_labels(db: sqlite_utils.Database, run_id: int) -> None:
     """clusters.label = the best available label (user > ollama > clip > terms)."""
-    order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SOURCE_ORDER))
     db.execute(
         f"""UPDATE clusters SET label = COALESCE((
               SELECT l.label FROM cluster_labels l WHERE l.cluster_id = clusters.id
-              ORDER BY CASE l.source {order} ELSE 99 END LIMIT 1),
+              ORDER BY {label_rank_sql("l.source")} LIMIT 1),
             CASE WHEN kind = 'unclustered' THEN 'unclustered (' || size ||
                  CASE WHEN size = 1 THEN ' image)' ELSE ' images)' END END)
             WHERE run_id = ?""", [run_id])
@@ -198,19 +182,22 @@ def set_user_label(db: sqlite_utils.Database, cluster_id: int, text: str | None)
 
 
 def find_run(db: sqlite_utils.Database, name: str | None = None) -> dict:
-    """The named run, or the default one."""
-    if not db["cluster_runs"].exists():
+    """The run ``name`` (or id), else the default one (the rule is
+    :meth:`ImageCollection.run`); StoreError when there is none."""
+    try:
+        run = ImageCollection(db).run(name)
+    except NotFound as e:
+        raise StoreError(str(e)) from e
+    if run is None:
         raise StoreError("this database has no clustering yet: run `imageclust cluster` first")
-    if name:
-        rows = list(db.query("SELECT * FROM cluster_runs WHERE name = ?", [name]))
-        if not rows:
-            names = [r[0] for r in db.execute("SELECT name FROM cluster_runs ORDER BY id")]
-            raise StoreError(f"no clustering run named {name!r} (runs: {', '.join(names) or 'none'})")
-        return rows[0]
-    rows = list(db.query("SELECT * FROM cluster_runs ORDER BY is_default DESC, id DESC LIMIT 1"))
-    if not rows:
-        raise StoreError("this database has no clustering yet: run `imageclust cluster` first")
-    return rows[0]
+    return run
+
+
+def _hand_on_default(db: sqlite_utils.Database, leaving: int) -> None:
+    """The default run ``leaving`` stops being the default: the newest other run takes
+    over, so the plugin always has a default to show while there are runs."""
+    db.execute("UPDATE cluster_runs SET is_default = (id = (SELECT max(id) FROM cluster_runs WHERE id != ?))",
+               [leaving])
 
 
 def set_default(db: sqlite_utils.Database, name: str) -> None:
@@ -228,9 +215,9 @@ def delete_run(db: sqlite_utils.Database, name: str) -> None:
         db.execute("DELETE FROM clusters WHERE run_id = ?", [rid])
         if db["layouts"].exists():  # a layout may point at the run: keep the layout, drop the link
             db.execute("UPDATE layouts SET run_id = NULL WHERE run_id = ?", [rid])
-        db.execute("DELETE FROM cluster_runs WHERE id = ?", [rid])
         if run["is_default"]:
-            db.execute("UPDATE cluster_runs SET is_default = 1 WHERE id = (SELECT MAX(id) FROM cluster_runs)")
+            _hand_on_default(db, rid)
+        db.execute("DELETE FROM cluster_runs WHERE id = ?", [rid])
 
 
 def cluster_listing(db: sqlite_utils.Database, run_id: int) -> list[dict]:
@@ -239,13 +226,7 @@ def cluster_listing(db: sqlite_utils.Database, run_id: int) -> list[dict]:
     for iid, path in db.execute("SELECT image_id, path FROM files ORDER BY path"):
         paths.setdefault(iid, []).append(path)
     reps = db.execute("SELECT representatives FROM cluster_runs WHERE id = ?", [run_id]).fetchone()[0]
-    labels: dict[int, list[dict]] = {}
-    order = {s: i for i, s in enumerate(SOURCE_ORDER)}
-    for cid, source, label, detail in db.execute(
-            "SELECT cluster_id, source, label, detail FROM cluster_labels WHERE cluster_id IN "
-            "(SELECT id FROM clusters WHERE run_id = ?)", [run_id]):
-        labels.setdefault(cid, []).append({"source": source, "label": label,
-                                           "detail": json.loads(detail) if detail else None})
+    labels = ImageCollection(db).labels(r[0] for r in db.execute("SELECT id FROM clusters WHERE run_id = ?", [run_id]))
     members: dict[int, list[tuple[int, float]]] = {}
     for cid, iid, dist in db.execute("SELECT cluster_id, image_id, distance FROM cluster_members "
                                      "WHERE run_id = ? ORDER BY cluster_id, rank", [run_id]):
@@ -260,7 +241,7 @@ def cluster_listing(db: sqlite_utils.Database, run_id: int) -> list[dict]:
         out.append({
             "id": cid, "kind": kind, "label": label or "", "size": size,
             "cohesion": None if cohesion is None else round(cohesion, 4),
-            "labels": sorted(labels.get(cid, []), key=lambda l: order.get(l["source"], 99)),
+            "labels": labels.get(cid, []),
             "representatives": [] if kind == "unclustered" else reps_files,
             "members": files,
             "image_ids": [iid for iid, _ in mem],

@@ -8,20 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from ..store.schema import current_model
-from ..models import ImageEmbedder, ModelError, ModelFiles, TextEmbedder, is_local, find_model
+from ..models import ImageEmbedder, ModelError, ModelFiles, TextEmbedder, find_model, is_local
+from ..store.collection import ImageCollection
+from ..store.connection import Connection
 
 _LOCK = threading.Lock()
 _TEXT: dict[str, TextEmbedder | ModelError] = {}
 _IMAGE: dict[str, ImageEmbedder | ModelError] = {}
 _FAILED_AT: dict[str, float] = {}
 RETRY_SECONDS = 60.0  # a missing model is looked for again after this long
-
-
-def database_model(db: Any) -> dict | None:
-    """The current model row of a database (id, name, dimensions), or None."""
-    m = current_model(getattr(db, "conn", db))
-    return {k: m[k] for k in ("id", "name", "dimensions")} if m else None
 
 
 def _offline_files(name: str) -> ModelFiles:
@@ -76,9 +71,9 @@ def image_embedder(name: str) -> ImageEmbedder:
     return _get(_IMAGE, name, lambda f: ImageEmbedder(f, threads=1))
 
 
-def model_for(db: Any, override: str | None = None) -> tuple[str, int]:
+def model_for(db: Connection, override: str | None = None) -> tuple[str, int]:
     """(model name or directory, dimensions) to embed queries for ``db`` with."""
-    m = database_model(db)
+    m = ImageCollection(db).model()
     if m is None:
         raise ModelError("this database has no embedding model recorded")
     return (override or m["name"]), int(m["dimensions"])
@@ -92,7 +87,7 @@ def embed_query(name: str, dims: int, text: str) -> np.ndarray:
     return vec
 
 
-def embed_text(db: Any, text: str, override: str | None = None) -> np.ndarray:
+def embed_text(db: Connection, text: str, override: str | None = None) -> np.ndarray:
     """The CLIP text vector of ``text`` in the space of ``db``'s image vectors."""
     name, dims = model_for(db, override)
     return embed_query(name, dims, text)

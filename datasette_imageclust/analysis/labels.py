@@ -19,8 +19,9 @@ from typing import Callable
 import numpy as np
 import sqlite_utils
 
-from .clusterstore import current_model, put_label, refresh_best_labels
+from ..store.collection import ImageCollection
 from ..store.schema import migrate
+from .clusterstore import put_label, refresh_best_labels
 
 SOURCES = ("clip", "terms", "ollama")
 PROMPT = "a photo of {}."
@@ -178,7 +179,7 @@ def zero_shot(centroids: np.ndarray, text: np.ndarray, top: int = 5) -> list[lis
 
 def clip_labels(db: sqlite_utils.Database, run_id: int, *, threads: int | None = None,
                 on_status: Callable[[str], None] = lambda s: None) -> int:
-    model = current_model(db)
+    model = ImageCollection(db).model()
     if model is None:
         raise LabelSkipped("clip labels skipped: the database has no model")
     terms = vocabulary()

@@ -26,8 +26,8 @@ from typing import Callable
 import numpy as np
 import sqlite_utils
 
-from ..store import vectors
-from ..store.schema import current_model, migrate, now
+from ..store.collection import ImageCollection, NotFound
+from ..store.schema import migrate, now
 
 Status = Callable[[str], None]
 METHODS = ("auto", "umap", "tsne")
@@ -369,36 +369,6 @@ def count_overlaps(xy: np.ndarray, size: float = 1.0) -> int:
 # --- the database ------------------------------------------------------------------
 
 
-def default_run(db: sqlite_utils.Database, name: str | None = None) -> dict | None:
-    """The clustering run to keep together: ``name``, else the default one, else none."""
-    if not db["cluster_runs"].exists():
-        if name:
-            raise LayoutError(f"no clustering run named {name!r}: run `imageclust cluster` first")
-        return None
-    if name:
-        row = db.execute("SELECT id, name FROM cluster_runs WHERE name = ?", [name]).fetchone()
-        if not row:
-            raise LayoutError(f"no clustering run named {name!r}")
-    else:
-        row = db.execute(
-            "SELECT id, name FROM cluster_runs ORDER BY is_default DESC, id DESC LIMIT 1"
-        ).fetchone()
-    return {"id": row[0], "name": row[1]} if row else None
-
-
-def _current_vectors(db: sqlite_utils.Database) -> tuple[np.ndarray, np.ndarray]:
-    ids, vecs = vectors.read_all(db)
-    if not len(ids):
-        return ids, vecs
-    model = current_model(db)
-    if model:
-        keep = {r[0] for r in db.execute("SELECT id FROM images WHERE model_id = ?", [model["id"]])}
-        mask = np.fromiter((int(i) in keep for i in ids), bool, len(ids))
-        ids, vecs = ids[mask], vecs[mask]
-    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-    return ids, vecs / np.maximum(norms, 1e-12)
-
-
 @dataclass
 class LayoutSummary:
     layout_id: int
@@ -428,8 +398,12 @@ def compute_layout(db: sqlite_utils.Database, *, name: str = "default", method: 
     migrate(db, "clusters")  # layouts.run_id references cluster_runs: it must exist
     migrate(db, "map")
     t0 = time.perf_counter()
-    r = default_run(db, run)  # before the slow part: a bad --run fails at once
-    ids, vecs = _current_vectors(db)
+    coll = ImageCollection(db)
+    try:
+        r = coll.run(run)  # before the slow part: a bad --run fails at once
+    except NotFound as e:
+        raise LayoutError(str(e)) from e
+    ids, vecs = coll.vectors()
     if not len(ids):
         raise LayoutError("no image vectors in this database: run `imageclust load` first")
     t_read = time.perf_counter()

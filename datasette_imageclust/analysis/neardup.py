@@ -27,7 +27,7 @@ import sqlite_utils
 from PIL import Image
 
 from .clustering import knn, partition
-from .clusterstore import model_vectors
+from ..store.collection import ImageCollection
 from ..store.schema import migrate
 
 PHASH_MAX = 4
@@ -182,7 +182,7 @@ def groups(pairs: list[Pair]) -> list[list[int]]:
 def compute(db: sqlite_utils.Database, on_status: Callable[[str], None] = lambda s: None) -> dict:
     """Find near-duplicates among the current model's images and replace the stored groups."""
     migrate(db, "clusters")
-    ids, x, _ = model_vectors(db)
+    ids, x = ImageCollection(db).vectors()
     meta = {r[0]: (r[1], r[2]) for r in db.execute("SELECT id, phash, dhash FROM images")}
     ph = _hash_ints([meta.get(int(i), (None, None))[0] for i in ids])
     dh = _hash_ints([meta.get(int(i), (None, None))[1] for i in ids])

@@ -22,7 +22,6 @@ The plugin never writes, so only the CLI builds the index.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -31,7 +30,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..store import vectors
-from ..store.schema import current_model, migrate, now
+from ..store.cache import TokenCache
+from ..store.collection import ImageCollection, change_token, database_file, raw_connection
+from ..store.connection import Connection
+from ..store.schema import migrate, now
 
 BITS_TABLE = "image_bits"
 META_TABLE = "search_index"
@@ -44,18 +46,8 @@ class SearchError(ValueError):
     """A query that cannot be answered (wrong dimensions, no vectors...)."""
 
 
-def _conn(db: Any) -> Any:
-    """A DB-API connection from a sqlite-utils Database or a raw connection."""
-    return getattr(db, "conn", db)
-
-
 def _table_exists(conn: Any, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [name]).fetchone() is not None
-
-
-def _current_model_id(conn: Any) -> int | None:
-    m = current_model(conn)
-    return m["id"] if m else None
 
 
 def _vector_fingerprint(conn: Any) -> tuple[int, int]:
@@ -85,46 +77,19 @@ class IndexStatus:
         return dict(self.__dict__)
 
 
-_STATUS: dict[tuple, IndexStatus] = {}
+_STATUS = TokenCache(64)
 
 
-def _file_stamp(conn: Any) -> tuple | None:
-    """Changes whenever the database file (or its WAL) is written; None for memory DBs."""
-    path = _db_file(conn)
-    if path.startswith(":memory:"):
-        return None
-    stamp: list = [path]
-    for p in (path, path + "-wal"):
-        try:
-            st = os.stat(p)
-            stamp += [st.st_mtime_ns, st.st_size]
-        except OSError:
-            stamp += [None, None]
-    return tuple(stamp)
-
-
-def status(db: Any) -> IndexStatus:
+def status(db: Connection) -> IndexStatus:
     """Whether the index exists and matches the vectors it was built from.
 
-    Cached per process until the database file or its WAL changes (counting 100k
-    vector rows on every query would cost milliseconds)."""
-    conn = _conn(db)
-    stamp = _file_stamp(conn)
-    if stamp is not None:
-        # data_version changes when another connection commits; the file stamp when this
-        # one does (timestamps alone are too coarse for two quick commits).
-        stamp += (id(conn), conn.execute("PRAGMA data_version").fetchone()[0])
-    if stamp is not None and stamp in _STATUS:
-        return _STATUS[stamp]
-    st = _status(conn, db)
-    if stamp is not None:
-        if len(_STATUS) > 256:
-            _STATUS.clear()
-        _STATUS[stamp] = st
-    return st
+    Cached until the database changes (counting 100k vector rows on every query would
+    cost milliseconds)."""
+    conn = raw_connection(db)
+    return _STATUS.get(change_token(conn), "status", lambda: _status(conn))
 
 
-def _status(conn: Any, db: Any) -> IndexStatus:
+def _status(conn: Any) -> IndexStatus:
     n, max_id = _vector_fingerprint(conn)
     dims = vectors.dimensions(conn)
     if not _table_exists(conn, META_TABLE) or not _table_exists(conn, BITS_TABLE):
@@ -138,7 +103,7 @@ def _status(conn: Any, db: Any) -> IndexStatus:
     reason = ""
     if idims != dims:
         reason = f"index has {idims}-d vectors, the database {dims}-d"
-    elif model_id != _current_model_id(conn):
+    elif model_id != ImageCollection(conn).model_id():
         reason = "the database's model changed since the index was built"
     elif indexed != n or imax != max_id:
         reason = f"index holds {indexed} vectors, the database {n}"
@@ -161,7 +126,7 @@ def build_index(db: Any, *, batch: int = 5000) -> dict:
     """
     t0 = time.perf_counter()
     migrate(db, "search")
-    conn = _conn(db)
+    conn = raw_connection(db)
     ids, x = vectors.read_all(db)
     dims = vectors.dimensions(db)
     with conn:
@@ -191,7 +156,7 @@ def build_index(db: Any, *, batch: int = 5000) -> dict:
         conn.execute(
             f"INSERT INTO {META_TABLE} (id, model_id, dimensions, n_vectors, mean, built, seconds) "
             f"VALUES (1, ?, ?, ?, ?, ?, ?)",
-            [_current_model_id(conn), dims, len(ids), mean.tobytes(), now(), seconds],
+            [ImageCollection(conn).model_id(), dims, len(ids), mean.tobytes(), now(), seconds],
         )
     return {"vectors": int(len(ids)), "dimensions": dims, "seconds": round(seconds, 3)}
 
@@ -248,15 +213,9 @@ _CACHE: dict[tuple, _Bits] = {}
 _LOCK = threading.Lock()
 
 
-def _db_file(conn: Any) -> str:
-    # As bytes: the file's name need not be UTF-8, and decoding it as text would fail.
-    row = conn.execute("SELECT CAST(file AS BLOB) FROM pragma_database_list WHERE name = 'main'").fetchone()
-    return os.fsdecode(row[0]) if row and row[0] else f":memory:{id(conn)}"
-
-
 def _load_bits(conn: Any, built: str, n: int) -> _Bits:
     """The packed bits of the whole index, read once per process and index build."""
-    key = (_db_file(conn), built, n)
+    key = (database_file(conn) or f":memory:{id(conn)}", built, n)
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
@@ -332,7 +291,7 @@ def knn(db: Any, vector: Sequence[float] | np.ndarray, k: int = 10, *,
     sqlite-vec's exact scan. ``exclude`` ids (e.g. the query image) are never returned.
     Works on a sqlite-utils Database or a raw connection with sqlite-vec loaded.
     """
-    conn = _conn(db)
+    conn = raw_connection(db)
     if k < 1:
         raise SearchError("k must be at least 1")
     excluded = {int(i) for i in exclude}
@@ -392,7 +351,7 @@ def _json_ints(ids: list[int]) -> str:
 
 def exact_knn(db: Any, vector: np.ndarray, k: int, *, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
     """sqlite-vec's exact cosine scan over ``image_vectors``."""
-    conn = _conn(db)
+    conn = raw_connection(db)
     excluded = {int(i) for i in exclude}
     q = np.ascontiguousarray(vector, dtype=np.float32)
     rows = conn.execute(
@@ -404,7 +363,7 @@ def exact_knn(db: Any, vector: np.ndarray, k: int, *, exclude: Iterable[int] = (
 
 def vector_of(db: Any, image_id: int) -> np.ndarray | None:
     """The stored vector of an image (None if it has none)."""
-    conn = _conn(db)
+    conn = raw_connection(db)
     # The vec0 table is the truth (the copy may be stale); a point read there is ~0.3 ms.
     if not _table_exists(conn, vectors.TABLE):
         return None

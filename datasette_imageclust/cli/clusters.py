@@ -7,6 +7,7 @@ import time
 import click
 
 from . import _err, cli, open_db, wal_note
+from ..store.collection import ImageCollection
 from ..store.paths import display
 
 
@@ -66,7 +67,9 @@ def cluster(database, method, n_clusters, min_size, max_size, small, name, label
     if max_size is None and n_clusters is None:
         max_size = 10
     db = open_db(database)
-    ids, x, model = clusterstore.model_vectors(db)
+    coll = ImageCollection(db)
+    ids, x = coll.vectors()
+    model = coll.model()
     if len(ids) == 0:
         raise click.ClickException(f"{database} has no image vectors: run `imageclust load` first")
     params = {"n_clusters": n_clusters, "min_size": min_size, "max_size": max_size, "small": small,

@@ -21,6 +21,11 @@ import sqlite_vec
 from . import paths, schema
 
 
+#: A sqlite-utils Database or a DB-API connection (Datasette's ``execute_fn`` hands out the
+#: latter): what read-only functions accept. Functions that write take a Database.
+Connection = Any
+
+
 class ExtensionError(RuntimeError):
     """sqlite-vec cannot be loaded into this Python's SQLite."""
 

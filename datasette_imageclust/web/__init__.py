@@ -4,12 +4,13 @@ the pages in ``pages`` and ``mappage``, what they show in ``pagedata``."""
 from __future__ import annotations
 
 import threading
-import time
 from contextvars import ContextVar
 
 from datasette import hookimpl
 from markupsafe import Markup, escape
 
+from ..store.cache import TokenCache
+from ..store.collection import file_token
 from . import access, pagedata
 from ..store.connection import ExtensionError, load_vec
 
@@ -47,22 +48,21 @@ def register_routes():
     return [*pages.ROUTES, *mappage.ROUTES]
 
 
-_KNOWN: dict[tuple[int, str], tuple[float, bool]] = {}
-KNOWN_SECONDS = 10.0  # how long "is this an imageclust database?" is remembered
+_KNOWN = TokenCache(64)
 
 
 async def _is_imageclust(datasette, database: str) -> bool:
-    # Asked for every cell of a table page: remembered briefly per Datasette and database.
-    key = (id(datasette), database)
-    hit = _KNOWN.get(key)
-    if hit is not None and time.monotonic() - hit[0] < KNOWN_SECONDS:
-        return hit[1]
+    # Asked for every cell of a table page: remembered until the database file changes.
     try:
         db = datasette.get_database(database)
     except KeyError:
         return False
+    token = None if db.is_memory else file_token(db.path)
+    hit = _KNOWN.peek(token, "is_imageclust")
+    if hit is not None:
+        return hit[0]
     known = await db.execute_fn(pagedata.is_imageclust)  # the pages' own test
-    _KNOWN[key] = (time.monotonic(), known)
+    _KNOWN.put(token, "is_imageclust", known)
     return known
 
 

@@ -15,6 +15,8 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from datasette.utils.asgi import Response
 
+from ..store.collection import NotFound
+
 T = TypeVar("T")
 
 IMAGE_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
@@ -121,14 +123,15 @@ Handler = Callable[[Any, Any], Awaitable[Any]]
 
 
 def route(kind: str = "page") -> Callable[[Handler], Handler]:
-    """Wrap a route so Problems become 4xx answers, never a 500. ``kind``: "page" (HTML,
+    """Wrap a route so Problems (and the store's NotFound, as 404) become 4xx answers, never a 500. ``kind``: "page" (HTML,
     or JSON for a ``.json`` URL), "json" or "text" (binary routes)."""
 
     def decorate(handler: Handler) -> Handler:
         async def wrapped(datasette: Any, request: Any) -> Any:
             try:
                 return await handler(datasette, request)
-            except Problem as p:
+            except (Problem, NotFound) as e:
+                p = e if isinstance(e, Problem) else Problem(404, str(e))
                 k = ("json" if wants_json(request) else "html") if kind == "page" else kind
                 return await error_response(datasette, request, p, k)
 

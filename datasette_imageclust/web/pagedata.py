@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..store import paths
-from ..analysis import embed_query, search
+from ..analysis import search
+from ..store.cache import TokenCache
+from ..store.collection import ImageCollection, change_token
 from .http import Problem  # noqa: F401  (raised here; answered by the routes)
 
 SORTS = {
@@ -22,17 +24,13 @@ SORTS = {
 }
 
 
-def tables(conn: Any) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
-
-
 CORE_TABLES = {"imageclust_meta", "models", "images", "files", "thumbnails"}
 
 
 def is_imageclust(conn: Any) -> bool:
     """Written by ``imageclust load``: the core schema's version is recorded and its tables
     are there (a look-alike with tables of the same names is not one)."""
-    t = tables(conn)
+    t = ImageCollection(conn).tables()
     if "schema_versions" not in t or not CORE_TABLES <= t:
         return False
     row = conn.execute("SELECT version FROM schema_versions WHERE component = 'core'").fetchone()
@@ -54,47 +52,19 @@ def one(conn: Any, sql: str, params: Any = ()) -> dict | None:
 
 
 def summary(conn: Any) -> dict:
-    t = tables(conn)
+    coll = ImageCollection(conn)
+    t = coll.tables()
+    model = coll.model()
     out = {
         "images": conn.execute("SELECT count(*) FROM images").fetchone()[0],
         "files": conn.execute("SELECT count(*) FROM files").fetchone()[0],
-        "model": embed_query.database_model(conn),
+        "model": {k: model[k] for k in ("id", "name", "dimensions")} if model else None,
         "has_clusters": "cluster_runs" in t and conn.execute("SELECT 1 FROM cluster_runs").fetchone() is not None,
         "has_duplicates": "duplicate_groups" in t and conn.execute("SELECT 1 FROM duplicate_groups").fetchone() is not None,
         "has_map": "layouts" in t and conn.execute("SELECT 1 FROM layouts").fetchone() is not None,
     }
     out["index"] = search.status(conn).as_dict()
     return out
-
-
-def runs(conn: Any) -> list[dict]:
-    if "cluster_runs" not in tables(conn):
-        return []
-    return rows(conn, "SELECT id, name, method, params, is_default, representatives, n_images, n_clusters, "
-                      "created FROM cluster_runs ORDER BY is_default DESC, created DESC, id DESC")
-
-
-def choose_run(conn: Any, requested: str | None, configured: str | None) -> dict | None:
-    """The run asked for (id or name; 404 if unknown), else the configured default,
-    else the database's default, else the newest."""
-    all_runs = runs(conn)
-
-    def find(key: str) -> dict | None:
-        for r in all_runs:
-            if str(r["id"]) == key or r["name"] == key:
-                return r
-        return None
-
-    if requested not in (None, ""):
-        hit = find(str(requested))
-        if hit is None:
-            raise Problem(404, f"no clustering run {requested!r} in this database")
-        return hit
-    if configured:
-        hit = find(configured)
-        if hit is not None:
-            return hit
-    return all_runs[0] if all_runs else None
 
 
 # --- cards -------------------------------------------------------------------------
@@ -135,30 +105,18 @@ def cluster_cards(conn: Any, run: dict, sort: str, offset: int, limit: int, reps
                                     WHERE cluster_id IN (SELECT value FROM json_each(?)) AND rank <= ?
                                     ORDER BY cluster_id, rank""", [j, reps]):
         members.setdefault(cid, []).append(iid)
-    labels = _labels(conn, [c["id"] for c in clusters])
+    labels = ImageCollection(conn).labels(c["id"] for c in clusters)
     for c in clusters:
         c["representatives"] = members.get(c["id"], [])
         c["labels"] = labels.get(c["id"], [])
     return clusters, total
 
 
-def _labels(conn: Any, cluster_ids: list[int]) -> dict[int, list[dict]]:
-    if "cluster_labels" not in tables(conn):
-        return {}
-    out: dict[int, list[dict]] = {}
-    for r in rows(conn, """SELECT cluster_id, source, label, detail FROM cluster_labels
-                           WHERE cluster_id IN (SELECT value FROM json_each(?))
-                           ORDER BY CASE source WHEN 'user' THEN 0 WHEN 'ollama' THEN 1 WHEN 'clip' THEN 2
-                                    WHEN 'terms' THEN 3 ELSE 4 END""", [json.dumps(cluster_ids)]):
-        out.setdefault(r.pop("cluster_id"), []).append(r)
-    return out
-
-
 # --- one cluster -------------------------------------------------------------------
 
 
 def cluster_detail(conn: Any, cluster_id: int, offset: int, limit: int) -> dict:
-    if "clusters" not in tables(conn):
+    if "clusters" not in ImageCollection(conn).tables():
         raise Problem(404, "this database has no clusters yet (run: imageclust cluster DATABASE)")
     c = one(conn, "SELECT id, run_id, kind, label, size, cohesion, centroid FROM clusters WHERE id = ?", [cluster_id])
     if c is None:
@@ -168,20 +126,21 @@ def cluster_detail(conn: Any, cluster_id: int, offset: int, limit: int) -> dict:
                             ORDER BY rank LIMIT ? OFFSET ?""", [cluster_id, limit, offset])
     n_members = conn.execute("SELECT count(*) FROM cluster_members WHERE cluster_id = ?", [cluster_id]).fetchone()[0]
     centroid = c.pop("centroid")
-    c["labels"] = _labels(conn, [cluster_id]).get(cluster_id, [])
+    c["labels"] = ImageCollection(conn).labels([cluster_id]).get(cluster_id, [])
     return {"cluster": c, "run": run, "members": members, "n_members": n_members,
             "neighbours": _neighbours(conn, c, centroid), "order": _prev_next(conn, c)}
 
 
-_CENTROIDS: dict[tuple, tuple[np.ndarray, list[dict]]] = {}
+_CENTROIDS = TokenCache(16)
 
 
 def _centroids(conn: Any, run_id: int) -> tuple[np.ndarray, list[dict]]:
-    """All centroids of a run as one matrix (cached until the database file changes:
-    a run of 100k images has ~10k clusters, too many to decode per page view)."""
-    key = (search._file_stamp(conn), run_id)
-    if key[0] is not None and key in _CENTROIDS:
-        return _CENTROIDS[key]
+    """All centroids of a run as one matrix (cached until the database changes: a run of
+    100k images has ~10k clusters, too many to decode per page view)."""
+    return _CENTROIDS.get(change_token(conn), ("centroids", run_id), lambda: _read_centroids(conn, run_id))
+
+
+def _read_centroids(conn: Any, run_id: int) -> tuple[np.ndarray, list[dict]]:
     rows_ = rows(conn, """SELECT id, label, size, centroid FROM clusters
                           WHERE run_id = ? AND kind = 'cluster' AND centroid IS NOT NULL ORDER BY id""", [run_id])
     dims = {len(r["centroid"]) for r in rows_}
@@ -189,10 +148,6 @@ def _centroids(conn: Any, run_id: int) -> tuple[np.ndarray, list[dict]]:
         rows_ = [r for r in rows_ if len(r["centroid"]) == max(dims, default=0)]
     m = (np.frombuffer(b"".join(r.pop("centroid") for r in rows_), dtype=np.float32).reshape(len(rows_), -1)
          if rows_ else np.zeros((0, 0), np.float32))
-    if key[0] is not None:
-        if len(_CENTROIDS) > 16:
-            _CENTROIDS.clear()
-        _CENTROIDS[key] = (m, rows_)
     return m, rows_
 
 
@@ -234,7 +189,7 @@ def image_detail(conn: Any, image_id: int, k_similar: int, exact: bool = False) 
         img["exif"] = json.loads(img["exif"]) if img["exif"] else {}
     except ValueError:
         img["exif"] = {"raw": img["exif"]}
-    t = tables(conn)
+    t = ImageCollection(conn).tables()
     files = rows(conn, "SELECT id, path, root, relpath, size, mtime, added FROM files WHERE image_id = ? ORDER BY id",
                  [image_id])
     thumb = one(conn, "SELECT format, width, height, length(data) AS bytes FROM thumbnails WHERE image_id = ?",

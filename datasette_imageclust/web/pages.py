@@ -25,6 +25,7 @@ from datasette.utils.asgi import AsgiFileDownload, Response
 
 from . import access, pagedata
 from ..analysis import embed_query, search
+from ..store.collection import ImageCollection
 from .access import Access
 from .http import Problem, static_url, arg, flag_arg, image_type, in_thread, int_arg, not_modified, path_int, route, text_arg, wants_json
 from ..models import ModelError
@@ -95,7 +96,7 @@ def _summary(info: dict, acc: Access) -> dict:
 
 async def _search_availability(datasette: Any, db: Any, acc: Access) -> tuple[dict | None, dict]:
     """(the database's model, why text / upload search cannot run: {"text", "image"})."""
-    model = await db.execute_fn(embed_query.database_model)
+    model = await db.execute_fn(lambda conn: ImageCollection(conn).model())
     if "similar" not in acc:
         why = "you may not view image_vectors, which similarity search reads"
         return model, {"text": why, "image": why}
@@ -130,8 +131,9 @@ async def index_page(datasette, request):
 
     def read(conn):
         info = pagedata.summary(conn)
-        run = pagedata.choose_run(conn, requested, cfg.default_run) if "clusters" in acc else None
-        out = {"summary": info, "runs": pagedata.runs(conn) if "clusters" in acc else [], "run": run,
+        coll = ImageCollection(conn)
+        run = coll.run(requested, configured=cfg.default_run) if "clusters" in acc else None
+        out = {"summary": info, "runs": coll.runs() if "clusters" in acc else [], "run": run,
                "clusters": [], "total": 0, "recent": []}
         if run is not None:
             out["clusters"], out["total"] = pagedata.cluster_cards(
@@ -272,7 +274,7 @@ async def image_page(datasette, request):
     def read(conn):
         d = pagedata.image_detail(conn, image_id, k if "similar" in acc else 0, exact="index" not in acc)
         ids = [s["image_id"] for s in d["similar"]] + [n["image_id"] for n in d["near_duplicates"]]
-        run = pagedata.choose_run(conn, None, cfg.default_run) if "clusters" in acc else None
+        run = ImageCollection(conn).run(configured=cfg.default_run) if "clusters" in acc else None
         d["cards"] = pagedata.image_cards(conn, ids, run["id"] if run else None)
         if cfg.originals_root and "files" in acc:
             d["servable"] = set()
@@ -374,7 +376,7 @@ async def search_page(datasette, request):
                 hits = got
 
     def cards(conn):
-        run = pagedata.choose_run(conn, None, cfg.default_run) if "clusters" in acc else None
+        run = ImageCollection(conn).run(configured=cfg.default_run) if "clusters" in acc else None
         ids = [i for i, _ in hits] + ([like] if like is not None else [])
         return pagedata.image_cards(conn, ids, run["id"] if run else None), search.status(conn).as_dict()
 

@@ -1,0 +1,217 @@
+"""One imageclust database, open: the single home of the rules every layer asks about.
+
+:class:`ImageCollection` answers, for a sqlite-utils Database or a DB-API connection:
+
+* which model made the current vectors (:meth:`~ImageCollection.model`) and those vectors
+  (:meth:`~ImageCollection.vectors`);
+* which clustering run is meant (:meth:`~ImageCollection.run`: by id or name, else the
+  configured one, else the default, else the newest);
+* the labels of clusters, best first (:data:`LABEL_PRECEDENCE`, :meth:`~ImageCollection.labels`);
+* which layout the map shows (:meth:`~ImageCollection.layout`);
+* whether the database changed (:func:`change_token`), which every cache keys on.
+
+It only reads; the modules that write (loader, cluster store, layout) ask it the same
+questions, so a rule is decided in one place.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable
+
+import numpy as np
+
+from . import vectors
+from .connection import Connection
+
+#: Label sources, best first: a person's own label, a vision LLM's, zero-shot CLIP, TF-IDF terms.
+LABEL_PRECEDENCE = ("user", "ollama", "clip", "terms")
+
+
+class NotFound(LookupError):
+    """A run, layout or cluster that the database does not have; the message says which."""
+
+
+def label_rank_sql(column: str = "source") -> str:
+    """SQL ranking ``column`` by :data:`LABEL_PRECEDENCE` (0 = best; unknown sources last)."""
+    whens = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(LABEL_PRECEDENCE))
+    return f"CASE {column} {whens} ELSE {len(LABEL_PRECEDENCE)} END"
+
+
+def raw_connection(db: Connection) -> Any:
+    """The DB-API connection of a sqlite-utils Database, or ``db`` itself."""
+    return getattr(db, "conn", db)
+
+
+def database_file(db: Connection) -> str | None:
+    """The OS path of the main database file (None for an in-memory database).
+
+    Read as bytes: a database whose own name is not UTF-8 has a path Python can still open."""
+    conn = raw_connection(db)
+    row = conn.execute("SELECT CAST(file AS BLOB) FROM pragma_database_list WHERE name = 'main'").fetchone()
+    if not row or not row[0]:
+        return None
+    return os.fsdecode(bytes(row[0]))
+
+
+def _file_state(path: str, header: slice) -> tuple | None:
+    """(inode, size, mtime_ns, header bytes) of ``path``; None if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            f.seek(header.start)
+            head = f.read(header.stop - header.start)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, head
+
+
+def change_token(db: Connection) -> tuple | None:
+    """A value that changes whenever anyone commits to the database (None: cannot tell,
+    e.g. in memory, so do not cache).
+
+    Timestamps and sizes alone miss two quick commits, so it also reads what SQLite
+    itself changes on every commit: the file change counter in the database header
+    (rollback-journal mode) and the WAL header's checkpoint sequence and salts (a WAL
+    that restarts from the top keeps its size). Cheap: two small reads, no query."""
+    if getattr(raw_connection(db), "in_transaction", False):
+        return None  # its own uncommitted writes are not in the files yet
+    path = database_file(db)
+    if path is None:
+        return None
+    return file_token(path)
+
+
+def file_token(path: str) -> tuple | None:
+    """:func:`change_token` of the database file at ``path`` (no connection needed)."""
+    if not path or not os.path.exists(path):
+        return None
+    return (path, _file_state(path, slice(24, 28)), _file_state(path + "-wal", slice(12, 24)))
+
+
+class ImageCollection:
+    """Read-only questions about one imageclust database (see the module docstring)."""
+
+    def __init__(self, db: Connection) -> None:
+        self.db = db
+        self.conn = raw_connection(db)
+
+    def _rows(self, sql: str, params: Iterable = ()) -> list[dict]:
+        cur = self.conn.execute(sql, list(params))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+
+    def has(self, *tables: str) -> bool:
+        return set(tables) <= self.tables()
+
+    # --- the model and its vectors -----------------------------------------------------
+
+    def model(self) -> dict | None:
+        """The ``models`` row whose vectors the database holds (``imageclust_meta.model_id``);
+        None for a database without a model yet, or not an imageclust one."""
+        if not self.has("imageclust_meta", "models"):
+            return None
+        rows = self._rows("SELECT m.* FROM imageclust_meta k JOIN models m ON m.id = CAST(k.value AS INTEGER) "
+                          "WHERE k.key = 'model_id'")
+        return rows[0] if rows else None
+
+    def model_id(self) -> int | None:
+        m = self.model()
+        return m["id"] if m else None
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, L2-normalised float32 vectors) of the images embedded by the current model,
+        ordered by id: what clustering, near-duplicates and the layout work on."""
+        ids, x = vectors.read_all(self.db)
+        model = self.model()
+        if model is None or not len(ids):
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        current = {r[0] for r in self.conn.execute("SELECT id FROM images WHERE model_id = ?", [model["id"]])}
+        keep = np.fromiter((int(i) in current for i in ids), bool, len(ids))
+        x = x[keep]
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return ids[keep], (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    # --- clustering runs -----------------------------------------------------------------
+
+    def runs(self) -> list[dict]:
+        """Every clustering run, the default first, then the newest."""
+        if "cluster_runs" not in self.tables():
+            return []
+        return self._rows("SELECT id, name, method, params, model_id, is_default, representatives, n_images, "
+                          "n_clusters, created, seconds FROM cluster_runs "
+                          "ORDER BY is_default DESC, created DESC, id DESC")
+
+    def run(self, ref: str | int | None = None, *, configured: str | None = None) -> dict | None:
+        """The clustering run meant: ``ref`` (a name, else an id; :class:`NotFound` if
+        none), else the ``configured`` one (the plugin's ``default_run``) if it exists,
+        else the default run, else the newest; None when there is no run."""
+        runs = self.runs()
+
+        def find(key: str) -> dict | None:
+            return next((r for r in runs if r["name"] == key), None) or \
+                next((r for r in runs if str(r["id"]) == key), None)
+
+        if ref not in (None, ""):
+            hit = find(str(ref))
+            if hit is None:
+                names = ", ".join(r["name"] for r in runs) or "none; run `imageclust cluster` first"
+                raise NotFound(f"no clustering run named {str(ref)!r} (runs: {names})")
+            return hit
+        if configured:
+            hit = find(str(configured))
+            if hit is not None:
+                return hit
+        return runs[0] if runs else None
+
+    # --- clusters and their labels ----------------------------------------------------
+
+    def labels(self, cluster_ids: Iterable[int]) -> dict[int, list[dict]]:
+        """Every label of these clusters ({source, label, detail}), best first."""
+        ids = [int(i) for i in cluster_ids]
+        if not ids or "cluster_labels" not in self.tables():
+            return {}
+        out: dict[int, list[dict]] = {}
+        for r in self._rows(f"""SELECT cluster_id, source, label, detail FROM cluster_labels
+                                WHERE cluster_id IN (SELECT value FROM json_each(?))
+                                ORDER BY cluster_id, {label_rank_sql()}""", [json.dumps(ids)]):
+            try:
+                r["detail"] = json.loads(r["detail"]) if r["detail"] else None
+            except ValueError:
+                pass  # shown as stored
+            out.setdefault(r.pop("cluster_id"), []).append(r)
+        return out
+
+    # --- layouts ---------------------------------------------------------------------------
+
+    def layouts(self) -> list[dict]:
+        """Every map layout, the default first, then by name."""
+        if not self.has("layouts", "layout_points"):
+            return []
+        rows = self._rows("SELECT id, name, method, params, run_id, is_default, n_images, created FROM layouts "
+                          "ORDER BY is_default DESC, name")
+        for r in rows:
+            try:
+                r["params"] = json.loads(r["params"] or "{}")
+            except ValueError:
+                r["params"] = {}
+        return rows
+
+    def layout(self, ref: int | None = None) -> dict | None:
+        """Layout ``ref`` (an id; :class:`NotFound` if none), else the default layout,
+        else the newest; None when there is no layout."""
+        layouts = self.layouts()
+        if ref is not None:
+            hit = next((lay for lay in layouts if lay["id"] == ref), None)
+            if hit is None:
+                raise NotFound(f"layout {ref} not found")
+            return hit
+        if not layouts:
+            return None
+        return max(layouts, key=lambda lay: (lay["is_default"], lay["id"]))
+
+    def change_token(self) -> tuple | None:
+        return change_token(self.conn)
