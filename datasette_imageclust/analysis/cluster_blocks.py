@@ -24,7 +24,7 @@ def project(x: np.ndarray, dims: int = 48, seed: int = 0) -> np.ndarray:
     return ((x - mu) @ vecs[:, ::-1][:, :dims]).astype(np.float32)
 
 
-def fit_kmeans(x: np.ndarray, k: int, seed: int, init="k-means++", n_init: int = 1,
+def fit_kmeans(x: np.ndarray, k: int, seed: int, init: str | np.ndarray = "k-means++", n_init: int = 1,
                max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn k-means: (labels, centres)."""
     from sklearn.cluster import KMeans, kmeans_plusplus
