@@ -6,7 +6,9 @@ import csv
 import numpy as np
 import pytest
 
+from datasette_imageclust.analysis import cluster_blocks
 from datasette_imageclust.analysis import clustering as C
+from datasette_imageclust.analysis.cluster_ward import ward_merge
 
 
 def blobs(n_per=30, k=6, d=32, noise=0.15, seed=0):
@@ -36,10 +38,10 @@ def test_ward_respects_sizes(small):
 
 def test_ward_merge_refuses_oversize_and_weights():
     x, _ = blobs(n_per=10, k=3)
-    labels = C.ward_merge(x, max_size=4)
+    labels = ward_merge(x, max_size=4)
     assert np.bincount(labels).max() <= 4
     w = np.array([5.0] * len(x))
-    assert np.bincount(C.ward_merge(x, max_size=20, weights=w)).max() <= 4
+    assert np.bincount(ward_merge(x, max_size=20, weights=w)).max() <= 4
 
 
 def test_kmeans_capacity():
@@ -104,7 +106,7 @@ def test_blocked_paths_match_the_exact_ones(monkeypatch):
     from sklearn.metrics import adjusted_rand_score
 
     x, y = blobs(n_per=300, k=8, d=32, noise=0.1)
-    monkeypatch.setattr(C, "BLOCK", 500)
+    monkeypatch.setattr(cluster_blocks, "BLOCK", 500)  # what every method reads
     r = C.ward(x)
     assert r.info["blocks"] >= 5
     sizes = np.bincount(r.labels[r.labels >= 0])

@@ -264,7 +264,7 @@ def test_ollama_parse_is_strict():
     assert ollama.parse(json.dumps({"response": '{"title": " A  b ", "phrase": "c"}'}).encode()) == {"title": "A b", "phrase": "c"}
     for bad in (b"nope", json.dumps({"response": "[1]"}).encode(), json.dumps({"response": '{"title": 3}'}).encode(),
                 json.dumps({"error": "x"}).encode()):
-        with pytest.raises(ollama._Retry):
+        with pytest.raises(ollama.TransientError):
             ollama.parse(bad)
 
 

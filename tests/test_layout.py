@@ -9,7 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from datasette_imageclust.store import connection as dbmod
+from datasette_imageclust.analysis import embed2d as E
 from datasette_imageclust.analysis import layout as L
+from datasette_imageclust.analysis import packing as P
 from datasette_imageclust.store.collection import ImageCollection
 from datasette_imageclust.cli import cli
 from neighbours import chance, knn_agreement
@@ -25,18 +27,18 @@ def _blobs(n: int, k: int, d: int = 32, seed: int = 0) -> tuple[np.ndarray, np.n
 
 
 def test_count_overlaps_is_exact():
-    assert L.count_overlaps(np.array([[0, 0], [1, 0], [0, 1], [1, 1]], float)) == 0
-    assert L.count_overlaps(np.array([[0, 0], [0.5, 0.5]], float)) == 1
-    assert L.count_overlaps(np.array([[0, 0], [0.99, 0], [5, 5]], float)) == 1
+    assert P.count_overlaps(np.array([[0, 0], [1, 0], [0, 1], [1, 1]], float)) == 0
+    assert P.count_overlaps(np.array([[0, 0], [0.5, 0.5]], float)) == 1
+    assert P.count_overlaps(np.array([[0, 0], [0.99, 0], [5, 5]], float)) == 1
 
 
 def test_pack_has_no_overlaps_and_keeps_clusters_together():
     x, label = _blobs(1500, 15)
-    xy, method = L.embed_2d(x, "tsne", landmarks=400)
+    xy, method = E.embed_2d(x, "tsne", landmarks=400)
     assert method == "tsne-landmarks" and xy.shape == (1500, 2)
-    group = L.group_points(xy, label)
-    p = L.pack(xy, group)
-    assert p.overlaps == 0 == L.count_overlaps(p.xy)
+    group = P.group_points(xy, label)
+    p = P.pack(xy, group)
+    assert p.overlaps == 0 == P.count_overlaps(p.xy)
     assert np.allclose(p.xy, np.round(p.xy))  # every thumbnail on the cell lattice
     # Each cluster is one compact disk: no member far beyond the disk its size needs.
     for g in range(group.max() + 1):
@@ -57,21 +59,21 @@ def test_pack_has_no_overlaps_and_keeps_clusters_together():
 
 def test_pack_without_clusters_groups_points_and_preserves_neighbourhoods():
     x, label = _blobs(800, 8, seed=1)
-    xy, _ = L.embed_2d(x, "tsne", landmarks=300)
-    group = L.group_points(xy, np.full(len(xy), -1))
+    xy, _ = E.embed_2d(x, "tsne", landmarks=300)
+    group = P.group_points(xy, np.full(len(xy), -1))
     assert group.max() + 1 == 50  # ~16 per loose group
-    p = L.pack(xy, group, loose=np.ones(group.max() + 1, bool))
+    p = P.pack(xy, group, loose=np.ones(group.max() + 1, bool))
     assert p.overlaps == 0
     # Points that were neighbours in the vector space are still neighbours on the map.
     assert knn_agreement(p.xy, label) > 0.9
 
 
 def test_embed_2d_edge_cases_and_errors():
-    assert L.embed_2d(np.zeros((0, 8), np.float32))[0].shape == (0, 2)
-    xy, m = L.embed_2d(np.eye(3, 8, dtype=np.float32))
+    assert E.embed_2d(np.zeros((0, 8), np.float32))[0].shape == (0, 2)
+    xy, m = E.embed_2d(np.eye(3, 8, dtype=np.float32))
     assert xy.shape == (3, 2) and m == "pca"
-    with pytest.raises(L.LayoutError, match="unknown layout method"):
-        L.embed_2d(np.eye(8, dtype=np.float32), "mds")
+    with pytest.raises(E.LayoutError, match="unknown layout method"):
+        E.embed_2d(np.eye(8, dtype=np.float32), "mds")
 
 
 def test_without_the_umap_extra(monkeypatch):
@@ -80,22 +82,22 @@ def test_without_the_umap_extra(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "umap", None)  # `import umap` now raises ImportError
-    assert not L.umap_available()
+    assert not E.umap_available()
     x, _ = _blobs(60, 3)
-    with pytest.raises(L.LayoutError, match=r"\[umap\]"):
-        L.embed_2d(x, "umap")
-    assert L.embed_2d(x, "auto")[1] == "tsne"
+    with pytest.raises(E.LayoutError, match=r"\[umap\]"):
+        E.embed_2d(x, "umap")
+    assert E.embed_2d(x, "auto")[1] == "tsne"
 
 
 def _need_umap() -> None:
-    if not L.umap_available():
+    if not E.umap_available():
         pytest.skip("umap-learn is not installed (the test extra includes it: pip install -e '.[test]')")
 
 
 def test_spatial_order_makes_compact_sheets():
     rng = np.random.default_rng(0)
     xy = np.round(rng.uniform(0, 100, (5000, 2)))
-    order = L.spatial_order(xy)
+    order = P.spatial_order(xy)
     assert sorted(order.tolist()) == list(range(5000))
     chunk = xy[order[:256]]
     # 256 consecutive points cover a small region, not the whole map.

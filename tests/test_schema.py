@@ -47,3 +47,23 @@ def test_errors_of_deleted_files_are_dropped(tmp_path, stand_in_model):
     assert load(db, [str(tmp_path / "p")], stand_in_model).errors == 0
     d = dbmod.connect(db, readonly=True)
     assert d.execute("select count(*) from errors").fetchone()[0] == 0
+
+
+def test_importing_schema_alone_registers_every_migration(tmp_path):
+    """The migrations live in store/migrations.py, registered when the store package is
+    imported: a fresh process that imports only store.schema (as a script or a benchmark
+    does) must still migrate every component."""
+    import subprocess
+    import sys
+
+    code = ("import sqlite3, sys; from datasette_imageclust.store.schema import MIGRATIONS, migrate; "
+            "import sqlite_utils; d = sqlite_utils.Database(sqlite3.connect(sys.argv[1])); "
+            "print({c: migrate(d, c) for c in ('core', 'clusters', 'map', 'search')}); "
+            "print(sorted(d.table_names()))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.db")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    counts, tables = r.stdout.splitlines()
+    assert counts == str({c: len(MIGRATIONS[c]) for c in ("core", "clusters", "map", "search")})
+    assert all(len(MIGRATIONS[c]) >= 2 for c in ("core", "clusters", "map", "search"))
+    for t in ("images", "cluster_runs", "layouts", "atlas_sheets", "search_index", "search_bits"):
+        assert f"'{t}'" in tables

@@ -111,7 +111,7 @@ def _encode(sheet: Image.Image, fmt: str, quality: int) -> bytes:
 
 def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: Sequence[int] = (16, 64),
                 fmt: str = "webp", quality: int = 70, sheet_size: int = 2048, workers: int | None = None,
-                status: Status = _quiet) -> AtlasSummary:
+                on_status: Status = _quiet) -> AtlasSummary:
     """Replace the atlas with one holding ``image_ids`` in this order."""
     levels = parse_levels(levels)
     if fmt not in FORMATS:
@@ -200,7 +200,7 @@ def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: 
                                     "VALUES (?, ?, ?, ?, ?)", rows)
                 store(wait=len(encoding) > 2 * workers)  # bound the sheets held in memory
                 if start and start % (chunk_size * 20) == 0:
-                    status(f"atlas: {start}/{n} images")
+                    on_status(f"atlas: {start}/{n} images")
             for lv in levels:
                 flush(lv)
             store(wait=True)
@@ -281,7 +281,7 @@ def cell_rows(conn: Any, build: str | None, level: dict) -> list[tuple[int, int]
 
 def layout_order(db: sqlite_utils.Database, layout_id: int) -> list[int]:
     """Image ids of a layout in map (Z-curve) order."""
-    from .layout import spatial_order
+    from .packing import spatial_order
 
     rows = db.execute("SELECT image_id, x, y FROM layout_points WHERE layout_id = ?", [layout_id]).fetchall()
     if not rows:

@@ -1,26 +1,17 @@
-"""2-D map coordinates for every image, packed so thumbnails never overlap.
+"""2-D map coordinates for every image, packed so thumbnails never overlap, stored as a
+named layout (``layouts``, ``layout_points``).
 
-Two stages:
-
-1. ``embed_2d``: the L2-normalised vectors to 2-D. UMAP when the optional ``umap``
-   extra is installed; otherwise scikit-learn: PCA to 50-d, then Barnes-Hut t-SNE.
-   t-SNE costs minutes at 100k points on 2 cores, so above ``landmarks`` points it runs
-   on k-means prototypes (landmarks) and every image is placed by interpolating its
-   nearest prototypes in PCA space (landmark t-SNE): ~20 s at 100k.
-2. ``pack``: each group (a cluster of the default clustering run; images outside any
-   cluster are grouped by 2-D k-means among themselves) becomes a disk of unit lattice
-   cells, one cell per image, members arranged inside it as in the 2-D embedding.
-   The disks are then relaxed apart (overlap removal, with a pull towards their
-   embedded position) so clusters stay together and no two thumbnails overlap.
+The algorithm is in two modules: ``embed2d`` (the vectors to 2-D: UMAP, or t-SNE on
+landmarks) and ``packing`` (each cluster a disk of lattice cells, disks pushed apart).
+Here: which images and clusters, and the database.
 
 Coordinates are in *cell units*: one thumbnail is a 1 x 1 square centred on its point.
 """
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -28,342 +19,14 @@ import sqlite_utils
 
 from ..store.collection import ImageCollection, NotFound
 from ..store.schema import migrate, now
+from .embed2d import LayoutError, embed_2d
+from .packing import group_points, pack
 
 Status = Callable[[str], None]
-METHODS = ("auto", "umap", "tsne")
-
-
-class LayoutError(Exception):
-    """The layout cannot be computed (bad option, nothing to lay out)."""
 
 
 def _quiet(msg: str) -> None:
     pass
-
-
-def umap_available() -> bool:
-    try:
-        import umap  # noqa: F401
-    except Exception:  # ImportError, or numba failing to initialise
-        return False
-    return True
-
-
-# --- stage 1: vectors -> 2-D -----------------------------------------------------
-
-
-def _pca(x: np.ndarray, dims: int, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
-
-    dims = min(dims, x.shape[1], x.shape[0] - 1)
-    if dims < 2:
-        return x[:, :2] if x.shape[1] >= 2 else np.hstack([x, np.zeros((len(x), 1), x.dtype)])
-    solver = "randomized" if x.shape[0] > 2000 and dims < x.shape[1] else "full"
-    return PCA(dims, svd_solver=solver, random_state=seed).fit_transform(x).astype(np.float32)
-
-
-def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.manifold import TSNE
-
-    n = len(x)
-    perplexity = float(min(30.0, max(2.0, (n - 1) / 3.5)))
-    return TSNE(
-        2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed,
-        n_jobs=-1, max_iter=500,
-    ).fit_transform(x).astype(np.float64)
-
-
-def _nearest(x: np.ndarray, centers: np.ndarray, k: int, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and squared distances of the ``k`` nearest centers of each row (chunked:
-    a full n x landmarks matrix would be GBs at 100k)."""
-    c2 = (centers.astype(np.float32) ** 2).sum(1)
-    idx = np.empty((len(x), k), np.int64)
-    dist = np.empty((len(x), k), np.float32)
-    for s in range(0, len(x), chunk):
-        part = x[s:s + chunk].astype(np.float32)
-        d = c2[None, :] - 2.0 * part @ centers.T.astype(np.float32) + (part ** 2).sum(1)[:, None]
-        nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(d), 1))
-        idx[s:s + chunk] = nn
-        dist[s:s + chunk] = np.maximum(np.take_along_axis(d, nn, 1), 0)
-    return idx, dist
-
-
-def _landmark_tsne(x: np.ndarray, landmarks: int, seed: int) -> np.ndarray:
-    from sklearn.cluster import MiniBatchKMeans
-
-    km = MiniBatchKMeans(landmarks, random_state=seed, batch_size=4096, n_init=1, max_iter=50)
-    km.fit(x)
-    centers = km.cluster_centers_.astype(np.float32)
-    ycent = _tsne(centers, seed)
-    k = min(6, len(centers))
-    idx, d2 = _nearest(x, centers, k)
-    # Gaussian weights scaled by each point's own nearest distance: a point near one
-    # prototype sits on it; one between prototypes lands between them.
-    scale = np.maximum(d2.min(1, keepdims=True), 1e-6)
-    w = np.exp(-(d2 - d2.min(1, keepdims=True)) / scale)
-    w /= w.sum(1, keepdims=True)
-    return (w[:, :, None] * ycent[idx]).sum(1)
-
-
-def embed_2d(vecs: np.ndarray, method: str = "auto", *, seed: int = 0, landmarks: int = 1000,
-             status: Status = _quiet) -> tuple[np.ndarray, str]:
-    """2-D coordinates (n, 2) float64 of L2-normalised ``vecs``, and the method used."""
-    if method not in METHODS:
-        raise LayoutError(f"unknown layout method {method!r}: use one of {', '.join(METHODS)}")
-    n = len(vecs)
-    if n == 0:
-        return np.zeros((0, 2)), "none"
-    if n < 5:
-        # Too few for a neighbour embedding: the first two principal directions do.
-        if n == 1:
-            return np.zeros((1, 2)), "pca"
-        y = _pca(vecs, 2, seed).astype(np.float64)
-        return y, "pca"
-    if method == "umap" and not umap_available():
-        raise LayoutError("--method umap needs the optional extra: pip install 'datasette-imageclust[umap]'")
-    use_umap = method == "umap" or (method == "auto" and umap_available())
-    x = _pca(vecs, 50, seed)
-    if use_umap and n >= 16:
-        import umap  # type: ignore
-
-        status(f"UMAP of {n} points")
-        reducer = umap.UMAP(n_neighbors=min(15, n - 1), min_dist=0.1, random_state=seed, low_memory=True)
-        return reducer.fit_transform(x).astype(np.float64), "umap"
-    if n <= landmarks:
-        status(f"t-SNE of {n} points")
-        return _tsne(x, seed), "tsne"
-    status(f"t-SNE of {landmarks} k-means landmarks, {n} points interpolated")
-    return _landmark_tsne(x, landmarks, seed), "tsne-landmarks"
-
-
-# --- stage 2: packing -------------------------------------------------------------
-
-
-def _slots(m: int) -> np.ndarray:
-    """The ``m`` integer lattice points nearest the origin (a filled disk of cells)."""
-    r = int(math.ceil(math.sqrt(m / math.pi))) + 2
-    g = np.arange(-r, r + 1)
-    gx, gy = np.meshgrid(g, g)
-    pts = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float64)
-    order = np.lexsort((np.arctan2(pts[:, 1], pts[:, 0]), (pts ** 2).sum(1)))
-    return pts[order[:m]]
-
-
-def _arrange(local: np.ndarray) -> np.ndarray:
-    """Place a group's points (2-D coords around their mean) on a disk of lattice cells,
-    keeping who-is-next-to-whom: radii are rank-equalised (so a dense core spreads
-    evenly over the disk), then points are matched to cells."""
-    m = len(local)
-    slots = _slots(m)
-    if m == 1:
-        return slots
-    rad = np.hypot(local[:, 0], local[:, 1])
-    ang = np.arctan2(local[:, 1], local[:, 0])
-    rmax = max(np.hypot(slots[:, 0], slots[:, 1]).max(), 0.5)
-    rank = np.empty(m)
-    rank[np.argsort(rad, kind="stable")] = np.arange(m)
-    r2 = rmax * np.sqrt((rank + 0.5) / m)
-    target = np.stack([r2 * np.cos(ang), r2 * np.sin(ang)], 1)
-    out = np.empty_like(slots)
-    if m <= 300:
-        from scipy.optimize import linear_sum_assignment
-
-        cost = ((target[:, None, :] - slots[None, :, :]) ** 2).sum(2)
-        rows, cols = linear_sum_assignment(cost)
-        out[rows] = slots[cols]
-        return out
-    # Large groups: rings of similar radius, matched by angle within each ring.
-    by_r = np.argsort(r2, kind="stable")
-    block = max(8, int(math.sqrt(m) * 2))
-    for s in range(0, m, block):
-        pi = by_r[s:s + block]
-        si = np.arange(s, min(s + block, m))
-        sa = np.arctan2(slots[si, 1], slots[si, 0])
-        out[pi[np.argsort(ang[pi], kind="stable")]] = slots[si[np.argsort(sa, kind="stable")]]
-    return out
-
-
-def _overlap_pairs(c: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All pairs (i < j) of disks that overlap. Disks are bucketed by radius so a few
-    huge clusters do not make every small disk a neighbour of every other."""
-    from scipy.spatial import cKDTree
-
-    bucket = np.floor(np.log2(r / r.min())).astype(int)
-    groups = [np.flatnonzero(bucket == b) for b in np.unique(bucket)]
-    trees = [cKDTree(c[g]) for g in groups]
-    rmax = [r[g].max() for g in groups]
-    I, J = [], []
-    for a in range(len(groups)):
-        for b in range(a, len(groups)):
-            sm = trees[a].sparse_distance_matrix(trees[b], rmax[a] + rmax[b], output_type="ndarray")
-            if not len(sm):
-                continue
-            i, j = groups[a][sm["i"]], groups[b][sm["j"]]
-            keep = (i < j) if a == b else (i != j)
-            I.append(i[keep])
-            J.append(j[keep])
-    if not I:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    i, j = np.concatenate(I), np.concatenate(J)
-    d = np.hypot(*(c[i] - c[j]).T)
-    hit = d < r[i] + r[j]
-    return i[hit], j[hit]
-
-
-def _relax(anchor: np.ndarray, r: np.ndarray, *, iterations: int = 400, pull: float = 0.05,
-           release: int = 80, seed: int = 0) -> tuple[np.ndarray, int]:
-    """Push overlapping disks apart (larger disks move less) while a weak spring keeps
-    each near its embedded position; the spring is released towards the end so the
-    result is overlap-free. Returns centres and iterations used."""
-    rng = np.random.default_rng(seed)
-    c = anchor.copy()
-    n = len(c)
-    if n < 2:
-        return c, 0
-    area = r ** 2
-    for it in range(iterations):
-        i, j = _overlap_pairs(c, r)
-        spring = pull * max(0.0, 1.0 - it / release)
-        if not len(i):
-            if spring == 0:
-                return c, it
-            c += spring * (anchor - c)
-            continue
-        delta = c[i] - c[j]
-        d = np.hypot(delta[:, 0], delta[:, 1])
-        zero = d < 1e-9
-        if zero.any():
-            angle = rng.uniform(0, 2 * np.pi, zero.sum())
-            delta[zero] = np.stack([np.cos(angle), np.sin(angle)], 1)
-            d[zero] = 1.0
-        u = delta / d[:, None]
-        # A hair more than the overlap, so touching disks count as separated next round.
-        push = (r[i] + r[j] - d) * 1.02 + 1e-3
-        wi = area[j] / (area[i] + area[j])
-        move = np.zeros_like(c)
-        np.add.at(move, i, u * (push * wi)[:, None])
-        np.add.at(move, j, -u * (push * (1 - wi))[:, None])
-        c += move * 0.8 + spring * (anchor - c)
-    return c, iterations
-
-
-@dataclass
-class Packed:
-    xy: np.ndarray             # (n, 2) cell units
-    group: np.ndarray          # (n,) group index
-    iterations: int
-    overlaps: int              # pairs of thumbnails still overlapping (should be 0)
-    stats: dict = field(default_factory=dict)
-
-
-def group_points(xy: np.ndarray, cluster: np.ndarray, *, loose_size: int = 16, seed: int = 0) -> np.ndarray:
-    """Group index per point: one group per real cluster (``cluster >= 0``); the rest
-    (unclustered, or no clustering at all) in small 2-D k-means groups of their own."""
-    group = np.full(len(xy), -1, np.int64)
-    real = cluster >= 0
-    if real.any():
-        _, group[real] = np.unique(cluster[real], return_inverse=True)
-    rest = np.flatnonzero(~real)
-    if len(rest):
-        base = group.max() + 1
-        k = max(1, int(round(len(rest) / loose_size)))
-        if k == 1:
-            group[rest] = base
-        else:
-            from sklearn.cluster import MiniBatchKMeans
-
-            km = MiniBatchKMeans(k, random_state=seed, n_init=1, batch_size=4096, max_iter=30)
-            group[rest] = base + km.fit_predict(xy[rest])
-            # k-means can leave ids unused; renumber densely.
-            _, group = np.unique(group, return_inverse=True)
-    return group
-
-
-def pack(xy: np.ndarray, group: np.ndarray, *, gap: float = 1.0, fill: float = 0.25,
-         loose: np.ndarray | None = None, seed: int = 0) -> Packed:
-    """Non-overlapping cell coordinates for 2-D points ``xy`` in groups ``group``.
-
-    ``loose`` marks groups that are not real clusters: they get no gap around them."""
-    n = len(xy)
-    if n == 0:
-        return Packed(np.zeros((0, 2)), group, 0, 0)
-    xy = np.asarray(xy, np.float64)
-    xy = xy - xy.mean(0)
-    spread = math.sqrt(float((xy ** 2).sum(1).mean())) or 1.0
-    xy = xy / spread
-    ng = int(group.max()) + 1
-    counts = np.bincount(group, minlength=ng)
-    order = np.argsort(group, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    local = np.zeros_like(xy)
-    centre = np.zeros((ng, 2))
-    radius = np.zeros(ng)
-    for g in range(ng):
-        members = order[starts[g]:starts[g + 1]]
-        if not len(members):
-            continue
-        mean = xy[members].mean(0)
-        centre[g] = mean
-        cells = _arrange(xy[members] - mean)
-        local[members] = cells
-        # Half a cell diagonal beyond the outermost cell centre, plus half the gap.
-        pad = 0.1 if loose is not None and loose[g] else gap / 2
-        radius[g] = np.hypot(cells[:, 0], cells[:, 1]).max() + math.sqrt(0.5) + pad
-    used = counts > 0
-    # Scale the embedding so the disks' total area fills ~1/fill of its RMS disk.
-    total = float((np.pi * radius[used] ** 2).sum())
-    anchor = centre * math.sqrt(total * fill / np.pi)
-    c, its = _relax(anchor[used], radius[used], seed=seed)
-    centre_final = np.zeros_like(centre)
-    centre_final[used] = c
-    # Round group centres to the lattice so every thumbnail is on the same cell grid:
-    # neighbouring clusters then tile cleanly, and overlap checks are exact.
-    centre_final = np.round(centre_final)
-    out = _unique_cells(centre_final[group] + local)
-    overlaps = count_overlaps(out)
-    return Packed(out, group, its, overlaps, {"groups": int(used.sum())})
-
-
-def _unique_cells(xy: np.ndarray) -> np.ndarray:
-    """All points are on the integer lattice, so two thumbnails overlap only if they
-    share a cell. Should the relaxation have left any such clash, move the later point
-    to the nearest free cell (rare: a handful of points at most)."""
-    cells = np.round(xy).astype(np.int64)
-    key = cells[:, 0] * (1 << 32) + cells[:, 1]
-    _, first = np.unique(key, return_index=True)
-    if len(first) == len(xy):
-        return cells.astype(np.float64)
-    taken = set(key[first].tolist())
-    clash = np.setdiff1d(np.arange(len(xy)), first)
-    for k in clash:
-        x0, y0 = int(cells[k, 0]), int(cells[k, 1])
-        found = False
-        for ring in range(1, 10_000):
-            ring_cells = [(x0 + dx, y0 + dy) for dx in range(-ring, ring + 1) for dy in range(-ring, ring + 1)
-                          if max(abs(dx), abs(dy)) == ring]
-            ring_cells.sort(key=lambda c: (c[0] - x0) ** 2 + (c[1] - y0) ** 2)
-            for cx, cy in ring_cells:
-                if cx * (1 << 32) + cy not in taken:
-                    taken.add(cx * (1 << 32) + cy)
-                    cells[k] = (cx, cy)
-                    found = True
-                    break
-            if found:
-                break
-    return cells.astype(np.float64)
-
-
-def count_overlaps(xy: np.ndarray, size: float = 1.0) -> int:
-    """Pairs of axis-aligned ``size`` squares centred on ``xy`` that overlap."""
-    from scipy.spatial import cKDTree
-
-    if len(xy) < 2:
-        return 0
-    pairs = cKDTree(xy).query_pairs(size * math.sqrt(2) - 1e-9, p=2, output_type="ndarray")
-    if not len(pairs):
-        return 0
-    d = np.abs(xy[pairs[:, 0]] - xy[pairs[:, 1]]).max(1)
-    return int((d < size - 1e-6).sum())
 
 
 # --- the database ------------------------------------------------------------------
@@ -386,7 +49,7 @@ class LayoutSummary:
 
 def compute_layout(db: sqlite_utils.Database, *, name: str = "default", method: str = "auto",
                    run: str | None = None, seed: int = 0, landmarks: int = 1000, gap: float = 1.0,
-                   make_default: bool | None = None, status: Status = _quiet) -> LayoutSummary:
+                   make_default: bool | None = None, on_status: Status = _quiet) -> LayoutSummary:
     """Compute and store layout ``name`` (replacing one of that name) for every image
     with a vector from the current model."""
     if not name or len(name) > 100:
@@ -413,7 +76,7 @@ def compute_layout(db: sqlite_utils.Database, *, name: str = "default", method: 
     # threads, and on a busy 2-core machine that made them 10-40x slower (measured:
     # t-SNE of 300 points 0.5 s with one thread, 21 s with two under load).
     with threadpool_limits(1):
-        xy, used = embed_2d(vecs, method, seed=seed, landmarks=landmarks, status=status)
+        xy, used = embed_2d(vecs, method, seed=seed, landmarks=landmarks, on_status=on_status)
     t_embed = time.perf_counter()
     cluster = np.full(len(ids), -1, np.int64)
     if r:
@@ -425,7 +88,7 @@ def compute_layout(db: sqlite_utils.Database, *, name: str = "default", method: 
             k = pos.get(image_id)
             if k is not None:
                 cluster[k] = cluster_id
-    status("packing thumbnails" + (f" (keeping clusters of run {r['name']!r} together)" if r else ""))
+    on_status("packing thumbnails" + (f" (keeping clusters of run {r['name']!r} together)" if r else ""))
     with threadpool_limits(1):
         group = group_points(xy, cluster, seed=seed)
         loose = np.zeros(int(group.max()) + 1, bool)
@@ -461,24 +124,3 @@ def compute_layout(db: sqlite_utils.Database, *, name: str = "default", method: 
         {"read": round(t_read - t0, 3), "embed": round(t_embed - t_read, 3),
          "pack": round(t_pack - t_embed, 3), "store": round(t_store - t_pack, 3)},
     )
-
-
-def spatial_order(xy: np.ndarray) -> np.ndarray:
-    """Indices ordering points along a Z-order (Morton) curve of their cell, so each
-    atlas sheet covers one compact region of the map."""
-    if not len(xy):
-        return np.zeros(0, np.int64)
-    q = np.floor(xy - xy.min(0)).astype(np.uint64)
-    q = np.minimum(q, (1 << 20) - 1)
-
-    def spread(v: np.ndarray) -> np.ndarray:
-        v = v & np.uint64(0xFFFFF)
-        v = (v | (v << np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
-        v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
-        v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-        v = (v | (v << np.uint64(2))) & np.uint64(0x3333333333333333)
-        v = (v | (v << np.uint64(1))) & np.uint64(0x5555555555555555)
-        return v
-
-    code = spread(q[:, 0]) | (spread(q[:, 1]) << np.uint64(1))
-    return np.argsort(code, kind="stable")

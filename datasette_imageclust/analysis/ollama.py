@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import sqlite_utils
 
@@ -36,8 +36,8 @@ class OllamaError(Exception):
     """The server cannot be used at all (unreachable, model missing)."""
 
 
-class _Retry(Exception):
-    """A transient failure of one request."""
+class TransientError(Exception):
+    """A transient failure of one request (retried; after the last retry, that cluster fails)."""
 
 
 @dataclass
@@ -49,7 +49,7 @@ class OllamaClient:
     backoff: float = 1.0  # first delay, doubled per attempt, with full jitter
 
     def generate(self, prompt: str, images: list[bytes]) -> dict:
-        """One label: {"title", "phrase"}. Raises OllamaError (fatal) or _Retry (gave up)."""
+        """One label: {"title", "phrase"}. Raises OllamaError (fatal) or TransientError (gave up)."""
         body = json.dumps({"model": self.model, "prompt": prompt, "format": "json", "stream": False,
                            "images": [base64.b64encode(i).decode("ascii") for i in images]}).encode()
         last = ""
@@ -58,9 +58,9 @@ class OllamaClient:
                 time.sleep(random.uniform(0, self.backoff * 2 ** (attempt - 1)))
             try:
                 return self._once(body)
-            except _Retry as e:
+            except TransientError as e:
                 last = str(e)
-        raise _Retry(f"gave up after {self.retries + 1} attempts: {last}")
+        raise TransientError(f"gave up after {self.retries + 1} attempts: {last}")
 
     def _once(self, body: bytes) -> dict:
         url = self.host.rstrip("/") + "/api/generate"
@@ -74,18 +74,27 @@ class OllamaClient:
                 raise OllamaError(f"{self.host} has no model {self.model!r} ({detail.strip()}): "
                                   f"run `ollama pull {self.model}`") from e
             if e.code in (408, 429) or e.code >= 500:
-                raise _Retry(f"HTTP {e.code}: {detail.strip()}") from e
+                raise TransientError(f"HTTP {e.code}: {detail.strip()}") from e
             raise OllamaError(f"{url} answered HTTP {e.code}: {detail.strip()}") from e
         except (socket.timeout, TimeoutError) as e:
-            raise _Retry(f"no answer within {self.timeout:g}s") from e
+            raise TransientError(f"no answer within {self.timeout:g}s") from e
         except urllib.error.URLError as e:
             if isinstance(e.reason, (socket.timeout, TimeoutError)):
-                raise _Retry(f"no answer within {self.timeout:g}s") from e
+                raise TransientError(f"no answer within {self.timeout:g}s") from e
             raise OllamaError(f"cannot reach Ollama at {self.host} ({e.reason}): is `ollama serve` "
                               f"running? (--ollama-host to change)") from e
         except (ConnectionError, OSError) as e:
-            raise _Retry(f"connection failed: {e}") from e
+            raise TransientError(f"connection failed: {e}") from e
         return parse(raw)
+
+
+class OllamaResult(NamedTuple):
+    """What ``ollama_labels`` did (a tuple, so ``n, failed = ollama_labels(...)`` works)."""
+    labelled: int
+    failed: int
+
+    def as_dict(self) -> dict:
+        return self._asdict()
 
 
 def parse(raw: bytes) -> dict:
@@ -94,20 +103,20 @@ def parse(raw: bytes) -> dict:
         outer = json.loads(raw)
         inner = json.loads(outer["response"])
     except (ValueError, KeyError, TypeError) as e:
-        raise _Retry(f"invalid JSON from the model: {raw[:120]!r}") from e
+        raise TransientError(f"invalid JSON from the model: {raw[:120]!r}") from e
     if not isinstance(inner, dict):
-        raise _Retry(f"expected a JSON object, got {inner!r:.80}")
+        raise TransientError(f"expected a JSON object, got {inner!r:.80}")
     title, phrase = inner.get("title"), inner.get("phrase")
     if not isinstance(title, str) or not title.strip() or not isinstance(phrase, str):
-        raise _Retry(f"expected {{'title', 'phrase'}} strings, got {inner!r:.120}")
+        raise TransientError(f"expected {{'title', 'phrase'}} strings, got {inner!r:.120}")
     return {"title": " ".join(title.split())[:80], "phrase": " ".join(phrase.split())[:300]}
 
 
 def ollama_labels(db: sqlite_utils.Database, run_id: int, *, host: str = DEFAULT_HOST,
                   model: str = DEFAULT_MODEL, timeout: float = 120.0, retries: int = 3,
                   concurrency: int = 2, backoff: float = 1.0,
-                  on_status: Callable[[str], None] = lambda s: None) -> tuple[int, int]:
-    """Label every real cluster of a run; returns (labelled, failed). Raises OllamaError when
+                  on_status: Callable[[str], None] = lambda s: None) -> OllamaResult:
+    """Label every real cluster of a run: (labelled, failed). Raises OllamaError when
     the server cannot be used (nothing more is attempted)."""
     client = OllamaClient(host, model, timeout, retries, backoff)
     reps = db.execute("SELECT representatives FROM cluster_runs WHERE id = ?", [run_id]).fetchone()[0]
@@ -119,7 +128,7 @@ def ollama_labels(db: sqlite_utils.Database, run_id: int, *, host: str = DEFAULT
             [run_id, reps]):
         work.setdefault(cid, []).append(data)
     if not work:
-        return 0, 0
+        return OllamaResult(0, 0)
     on_status(f"asking {model} at {host} to label {len(work)} clusters ({concurrency} at a time)")
     results: dict[int, dict] = {}
     failed: dict[int, str] = {}
@@ -132,7 +141,7 @@ def ollama_labels(db: sqlite_utils.Database, run_id: int, *, host: str = DEFAULT
             results[cid] = client.generate(PROMPT.format(n=len(work[cid])), work[cid])
         except OllamaError as e:
             fatal.append(e)
-        except _Retry as e:
+        except TransientError as e:
             failed[cid] = str(e)
 
     with ThreadPoolExecutor(max(1, concurrency)) as pool:
@@ -146,4 +155,4 @@ def ollama_labels(db: sqlite_utils.Database, run_id: int, *, host: str = DEFAULT
         on_status(f"ollama: {fatal[0]}")
     for cid, why in list(failed.items())[:3]:
         on_status(f"ollama: cluster {cid}: {why}")
-    return len(results), len(failed) + (len(work) - len(results) - len(failed) if fatal else 0)
+    return OllamaResult(len(results), len(failed) + (len(work) - len(results) - len(failed) if fatal else 0))

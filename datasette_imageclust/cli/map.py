@@ -52,7 +52,7 @@ def layout(database, name, method, run_name, make_default, not_default, gap, lan
     db = open_db(database)
     try:
         summary = compute_layout(db, name=name, method=method, run=run_name, seed=seed, landmarks=landmarks,
-                                 gap=gap, make_default=make_default, status=_err)
+                                 gap=gap, make_default=make_default, on_status=_err)
         _err(f"layout {summary.name!r}: {summary.n_images} images, {summary.groups} groups, method "
              f"{summary.method}, overlaps {summary.overlaps} "
              f"({', '.join(f'{k} {v:.1f}s' for k, v in summary.seconds.items())})")
@@ -61,7 +61,7 @@ def layout(database, name, method, run_name, make_default, not_default, gap, lan
             _err("building atlas sheets")
             order = layout_order(db, summary.layout_id)
             a = build_atlas(db, order, levels=level_list or auto_levels(len(order)), fmt=fmt,
-                            quality=quality, sheet_size=int(sheet_size), status=_err)
+                            quality=quality, sheet_size=int(sheet_size), on_status=_err)
             _err("atlas: " + ", ".join(f"{lv}px {a.sheets[lv]} sheets {a.bytes[lv] / 1e6:.1f} MB"
                                        for lv in a.levels) + f" in {a.seconds:.1f}s")
             out["atlas"] = a.as_dict()
