@@ -82,7 +82,7 @@ def load(db_path: str | os.PathLike, paths: Iterable[str], model: str | None = N
     except KeyboardInterrupt:
         loader.summary.interrupted = True
     finally:
-        loader.summary.finish(time.perf_counter() - start)
+        loader.summary.record_seconds(time.perf_counter() - start)
         if not connection.close(db):
             on_status(connection.wal_note(db_path))
     return loader.summary

@@ -23,7 +23,7 @@ class LoadSummary:
     images_per_second: float = 0.0
     interrupted: bool = False
 
-    def finish(self, seconds: float) -> None:
+    def record_seconds(self, seconds: float) -> None:
         """Record the run's length (start-up, scan, pipeline, index) and the rate it gives."""
         self.seconds = round(seconds, 3)
         if self.seconds > 0:
