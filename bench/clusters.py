@@ -48,8 +48,8 @@ def pair_precision(y: np.ndarray, labels: np.ndarray) -> float:
 
 def load_set(shared: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     from datasette_imageclust.store.collection import ImageCollection
-    from datasette_imageclust.store.connection import connect
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
+    from datasette_imageclust.store.connection import close, connect
 
     d = shared / "imagesets" / name
     cache = Path(tempfile.gettempdir()) / f"imageclust-bench-{name}.db"
@@ -58,6 +58,7 @@ def load_set(shared: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     db = connect(str(cache), readonly=True)
     ids, x = ImageCollection(db).vectors()
     rel = dict(db.execute("SELECT image_id, relpath FROM files").fetchall())
+    close(db)
     labels = {}
     if (d / "labels.csv").exists():
         labels = {r["path"]: r["category"] for r in csv.DictReader(open(d / "labels.csv"))}

@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datasette_imageclust.analysis import neardup  # noqa: E402
-from datasette_imageclust.store.connection import connect  # noqa: E402
-from datasette_imageclust.ingest.loader import load  # noqa: E402
+from datasette_imageclust.pipeline import find_duplicates, load  # noqa: E402
+from datasette_imageclust.store.connection import close, connect  # noqa: E402
 
 
 def main() -> None:
@@ -38,13 +38,13 @@ def main() -> None:
         load(dbp, [str(sets / "tuxpaint-stamps"), str(sets / "tuxpaint-stamps-dupes")], model)
     db = connect(dbp)
     t = time.perf_counter()
-    s = neardup.compute(db)
+    s = find_duplicates(db)
     secs = time.perf_counter() - t
     import cProfile
     import pstats
 
     prof = cProfile.Profile()
-    prof.runcall(neardup.compute, db)
+    prof.runcall(find_duplicates, db)
     ncc = [(v[1], v[3]) for k, v in pstats.Stats(prof).stats.items()
            if k[0] == neardup.__file__ and k[2] == "aligned_ncc"]
     calls, ncc_s = (sum(c for c, _ in ncc), sum(t for _, t in ncc)) if ncc else (0, 0.0)
@@ -59,8 +59,8 @@ def main() -> None:
     group = {iid: gid for gid, iid in db.execute("SELECT group_id, image_id FROM duplicate_members")}
     pairs = db.execute("SELECT image_a, image_b FROM duplicate_pairs").fetchall()
     good = sum(1 for x, y in pairs if origin.get(x, x) == origin.get(y, y))
-    print(f"images {s['images']}, accepted pairs {len(pairs)} ({s['by_rule']}), groups {s['groups']}, "
-          f"{secs:.2f}s ({secs / s['images'] * 1000:.1f}s per 1000 images)")
+    print(f"images {s.images}, accepted pairs {len(pairs)} ({s.by_rule}), groups {s.groups}, "
+          f"{secs:.2f}s ({secs / s.images * 1000:.1f}s per 1000 images)")
     if calls:
         print(f"pixel check: {calls} candidate pairs examined, {ncc_s / calls * 1000:.1f} ms each "
               f"({ncc_s:.2f}s of the run under cProfile)")
@@ -77,7 +77,8 @@ def main() -> None:
     for gid in set(group.values()):
         members = [i for i, g in group.items() if g == gid]
         impure += len({origin.get(i, i) for i in members}) > 1
-    print(f"groups mixing different pictures: {impure} of {s['groups']}")
+    print(f"groups mixing different pictures: {impure} of {s.groups}")
+    close(db)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def run_load(model: str, folder: Path, db: Path, limit: int | None = None) -> tu
             os.symlink(p.resolve(), sub / p.name)
         folder = sub
     code = (
-        "import json, resource, sys; from datasette_imageclust.ingest.loader import load; "
+        "import json, resource, sys; from datasette_imageclust.pipeline import load; "
         f"s = load({str(db)!r}, [{str(folder)!r}], {model!r}); "
         "rss = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')][0] / 1024; "
         "print(json.dumps({**s.as_dict(), 'rss_end_mb': rss, "

@@ -37,23 +37,18 @@ from browser import chromium, datasette_server, missing_browser  # noqa: E402  (
 
 def build(path: str, n: int, cluster_size: int) -> dict:
     import synthdb
-    from datasette_imageclust.store import connection as dbmod
-    from datasette_imageclust.analysis.atlas import auto_levels, build_atlas, layout_order
-    from datasette_imageclust.analysis.layout import compute_layout
+    from datasette_imageclust.pipeline import build_map
+    from datasette_imageclust.store import connection
 
     t = time.perf_counter()
     synthdb.make_db(path, n, clusters=max(2, n // cluster_size), dims=64, thumb_px=256, distinct_thumbs=1500)
     made = time.perf_counter() - t
-    db = dbmod.connect(path)
-    t = time.perf_counter()
-    s = compute_layout(db)
-    t_layout = time.perf_counter() - t
-    t = time.perf_counter()
-    order = layout_order(db, s.layout_id)
-    a = build_atlas(db, order, levels=auto_levels(len(order)))
-    t_atlas = time.perf_counter() - t
-    dbmod.finish(db)
-    db.conn.close()
+    db = connection.connect(path)
+    m = build_map(db)
+    connection.close(db)
+    s, a = m.layout, m.atlas
+    t_layout = sum(s.seconds.values())
+    t_atlas = a.seconds
     return {"make_s": made, "layout_s": t_layout, "layout_parts": s.seconds, "method": s.method,
             "groups": s.groups, "overlaps": s.overlaps, "atlas_s": t_atlas,
             "atlas_mb": {lv: round(b / 1e6, 1) for lv, b in a.bytes.items()}, "sheets": a.sheets,
@@ -112,20 +107,20 @@ def _tux_layout(db_path: str, method: str) -> dict:
 
     from neighbours import chance, knn_agreement
 
-    from datasette_imageclust.store import connection as dbmod
     from datasette_imageclust.store.collection import ImageCollection
-    from datasette_imageclust.analysis.layout import compute_layout
+    from datasette_imageclust.pipeline import build_map
+    from datasette_imageclust.store import connection
 
-    db = dbmod.connect(db_path)
+    db = connection.connect(db_path)
     t = time.perf_counter()
-    s = compute_layout(db, method=method)
+    s = build_map(db, method=method, atlas=False).layout
     secs = time.perf_counter() - t
     ids, vecs = ImageCollection(db).vectors()
     rel = dict(db.execute("SELECT image_id, relpath FROM files").fetchall())
     pos = {i: (x, y) for i, x, y in db.execute("SELECT image_id, x, y FROM layout_points WHERE layout_id = ?",
                                                [s.layout_id])}
     root = db.execute("SELECT root FROM files LIMIT 1").fetchone()[0]
-    db.conn.close()
+    connection.close(db)
     with open(os.path.join(root, "labels.csv")) as f:
         cat = {r["path"]: r["category"] for r in csv.DictReader(f)}
     labels = np.array([cat[rel[int(i)]] for i in ids])
@@ -139,7 +134,7 @@ def quality(shared: Path) -> None:
     import shutil
     import subprocess
 
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     tux = shared / "imagesets" / "tuxpaint-stamps"
     cache = Path(tempfile.gettempdir()) / "imageclust-bench-tuxpaint-stamps.db"  # as bench/clusters.py
@@ -156,9 +151,9 @@ def quality(shared: Path) -> None:
         # UMAP's first call in a fresh process compiles numba code; the second does not.
         path = os.path.join(tmp, "fresh.db")
         shutil.copy(cache, path)
-        code = ("import json, sys, time; sys.path[:0] = [%r, %r]; from datasette_imageclust import db as d; "
-                "from datasette_imageclust.analysis.layout import compute_layout; c = d.connect(%r); t = [time.perf_counter()]; "
-                "[(compute_layout(c, method='umap'), t.append(time.perf_counter())) for _ in range(2)]; "
+        code = ("import json, sys, time; sys.path[:0] = [%r, %r]; from datasette_imageclust.store import connection; "
+                "from datasette_imageclust.pipeline import build_map; c = connection.connect(%r); t = [time.perf_counter()]; "
+                "[(build_map(c, method='umap', atlas=False), t.append(time.perf_counter())) for _ in range(2)]; "
                 "print(json.dumps([t[1] - t[0], t[2] - t[1]]))" % (str(ROOT), str(ROOT / "tests"), path))
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         first, second = json.loads(out.strip().splitlines()[-1])

@@ -23,9 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datasette_imageclust.analysis import clusterstore, search  # noqa: E402
+from datasette_imageclust import pipeline  # noqa: E402
+from datasette_imageclust.analysis import clusterstore  # noqa: E402
 from datasette_imageclust.store import vectors  # noqa: E402
-from datasette_imageclust.store import connection as dbmod  # noqa: E402
+from datasette_imageclust.store import connection  # noqa: E402
 from datasette_imageclust.store.schema import migrate, now  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def build(path: str, n: int, dims: int) -> None:
     labels = rng.integers(0, n_clusters, n)
     x = centres[labels] + 0.6 * rng.standard_normal((n, dims)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    db = dbmod.connect(path)
+    db = connection.connect(path)
     migrate(db, "core")
     stamp = now()
     with db.conn:
@@ -62,9 +63,8 @@ def build(path: str, n: int, dims: int) -> None:
     ids = np.arange(1, n + 1)
     clusterstore.store_run(db, "synthetic", "kmeans", {"n_clusters": n_clusters}, ids, x, labels,
                            model_id=mid, seconds=None, default=True)
-    search.build_index(db)
-    dbmod.finish(db)
-    db.conn.close()
+    pipeline.build_index(db)
+    connection.close(db)
 
 
 async def measure(path: str, n: int, repeat: int) -> None:

@@ -30,7 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datasette_imageclust.store import connection as dbmod  # noqa: E402
+from datasette_imageclust import pipeline  # noqa: E402
+from datasette_imageclust.store import connection  # noqa: E402
 from datasette_imageclust.analysis import search  # noqa: E402
 from datasette_imageclust.store import vectors  # noqa: E402
 from datasette_imageclust.web import MMAP_BYTES  # noqa: E402
@@ -63,22 +64,20 @@ HELD_OUT = 1000
 
 
 def make_db(path: str, x: np.ndarray) -> None:
-    db = dbmod.connect(path)
+    db = connection.connect(path)
     migrate(db, "core")
     vectors.ensure_table(db, x.shape[1])
     with db.conn:
         for i in range(0, len(x), 10000):
             vectors.put(db, list(range(i + 1, min(len(x), i + 10000) + 1)), x[i:i + 10000])
-    dbmod.finish(db)
-    db.conn.close()
+    connection.close(db)
 
 
 def index(path: str) -> float:
     """(Re)build the index every run: cached vectors, but always the current index code."""
-    db = dbmod.connect(path)
-    seconds = search.build_index(db)["seconds"]
-    dbmod.finish(db)
-    db.conn.close()
+    db = connection.connect(path)
+    seconds = pipeline.build_index(db).seconds
+    connection.close(db)
     search.clear_cache()
     return seconds
 
@@ -116,7 +115,7 @@ def _storage(path: str, x: np.ndarray, reads: int = 200) -> dict:
     assert search.warm(path)  # what a server process does at startup: the search_bits blobs
     packed = time.perf_counter() - t
     search.clear_cache()
-    db = dbmod.connect(path, readonly=True)
+    db = connection.connect(path, readonly=True)
     t = time.perf_counter()
     rows = db.execute(f"SELECT image_id, bits FROM {search.BITS_TABLE}").fetchall()
     by_row = time.perf_counter() - t
@@ -126,13 +125,13 @@ def _storage(path: str, x: np.ndarray, reads: int = 200) -> dict:
     for i in ids:
         db.execute(f"SELECT embedding FROM {vectors.TABLE} WHERE image_id = ?", [int(i)]).fetchone()
     point = (time.perf_counter() - t) / reads
-    db.conn.close()
+    connection.close(db)
     return {"bits_packed_s": packed, "bits_rows_s": by_row, "point_read_ms": point * 1000}
 
 
 def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None], k: int,
         float_scan: int, storage: bool = True) -> dict:
-    db = dbmod.connect(path, readonly=True)
+    db = connection.connect(path, readonly=True)
     db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")  # as the plugin's connections
     n = len(x)
     t = time.perf_counter()
@@ -162,10 +161,10 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
            "nearest_missed": float(near_a[rec_a < 1].mean()) if (rec_a < 1).any() else float("nan"),
            "nearest_hit": float(near_a[rec_a == 1].mean()) if (rec_a == 1).any() else float("nan"),
            "hamming_ms": _stage_ms(db, queries, self_ids, k, "hamming")}
-    db.conn.close()
-    plain = dbmod.connect(path, readonly=True)  # no mmap: every page through read()
+    connection.close(db)
+    plain = connection.connect(path, readonly=True)  # no mmap: every page through read()
     out["scan_plain_p50"] = _scan_p50(plain, queries[:float_scan], k)
-    plain.conn.close()
+    connection.close(plain)
     if storage:
         out.update(_storage(path, x))
     return out
@@ -185,15 +184,15 @@ def report(name: str, r: dict, k: int) -> None:
 
 
 def real_vectors(folder: str, model: str, workdir: str) -> tuple[str, np.ndarray]:
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     path = os.path.join(workdir, "real.db")
     if not os.path.exists(path):
         load(path, [folder], model)
     index(path)
-    db = dbmod.connect(path, readonly=True)
+    db = connection.connect(path, readonly=True)
     ids, x = vectors.read_all(db)
-    db.conn.close()
+    connection.close(db)
     assert (ids == np.arange(1, len(ids) + 1)).all()
     return path, x
 
@@ -236,14 +235,14 @@ def main() -> None:
         # Real collections are small; also force the bit path to rescore few candidates,
         # which is what the prefilter's quality shows at scale.
         for c in (20, 50, 100):
-            db = dbmod.connect(path, readonly=True)
+            db = connection.connect(path, readonly=True)
             rec = []
             for i in ids:
                 got = {j for j, _ in search.knn(db, x[i - 1], a.k, exclude=[i], candidates=c)}
                 s = x @ x[i - 1]
                 s[i - 1] = -np.inf
                 rec.append(len(got & set((np.argpartition(-s, a.k)[:a.k] + 1).tolist())) / a.k)
-            db.conn.close()
+            connection.close(db)
             print(f"{'real':>14} n={len(x):>8}  recall@{a.k} rescoring only the best {c} after the two bit stages: "
                   f"{np.mean(rec):.4f}", flush=True)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datasette_imageclust.store import connection as dbmod  # noqa: E402
+from datasette_imageclust.store import connection  # noqa: E402
 from datasette_imageclust.analysis import labels  # noqa: E402
 from datasette_imageclust.models import TextEmbedder, file_sha256, find_model  # noqa: E402
 from datasette_imageclust.store.schema import migrate, now  # noqa: E402
@@ -36,7 +36,7 @@ def main() -> None:
         raise SystemExit(f"{a.model} has no text tower (onnx/text_model.onnx + tokenizer.json)")
     terms = labels.vocabulary()[:a.terms] if a.terms else labels.vocabulary()
     with tempfile.TemporaryDirectory() as tmp:
-        db = dbmod.connect(os.path.join(tmp, "v.db"))
+        db = connection.connect(os.path.join(tmp, "v.db"))
         migrate(db, "core")
         dims = TextEmbedder(files).embed(["x"]).shape[1]  # (untimed: the check vocabulary_vectors makes)
         model = {"name": os.path.abspath(a.model), "sha256": file_sha256(files.vision), "dimensions": dims,
@@ -47,7 +47,7 @@ def main() -> None:
         t = time.perf_counter()
         labels.vocabulary_vectors(db, model, terms)
         cached = time.perf_counter() - t
-        db.conn.close()
+        connection.close(db)
     print(json.dumps({"model": a.model, "terms": len(terms), "vocabulary_size": len(labels.vocabulary()),
                       "dimensions": int(v.shape[1]), "cpus": os.cpu_count(),
                       "embed_seconds": round(first, 2), "cached_seconds": round(cached, 3)}, indent=2))

@@ -59,7 +59,7 @@ def tiny_clip(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tux_db(tmp_path_factory, stand_in_model, tux_dir) -> str:
     """The 353 labelled tuxpaint stamps loaded with the real stand-in embedder (read-only use!)."""
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     path = str(tmp_path_factory.mktemp("tux") / "tux.db")
     summary = load(path, [str(tux_dir)], stand_in_model)

@@ -75,11 +75,9 @@ def _photos(folder: Path) -> None:
 def write(name: str, dest: Path, photos: Path, model: str) -> None:
     import numpy as np
 
-    from datasette_imageclust.analysis import clustering, clusterstore, labels, search
+    from datasette_imageclust.analysis import clusterstore, labels, search
+    from datasette_imageclust.pipeline import build_map, cluster_images, load
     from datasette_imageclust.store import connection as dbmod
-    from datasette_imageclust.analysis.atlas import build_atlas, layout_order
-    from datasette_imageclust.analysis.layout import compute_layout
-    from datasette_imageclust.ingest.loader import load
     from datasette_imageclust.store.collection import ImageCollection
     from datasette_imageclust.store.schema import migrate, now, versions
 
@@ -94,14 +92,10 @@ def write(name: str, dest: Path, photos: Path, model: str) -> None:
     with schema_as_of(want):
         load(str(dest), [str(photos)], model)
         db = dbmod.connect(dest)
-        coll = ImageCollection(db)
-        ids, x, model_row = *coll.vectors(), coll.model()
+        x, model_row = ImageCollection(db).vectors()[1], ImageCollection(db).model()
         for run, default in (("default", True), ("k3", False)):
-            res = clustering.run("ward", x, **({"n_clusters": 3, "max_size": None} if run == "k3" else
-                                               {"min_size": 2, "max_size": 4}))
-            rid = clusterstore.store_run(db, run, "ward", {"fixture": True}, ids, x, res.labels,
-                                         model_id=model_row["id"], seconds=0.0, default=default)
-            labels.label_run(db, rid, ["terms"])
+            cluster_images(db, name=run, **({"n_clusters": 3} if run == "k3" else {"min_size": 2, "max_size": 4}),
+                           labels=["terms"], make_default=default, duplicates=False, layout=False)
         cid = db.execute("SELECT c.id FROM clusters c JOIN cluster_runs r ON r.id = c.run_id "
                          "WHERE r.name = 'default' AND c.kind = 'cluster' ORDER BY c.id LIMIT 1").fetchone()[0]
         clusterstore.set_user_label(db, cid, USER_LABEL)
@@ -120,8 +114,7 @@ def write(name: str, dest: Path, photos: Path, model: str) -> None:
                 db.conn.executemany(
                     "INSERT INTO vocabulary_vectors (model_sha256, term, prompt, vector) VALUES (?, ?, ?, ?)",
                     [(model_row["sha256"], t, labels.PROMPT.format(t), vec.tobytes()) for t in ("circle", "wave")])
-        s = compute_layout(db, method="tsne", seed=0)
-        build_atlas(db, layout_order(db, s.layout_id), levels=(16,), sheet_size=1024)
+        build_map(db, method="tsne", seed=0, levels=(16,), sheet_size=1024)
         if "search" not in want:
             for t in (search.BITS_TABLE, search.META_TABLE, search.COPY_TABLE, search.PACKED_TABLE):
                 db.execute(f"DROP TABLE IF EXISTS {t}")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from datasette_imageclust.analysis import clustering, clusterstore, search
-from datasette_imageclust.store import vectors
+from datasette_imageclust.analysis import clusterstore, search
+from datasette_imageclust.pipeline import build_index, cluster_images
 from datasette_imageclust.store import connection as dbmod
-from datasette_imageclust.store.collection import ImageCollection
 from datasette_imageclust.store.schema import migrate
 
 XSS = '<script>alert(1)</script>'
@@ -21,13 +20,10 @@ def clustered(tux_db: str, dest: Path) -> str:
     path = str(dest)
     shutil.copy(tux_db, path)
     db = dbmod.connect(path)
-    search.build_index(db)
-    ids, x = vectors.read_all(db)
-    model = ImageCollection(db).model()
+    build_index(db)
     for name, k, default in (("kmeans16", 16, True), ("kmeans8", 8, False)):
-        res = clustering.run("kmeans", x, n_clusters=k, min_size=3, max_size=None)
-        clusterstore.store_run(db, name, "kmeans", {"n_clusters": k}, ids, x, res.labels,
-                               model_id=model["id"] if model else None, seconds=0.1, default=default)
+        cluster_images(db, method="kmeans", name=name, n_clusters=k, small="merge", labels=(),
+                       make_default=default, duplicates=False, layout=False)
     run = db.execute("SELECT id FROM cluster_runs WHERE name = 'kmeans16'").fetchone()[0]
     cids = [r[0] for r in db.execute("SELECT id FROM clusters WHERE run_id = ? AND kind = 'cluster' "
                                      "ORDER BY size DESC", [run])]

@@ -107,13 +107,10 @@ def add_run(db, label: np.ndarray, *, name: str = "default", label_prefix: str =
 
 def make_map_db(path: str, n: int, landmarks: int = 600, **kw) -> str:
     """``make_db`` plus ``imageclust layout`` (layout and atlas) through the library."""
-    from datasette_imageclust.analysis.atlas import build_atlas, layout_order
-    from datasette_imageclust.analysis.layout import compute_layout
+    from datasette_imageclust.pipeline import build_map
 
     make_db(path, n, **kw)
     db = dbmod.connect(path)
-    s = compute_layout(db, landmarks=min(landmarks, max(50, n)))
-    build_atlas(db, layout_order(db, s.layout_id))
-    dbmod.finish(db)
-    db.conn.close()
+    build_map(db, landmarks=min(landmarks, max(50, n)))
+    dbmod.close(db)
     return path

@@ -17,8 +17,9 @@ from PIL import Image
 
 from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.store import paths
-from datasette_imageclust.ingest.loader import Loader, load
+from datasette_imageclust.ingest import stages
 from datasette_imageclust.ingest.scan import FoundFile
+from datasette_imageclust.pipeline import load
 from imagefactory import jpeg_bytes, photo, save
 
 
@@ -72,7 +73,7 @@ def test_corpus_loads_good_and_records_bad(corpus, tmp_path, stand_in_model):
     d, good, bad = corpus
     skipped = []
     db = str(tmp_path / "x.db")
-    s = Loader(db, stand_in_model, on_skip=lambda p, r: skipped.append((p, r))).run([str(d)])
+    s = load(db, [str(d)], stand_in_model, on_skip=lambda p, r: skipped.append((p, r)))
     assert s.scanned == len(good) + len(bad)
     assert s.new == len(good) and s.errors == len(bad)
     conn = dbmod.connect(db, readonly=True)
@@ -130,10 +131,10 @@ def test_decompression_bomb_is_recorded(tmp_path, stand_in_model, monkeypatch):
     assert "decompression bomb" in reason
 
 
-def test_unreadable_file_is_an_error_not_a_crash(tmp_path, stand_in_model):
+def test_unreadable_file_is_an_error_not_a_crash(tmp_path):
     """A file that vanishes or cannot be opened between scan and read."""
-    loader = Loader(str(tmp_path / "x.db"), stand_in_model)
-    work = loader._work(FoundFile(str(tmp_path), str(tmp_path / "gone.jpg"), "gone.jpg", 10, 0.0))
+    # Reading comes first: no decoding options are needed to meet the error.
+    work = stages.read(FoundFile(str(tmp_path), str(tmp_path / "gone.jpg"), "gone.jpg", 10, 0.0), None, set())
     assert work.error and work.error.startswith("cannot read")
 
 
@@ -294,13 +295,13 @@ def test_unusable_entries_get_an_error_row_each(tmp_path, stand_in_model, monkey
     assert s.errors == len(expect) + 1
 
 
-def test_a_file_swapped_for_a_fifo_never_blocks(tmp_path, stand_in_model):
+def test_a_file_swapped_for_a_fifo_never_blocks(tmp_path):
     """Between scan and read a file can become a FIFO: reading must not wait for a writer."""
     os.mkfifo(tmp_path / "late.jpg")
-    loader = Loader(str(tmp_path / "x.db"), stand_in_model)
     result = []
     t = threading.Thread(target=lambda: result.append(
-        loader._work(FoundFile(str(tmp_path), str(tmp_path / "late.jpg"), "late.jpg", 10, 0.0))), daemon=True)
+        stages.read(FoundFile(str(tmp_path), str(tmp_path / "late.jpg"), "late.jpg", 10, 0.0), None, set())),
+        daemon=True)
     t.start()
     t.join(20)
     if t.is_alive():  # unblock the thread so the test run can end

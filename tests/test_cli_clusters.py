@@ -143,7 +143,7 @@ def test_ids_follow_matching_clusters(tmp_path):
 def test_prune_after_clustering(tmp_path, tux_dir, stand_in_model):
     """`load --prune` can delete images that are in clusters and duplicate groups."""
     from datasette_imageclust.store.connection import connect
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     src = tmp_path / "imgs"
     src.mkdir()

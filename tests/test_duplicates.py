@@ -15,7 +15,7 @@ from datasette_imageclust.store.connection import connect
 
 @pytest.fixture(scope="module")
 def dupes_db(tmp_path_factory, stand_in_model, tux_dir):
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     need(TUX_DUPES)
     p = str(tmp_path_factory.mktemp("dupes") / "d.db")
@@ -45,7 +45,7 @@ def test_near_duplicates_precision_recall(dupes_db, tux_dir):
 def test_exact_duplicates_and_stored(tmp_path, tux_dir, stand_in_model):
     import shutil
 
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     src = sorted((tux_dir / "birds").iterdir())[:3]
     for i, f in enumerate(src):

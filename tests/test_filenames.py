@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.store import paths
 from datasette_imageclust.cli import cli
-from datasette_imageclust.ingest.loader import load
+from datasette_imageclust.pipeline import load
 from imagefactory import jpeg_bytes, photo
 
 # name (bytes, relative to the folder) -> seed of its picture

@@ -55,7 +55,7 @@ def test_terms_labels_name_the_folders(tux_db, tmp_path):
 
 @pytest.fixture
 def tiny_db(tmp_path, tiny_clip, tux_dir):
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     src = tmp_path / "imgs"
     for cat in ("birds", "coins", "space"):

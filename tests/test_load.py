@@ -12,7 +12,8 @@ from PIL import Image
 
 from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.store import vectors
-from datasette_imageclust.ingest.loader import LoadError, load
+from datasette_imageclust.ingest.loader import LoadError
+from datasette_imageclust.pipeline import load
 from imagefactory import photo, photo_folder, save
 
 

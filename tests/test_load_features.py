@@ -15,7 +15,7 @@ from audit import watching
 from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.analysis import search
 from datasette_imageclust.store import vectors
-from datasette_imageclust.ingest.loader import load
+from datasette_imageclust.pipeline import load
 from imagefactory import photo, photo_folder, save
 
 

@@ -214,7 +214,7 @@ async def test_text_search_unavailable_says_why(ds):
 
 
 async def test_text_search_with_a_clip_shaped_model(tiny_clip, tux_dir, tmp_path):
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     folder = tmp_path / "imgs"
     folder.mkdir()

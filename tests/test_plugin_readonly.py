@@ -17,8 +17,7 @@ from audit import watching
 from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.analysis import search
 from datasette_imageclust.store import vectors
-from datasette_imageclust.analysis.atlas import build_atlas, layout_order
-from datasette_imageclust.analysis.layout import compute_layout
+from datasette_imageclust.pipeline import build_map
 from filestate import file_state
 from test_plugin_pages import make_ds
 
@@ -32,10 +31,8 @@ def dbs(tux_db, tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("readonly")
     photos = plugin_dbs.clustered(tux_db, d / "photos.db")
     db = dbmod.connect(photos)
-    s = compute_layout(db, method="tsne")
-    build_atlas(db, layout_order(db, s.layout_id), levels=(16, 64))
-    dbmod.finish(db)
-    db.conn.close()
+    build_map(db, method="tsne", levels=(16, 64))
+    dbmod.close(db)
     stale = str(d / "stale.db")
     shutil.copy(photos, stale)
     db = dbmod.connect(stale)

@@ -36,7 +36,7 @@ def test_newer_database_is_a_clear_error(tmp_path, stand_in_model):
 
 
 def test_errors_of_deleted_files_are_dropped(tmp_path, stand_in_model):
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     photo_folder(tmp_path / "p", 1)
     bad = tmp_path / "p" / "bad.jpg"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.cli import cli
-from datasette_imageclust.ingest.loader import load
+from datasette_imageclust.pipeline import load
 from datasette_imageclust.store.schema import MIGRATIONS, versions
 from filestate import file_state
 from imagefactory import photo_folder

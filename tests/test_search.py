@@ -163,7 +163,7 @@ def test_cli_index_and_similar(tux_copy):
 
 
 def test_text_query_with_a_clip_shaped_model(tiny_clip, tux_dir, tmp_path):
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     folder = tmp_path / "imgs"
     folder.mkdir()

@@ -27,7 +27,7 @@ FILES = ("onnx/vision_model.onnx", "onnx/text_model.onnx", "tokenizer.json", "pr
 def hub_db(tmp_path_factory, tiny_clip, tux_dir) -> str:
     """Images loaded with the tiny CLIP, recorded as the default Hub model (as a user's
     database made with the default model is)."""
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     d = tmp_path_factory.mktemp("offline")
     src = d / "imgs"

@@ -15,7 +15,7 @@ TEXT_BOX = 'name="q"'
 
 
 async def test_index_offers_text_search_only_when_it_works(tux_db, tiny_clip, tux_dir, tmp_path):
-    from datasette_imageclust.ingest.loader import load
+    from datasette_imageclust.pipeline import load
 
     embed_query.clear_cache()
     ds = make_ds([tux_db])  # the stand-in model: no text tower

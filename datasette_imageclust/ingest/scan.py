@@ -19,7 +19,7 @@ class FoundFile:
     mtime: float
 
 
-OnError = Callable[[str, str], None]
+OnSkip = Callable[[str, str], None]
 
 
 def file_kind(mode: int) -> str | None:
@@ -33,6 +33,26 @@ def file_kind(mode: int) -> str | None:
         if test(mode):
             return kind
     return "not a regular file"
+
+
+class NotRegularFile(OSError):
+    """The path is not a regular file: ``kind`` says what it is (see :func:`file_kind`)."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+def read_regular(path: str) -> bytes:
+    """The bytes of the regular file ``path``. It is opened without blocking and checked
+    before reading, so a FIFO or device (met, or swapped in since a scan) never hangs the
+    reader: raises :class:`NotRegularFile` for those, OSError if it cannot be read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        kind = file_kind(os.fstat(fh.fileno()).st_mode)
+        if kind:
+            raise NotRegularFile(kind)
+        return fh.read()
 
 
 def _unreachable(path: str, err: OSError) -> str:
@@ -51,7 +71,7 @@ def scan(
     *,
     recursive: bool = True,
     hidden: bool = False,
-    on_error: OnError | None = None,
+    on_skip: OnSkip | None = None,
 ) -> Iterator[FoundFile]:
     """Yield image files (by extension) under ``roots`` in a stable, sorted order.
 
@@ -59,9 +79,9 @@ def scan(
     entered once (by device and inode), so cycles cannot loop. Hidden names (leading
     dot) and names without an image extension are passed over in silence; every other
     entry that cannot be used (an unreadable folder, a dangling symlink, a FIFO or
-    device with an image name) goes to ``on_error`` with the reason.
+    device with an image name) goes to ``on_skip`` with the reason.
     """
-    report = on_error or (lambda p, r: None)
+    report = on_skip or (lambda p, r: None)
     for root in roots:
         root = os.path.abspath(os.path.expanduser(root))
         try:
@@ -78,7 +98,7 @@ def scan(
 
 
 def _walk(root: str, folder: str, recursive: bool, hidden: bool, seen: set[tuple[int, int]],
-          report: OnError) -> Iterator[FoundFile]:
+          report: OnSkip) -> Iterator[FoundFile]:
     try:
         st = os.stat(folder)
         key = (st.st_dev, st.st_ino)

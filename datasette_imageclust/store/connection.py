@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from typing import Any
 
 import sqlite_utils
@@ -21,11 +22,6 @@ import sqlite_vec
 from . import paths, schema
 
 
-#: A sqlite-utils Database or a DB-API connection (Datasette's ``execute_fn`` hands out the
-#: latter): what read-only functions accept. Functions that write take a Database.
-Connection = Any
-
-
 class ExtensionError(RuntimeError):
     """sqlite-vec cannot be loaded into this Python's SQLite."""
 
@@ -37,7 +33,7 @@ NO_EXTENSIONS = (
 )
 
 
-def load_vec(conn: Any) -> None:
+def load_vec(conn: Connection) -> None:
     """Load sqlite-vec into a DB-API connection, or raise ExtensionError saying why not."""
     if not hasattr(conn, "enable_load_extension"):
         raise ExtensionError(NO_EXTENSIONS)
@@ -50,6 +46,15 @@ def load_vec(conn: Any) -> None:
 
 
 BUSY_TIMEOUT = 30.0  # seconds to wait for another process's write lock
+
+#: "A sqlite-utils Database or a DB-API connection": the type of a parameter that takes
+#: either (the plugin hands DB-API connections, the CLI and the library Databases). Where
+#: a sqlite-utils Database is needed, parameters say ``sqlite_utils.Database``.
+Connection = Any
+
+# Databases opened read-only by `connect`: `close` only closes them (there is no WAL of
+# theirs to leave, and trying to would fail and wait).
+_read_only: "weakref.WeakSet[sqlite_utils.Database]" = weakref.WeakSet()
 
 
 class DatabaseError(Exception):
@@ -100,7 +105,7 @@ def connect(path: str | os.PathLike, *, readonly: bool = False, wal: bool = True
     read while ``load`` writes. Everything that could stop a command is checked before
     the first write (a file that is not SQLite, a newer schema, a lock), so a refused
     database is left exactly as it was; these raise :class:`DatabaseError` or
-    :class:`~datasette_imageclust.schema.SchemaError`.
+    :class:`~datasette_imageclust.store.schema.SchemaError`.
     """
     path = os.fspath(path)
     name = paths.display(path)
@@ -137,6 +142,8 @@ def connect(path: str | os.PathLike, *, readonly: bool = False, wal: bool = True
     except BaseException:
         conn.close()
         raise
+    if readonly:
+        _read_only.add(db)
     return db
 
 
@@ -170,12 +177,19 @@ def finish(db: sqlite_utils.Database, wait: float = 0.5) -> bool:
 
 
 def close(db: sqlite_utils.Database) -> bool:
-    """``finish`` then close; safe to call twice. True unless the database stayed in WAL."""
+    """Close a database from :func:`connect`: ``finish`` first unless it was opened
+    read-only; safe to call twice. True unless the database stayed in WAL."""
     try:
         db.conn.total_changes  # raises if closed already
     except Exception:
         return True
     try:
-        return finish(db)
+        return True if db in _read_only else finish(db)
     finally:
         db.conn.close()
+
+
+def wal_note(path: str | os.PathLike) -> str:
+    """What to tell the user when :func:`close` returned False."""
+    return (f"{paths.display(os.fspath(path))} stays in WAL mode while another process (e.g. datasette) has it "
+            f"open; the next imageclust command run without readers turns it back into a single file")

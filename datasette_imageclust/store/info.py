@@ -2,15 +2,30 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 
-from . import connection as dbmod
 from . import paths, vectors
-from .schema import current_model, versions
+from .connection import close, connect
+from .collection import ImageCollection
+from .schema import versions
 
 
-def database_info(path: str) -> dict:
+@dataclass
+class DatabaseInfo:
+    path: str  # absolute, as text
+    file_bytes: int
+    model: dict | None  # id, name, dimensions, sha256, created of the current model
+    counts: dict[str, int]  # images, files, thumbnails, errors, vectors, duplicate_files
+    thumbnail_bytes: int
+    schema: dict[str, int]  # component -> version
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def database_info(path: str) -> DatabaseInfo:
     """Model, row counts and sizes of an imageclust database (opened read-only)."""
-    db = dbmod.connect(path, readonly=True)
+    db = connect(path, readonly=True)
     try:
         tables = set(db.table_names())
 
@@ -23,16 +38,10 @@ def database_info(path: str) -> dict:
         counts["vectors"] = count(f"SELECT count(*) FROM {vectors.TABLE}") if vectors.TABLE in tables else 0
         counts["duplicate_files"] = counts["files"] - (
             count("SELECT count(DISTINCT image_id) FROM files") if "files" in tables else 0)
-        m = current_model(db)
+        m = ImageCollection(db).model()
         model = {k: m[k] for k in ("id", "name", "dimensions", "sha256", "created")} if m else None
         thumb_bytes = count("SELECT coalesce(sum(length(data)), 0) FROM thumbnails") if "thumbnails" in tables else 0
-        return {
-            "path": paths.text(os.path.abspath(path)),
-            "file_bytes": os.path.getsize(path),
-            "model": model,
-            "counts": counts,
-            "thumbnail_bytes": thumb_bytes,
-            "schema": versions(db),
-        }
+        return DatabaseInfo(paths.text(os.path.abspath(path)), os.path.getsize(path), model, counts,
+                            thumb_bytes, versions(db))
     finally:
-        db.conn.close()
+        close(db)

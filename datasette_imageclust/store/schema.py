@@ -50,19 +50,6 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def current_model(db) -> dict | None:
-    """The ``models`` row whose vectors the database holds (``imageclust_meta.model_id``),
-    as a dict; None for a database with no model yet or that is not an imageclust one.
-    ``db`` is a sqlite-utils Database or a DB-API connection."""
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'imageclust_meta'").fetchone() is None:
-        return None
-    cur = db.execute(
-        "SELECT m.* FROM imageclust_meta k JOIN models m ON m.id = CAST(k.value AS INTEGER) "
-        "WHERE k.key = 'model_id'")
-    row = cur.fetchone()
-    return dict(zip([c[0] for c in cur.description], row)) if row else None
-
-
 def versions(db: sqlite_utils.Database) -> dict[str, int]:
     if not db["schema_versions"].exists():
         return {}

@@ -1,0 +1,93 @@
+"""CLI commands for loading (`load`) and for what a database holds (`info`)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..store.paths import display
+from .common import CommandError, Progress, command, database_argument, echo_status, json_option
+
+
+@command()
+@database_argument
+@click.argument("folders", nargs=-1, required=True, type=click.Path(), metavar="PATH...")
+@click.option("--model", help="Hub repo id or local model directory (default: Xenova/clip-vit-base-patch32)")
+@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Descend into sub-folders")
+@click.option("--hidden", is_flag=True, help="Include hidden files and folders (names starting with '.')")
+@click.option("--thumbnail-size", type=int, default=256, show_default=True, help="Long side of stored thumbnails, px")
+@click.option("--thumbnail-format", type=click.Choice(["webp", "jpeg"]), default="webp", show_default=True,
+              help="Format of stored thumbnails")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Images per inference batch and commit")
+@click.option("--workers", type=int, help="Decoding threads (default: cores, at most 4)")
+@click.option("--threads", type=int, help="onnxruntime threads (default: cores)")
+@click.option("--prune", is_flag=True, help="Remove files that are gone from disk from the database")
+@click.option("--reembed", is_flag=True, help="Replace all vectors using --model (needed to switch model)")
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any file could not be loaded")
+@json_option()
+def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_format, batch_size,
+         workers, threads, prune, reembed, strict, as_json):
+    """Load the images in each PATH (a folder, scanned for images, or an image file)
+    into DATABASE (created if needed).
+
+    Re-runs are incremental: unchanged files are skipped, moved and copied files are
+    recognised by their sha256, and an interrupted run resumes where it stopped.
+    """
+    from .. import pipeline
+
+    progress = Progress()
+
+    def skip(path: str, reason: str) -> None:
+        echo_status(f"skipping {display(path)}: {display(reason)}")
+
+    try:
+        s = pipeline.load(
+            database, folders, model, recursive=recursive, hidden=hidden, thumbnail_size=thumbnail_size,
+            thumbnail_format=thumbnail_format, batch_size=batch_size, workers=workers, threads=threads,
+            prune=prune, reembed=reembed, on_skip=skip, on_progress=progress, on_status=echo_status,
+        )
+    finally:
+        progress.close()
+    if as_json:
+        click.echo(json.dumps(s.as_dict()))
+    echo_status(
+        f"{s.scanned} files: {s.new} new images, {s.unchanged} unchanged, {s.duplicates} duplicates"
+        + (f", {s.reembedded} re-embedded" if s.reembedded else "")
+        + f", {s.errors} errors in {s.seconds:.1f}s ({s.images_per_second:.1f} images/s)"
+    )
+    if s.gone:
+        echo_status(f"{s.gone} files are gone from disk" + (" and were removed" if s.pruned else
+                                                            " (--prune removes them)"))
+    if s.interrupted:
+        echo_status("interrupted: run the same command again to resume")
+        sys.exit(130)
+    if strict and s.errors:
+        raise CommandError(f"{s.errors} files could not be loaded (--strict)")
+
+
+@command()
+@database_argument
+@json_option("Print JSON on stdout")
+def info(database, as_json):
+    """Report what DATABASE holds: model, counts and sizes."""
+    from ..store.info import database_info
+
+    data = database_info(database)
+    if as_json:
+        click.echo(json.dumps(data.as_dict(), indent=2))
+        return
+    m = data.model or {}
+    c = data.counts
+    fields = [
+        ("database", f"{display(data.path)} ({data.file_bytes / 1e6:.1f} MB)"),
+        ("model", f"{display(m.get('name', '-'))} ({m.get('dimensions', '?')} dimensions)" if m else "-"),
+        *((k, str(c.get(k, 0))) for k in ("images", "files", "duplicate_files", "vectors", "errors")),
+        ("thumbnails", f"{c.get('thumbnails', 0)} ({data.thumbnail_bytes / 1e6:.1f} MB)"),
+        ("schema", ", ".join(f"{k} v{v}" for k, v in data.schema.items())),
+    ]
+    width = max(len(k) for k, _ in fields) + 2
+    click.echo("\n".join(f"{k + ':':<{width}}{v}" for k, v in fields))
+
+
+COMMANDS = (load, info)

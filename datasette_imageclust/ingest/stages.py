@@ -1,0 +1,165 @@
+"""The overlapping stages of ``load``: read and decode -> inference -> write.
+
+A pool of low-priority threads reads each file, hashes it and decodes it once; one
+thread runs inference on a batch; the caller's thread writes the previous batch
+meanwhile, so the model is never waiting for SQLite. Decoding runs at a lower CPU
+priority so it fills the inference session's idle time instead of competing with it.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import threading
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Container
+
+import numpy as np
+from PIL import Image
+
+from ..models import Preprocessor
+from .decode import Decoded, ImageError, decode
+from .scan import FoundFile, NotRegularFile, read_regular
+
+
+@dataclass
+class Read:
+    """One file's result from the decode pool."""
+
+    found: FoundFile
+    sha256: str | None = None
+    decoded: Decoded | None = None  # None for known bytes (nothing to decode) or an error
+    error: str | None = None
+
+
+@dataclass
+class Pending:
+    """An image waiting for inference, with every file that holds its bytes."""
+
+    sha256: str
+    size: int
+    decoded: Decoded
+    files: list[FoundFile] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """Images in inference (``vectors`` is their future) plus files and errors to write with them."""
+
+    pending: dict[str, Pending]
+    links: list[tuple[FoundFile, str]]  # (file, sha256 of an image written before it)
+    errors: list[tuple[FoundFile, str]]
+    vectors: Future | None
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    preprocessor: Preprocessor
+    thumbnail_size: int = 256
+    thumbnail_format: str = "webp"
+
+
+def read(f: FoundFile, options: DecodeOptions, embedded: Container[str]) -> Read:
+    """Read, hash and (unless its bytes are ``embedded`` already) decode one file; any
+    problem becomes ``Read.error``, the reason recorded in ``errors``."""
+    r = Read(f)
+    try:
+        data = read_regular(f.path)
+    except NotRegularFile as e:
+        r.error = f"not a regular file: {e.kind}"
+        return r
+    except OSError as e:
+        r.error = f"cannot read: {e.strerror or e}"
+        return r
+    r.sha256 = hashlib.sha256(data).hexdigest()
+    if r.sha256 in embedded:  # known bytes: a copy or a move, nothing to decode
+        return r
+    try:
+        r.decoded = decode(data, options.preprocessor, thumb_size=options.thumbnail_size,
+                           thumb_format=options.thumbnail_format, name=f.path)
+    except ImageError as e:
+        r.error = str(e)
+    except Exception as e:  # a bug or an exotic file must not stop the run
+        r.error = f"unexpected {type(e).__name__}: {e}"
+    return r
+
+
+def _lower_priority() -> None:
+    # On Linux, setpriority(PRIO_PROCESS, tid) applies to one thread: decoding yields
+    # the CPU to onnxruntime's threads whenever they can run.
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        pass
+
+
+def run(todo: list[FoundFile], *, read: Callable[[FoundFile], Read], embed: Callable[[np.ndarray], np.ndarray],
+        write: Callable[[Batch], None], embedded: Container[str], batch_size: int, workers: int,
+        on_progress: Callable[[int, int], None], on_skip: Callable[[str, str], None]) -> None:
+    """Push ``todo`` through the stages: ``read`` in ``workers`` threads, ``embed`` (on
+    batches of up to ``batch_size`` new images) in one thread, ``write`` here.
+
+    While batch k is in inference, this thread gathers batch k+1 from the decode pool
+    and then writes batch k. A file that cannot be loaded goes to ``on_skip`` and is
+    written with its batch as an error.
+    """
+    total = len(todo)
+    on_progress(0, total)
+    batch: dict[str, Pending] = {}
+    links: list[tuple[FoundFile, str]] = []
+    errors: list[tuple[FoundFile, str]] = []
+    inflight: Batch | None = None
+    window = max(2 * batch_size, 2 * workers)
+
+    def submit(pending: dict[str, Pending]) -> Future | None:
+        if not pending:
+            return None
+        return infer.submit(embed, np.stack([p.decoded.crop for p in pending.values()]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="decode", initializer=_lower_priority)
+        infer = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        queue: collections.deque[Future] = collections.deque()
+        it = iter(todo)
+        try:
+            for f in it:
+                queue.append(pool.submit(read, f))
+                if len(queue) >= window:
+                    break
+            done = 0
+            while queue:
+                r: Read = queue.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    queue.append(pool.submit(read, nxt))
+                done += 1
+                if r.error:
+                    errors.append((r.found, r.error))
+                    on_skip(r.found.path, r.error)
+                elif r.sha256 in batch:
+                    batch[r.sha256].files.append(r.found)
+                elif (r.sha256 in embedded or r.decoded is None
+                      or (inflight and r.sha256 in inflight.pending)):
+                    links.append((r.found, r.sha256))  # written after the image it points to
+                else:
+                    batch[r.sha256] = Pending(r.sha256, r.found.size, r.decoded, [r.found])
+                if len(batch) >= batch_size or len(links) + len(errors) >= 500:
+                    nxt_batch = Batch(batch, links, errors, submit(batch))
+                    if inflight:
+                        write(inflight)
+                    inflight = nxt_batch
+                    batch, links, errors = {}, [], []
+                    on_progress(done - len(inflight.pending), total)
+            last = Batch(batch, links, errors, submit(batch))
+            if inflight:
+                write(inflight)
+            write(last)
+            on_progress(total, total)
+        finally:
+            for q in queue:
+                q.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            infer.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,347 @@
+"""The pipeline, one documented function per step: the library API that the ``imageclust``
+commands, the benchmarks and the tests all call.
+
+    load            folders -> images, files, thumbnails, vectors; then the search index
+    build_index     the similarity index (``load`` keeps it current)
+    cluster_images  cluster, store the run, label it; near-duplicates; the map if default
+    find_duplicates near-duplicate groups
+    build_map       2-D layout + sprite atlas
+    find_similar    the nearest images to an image, a text or an image file
+
+Each step is orchestration only: the work is done by :mod:`.ingest` and
+:mod:`.analysis`. Conventions: ``db`` is an open ``sqlite_utils.Database`` (from
+``store.connection.connect``; only ``load`` takes a path, since it creates the file);
+callbacks are ``on_status(line)``, ``on_progress(done, total)`` and ``on_skip(path,
+reason)``; a step reports its sub-steps through ``on_status`` and returns its result as a
+dataclass with ``as_dict()``; bad input raises an exception of the layer that found it,
+whose message is one line for the user (:class:`OptionError` for options checked here).
+
+Heavy modules (scikit-learn, onnxruntime) are imported inside the steps that need them,
+so ``imageclust --help`` and a no-op ``load`` start fast.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+
+import sqlite_utils
+
+from .ingest.summary import LoadSummary
+from .store import connection
+from .store.collection import ImageCollection
+from .store.paths import display
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from .analysis.atlas import AtlasSummary
+    from .analysis.layout import LayoutSummary
+
+__all__ = [
+    "ClusterSummary", "DuplicatesSummary", "IndexSummary", "LoadSummary", "MapSummary", "OptionError",
+    "SimilarImage", "build_index", "build_map", "cluster_images", "find_duplicates", "find_similar", "load",
+]
+
+OnStatus = Callable[[str], None]
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+class OptionError(ValueError):
+    """An option of a step is out of range or contradicts another; the message names it
+    as the command line spells it."""
+
+
+# --- load ---------------------------------------------------------------------------
+
+
+def load(db_path: str | os.PathLike, paths: Iterable[str], model: str | None = None, *,
+         on_status: OnStatus | None = None, on_progress: Callable[[int, int], None] | None = None,
+         on_skip: Callable[[str, str], None] | None = None, **options) -> LoadSummary:
+    """Load the images under ``paths`` (folders, scanned, or image files) into the
+    database at ``db_path`` (created if needed), then bring the similarity index up to date.
+
+    ``model`` is a Hub id or model directory (default CLIP ViT-B/32). ``options`` are
+    those of :class:`~datasette_imageclust.ingest.loader.Loader`: ``recursive``,
+    ``hidden``, ``thumbnail_size``, ``thumbnail_format``, ``batch_size``, ``workers``,
+    ``threads``, ``prune``, ``reembed``. Re-runs are incremental and an interrupted run
+    (Ctrl-C: ``summary.interrupted``) resumes where it stopped. Raises ``LoadError`` or
+    ``ModelError`` before anything is written when the run cannot start.
+    """
+    from .ingest.loader import Loader
+
+    on_status = on_status or _quiet
+    start = time.perf_counter()
+    loader = Loader(model, on_status=on_status, on_progress=on_progress, on_skip=on_skip, **options)
+    roots = loader.prepare(paths)  # before the database file is created
+    db = connection.connect(db_path)
+    try:
+        loader.run(db, roots)
+        _refresh_index(db, on_status)
+    except KeyboardInterrupt:
+        loader.summary.interrupted = True
+    finally:
+        loader.summary.record_seconds(time.perf_counter() - start)
+        if not connection.close(db):
+            on_status(connection.wal_note(db_path))
+    return loader.summary
+
+
+# --- similarity index -----------------------------------------------------------------
+
+
+@dataclass
+class IndexSummary:
+    vectors: int
+    dimensions: int | None
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def build_index(db: sqlite_utils.Database) -> IndexSummary:
+    """(Re)build the similarity index: binary-quantised, mean-centred vectors for a fast
+    prefilter, rescored exactly (see :mod:`.analysis.search`)."""
+    from .analysis import search
+
+    return IndexSummary(**search.build_index(db))
+
+
+def _refresh_index(db: sqlite_utils.Database, on_status: OnStatus) -> None:
+    """Keep the index (read by the plugin, which never writes) current after a load."""
+    from .analysis import search
+
+    if not search.status(db).fresh:
+        on_status("building the similarity index")
+        build_index(db)
+
+
+# --- near-duplicates ----------------------------------------------------------------------
+
+
+@dataclass
+class DuplicatesSummary:
+    images: int
+    pairs: int
+    groups: int
+    by_rule: dict[str, int]  # accepted pairs per rule: "hash", "aligned"
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def find_duplicates(db: sqlite_utils.Database, *, on_status: OnStatus | None = None) -> DuplicatesSummary:
+    """Find the near-duplicates among the current model's images and replace the stored
+    groups (``duplicate_groups``, ``duplicate_members``, ``duplicate_pairs``)."""
+    from .analysis import neardup
+
+    return DuplicatesSummary(**neardup.compute(db, on_status=on_status or _quiet))
+
+
+# --- map ----------------------------------------------------------------------------------
+
+
+@dataclass
+class MapSummary:
+    layout: LayoutSummary
+    atlas: AtlasSummary | None  # None with atlas=False
+
+    def as_dict(self) -> dict:
+        out = {"layout": self.layout.as_dict()}
+        if self.atlas is not None:
+            out["atlas"] = self.atlas.as_dict()
+        return out
+
+
+def build_map(db: sqlite_utils.Database, *, name: str = "default", method: str = "auto", run: str | None = None,
+              make_default: bool | None = None, gap: float = 1.0, landmarks: int = 1000, seed: int = 0,
+              levels: str | Sequence[int] | None = None, fmt: str = "webp", quality: int = 70,
+              sheet_size: int = 2048, atlas: bool = True, on_status: OnStatus | None = None) -> MapSummary:
+    """Compute and store layout ``name`` (2-D coordinates; each cluster of ``run``, default
+    the default run, kept together) and, unless ``atlas`` is false, rebuild the sprite
+    atlas in its order. ``levels``: atlas cell sizes (None: by the number of images)."""
+    from .analysis.atlas import auto_levels, build_atlas, layout_order, parse_levels
+    from .analysis.layout import compute_layout
+
+    on_status = on_status or _quiet
+    level_list = None if levels is None else parse_levels(levels)  # checked before the slow part
+    lay = compute_layout(db, name=name, method=method, run=run, seed=seed, landmarks=landmarks, gap=gap,
+                         make_default=make_default, on_status=on_status)
+    on_status(f"layout {lay.name!r}: {lay.n_images} images, {lay.groups} groups, method {lay.method}, "
+              f"overlaps {lay.overlaps} ({', '.join(f'{k} {v:.1f}s' for k, v in lay.seconds.items())})")
+    if not atlas:
+        return MapSummary(lay, None)
+    on_status("building atlas sheets")
+    order = layout_order(db, lay.layout_id)
+    a = build_atlas(db, order, levels=level_list or auto_levels(len(order)), fmt=fmt, quality=quality,
+                    sheet_size=sheet_size, on_status=on_status)
+    on_status("atlas: " + ", ".join(f"{lv}px {a.sheets[lv]} sheets {a.bytes[lv] / 1e6:.1f} MB" for lv in a.levels)
+              + f" in {a.seconds:.1f}s")
+    return MapSummary(lay, a)
+
+
+# --- clustering -----------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterSummary:
+    run: str
+    run_id: int
+    method: str
+    images: int
+    clusters: int
+    unclustered: int
+    seconds: float  # clustering only
+    labels: dict[str, str]  # label source -> what happened
+    duplicates: DuplicatesSummary | None
+    info: dict  # what the method reports (undersized clusters, outliers, ...)
+    default: bool  # the run the plugin shows
+    map: MapSummary | None  # laid out (when the run is the default)
+
+    def as_dict(self) -> dict:
+        out = dict(self.__dict__)
+        out["seconds"] = round(self.seconds, 3)
+        out["duplicates"] = self.duplicates.as_dict() if self.duplicates else None
+        out["map"] = self.map.as_dict() if self.map else None
+        return out
+
+
+def cluster_images(db: sqlite_utils.Database, *, method: str = "ward", name: str = "default",
+                   n_clusters: int | None = None, min_size: int = 3, max_size: int | None = None,
+                   small: str = "unclustered", labels: Sequence[str] = ("terms", "clip"), representatives: int = 3,
+                   knn: int | None = None, seed: int = 0, make_default: bool | None = None,
+                   duplicates: bool = True, layout: bool = True, ollama: Mapping | None = None,
+                   on_status: OnStatus | None = None) -> ClusterSummary:
+    """Cluster the current model's vectors with ``method`` (ward, kmeans, hdbscan), store
+    the run as ``name`` (replacing a run of that name; ``make_default`` None: default if
+    first or it replaces the default), label it with the ``labels`` sources (clip, terms,
+    ollama; ``ollama``: host, model, timeout, concurrency), then, unless told not to,
+    find the near-duplicates and, when the run is the default, build the map with its
+    defaults. ``max_size`` None means 10 without ``n_clusters``, no cap with it; ``knn``
+    None means the method's k-NN smoothing default.
+    """
+    from .analysis import clustering, clusterstore
+    from .analysis import labels as labelling
+
+    on_status = on_status or _quiet
+    _check_cluster_options(n_clusters, min_size, max_size, representatives, knn, labels, ollama)
+    if max_size is None and n_clusters is None:
+        max_size = 10
+    coll = ImageCollection(db)
+    ids, x = coll.vectors()
+    model = coll.model()
+    if len(ids) == 0:
+        raise OptionError(f"{_db_name(db)} has no image vectors: run `imageclust load` first")
+    params = {"n_clusters": n_clusters, "min_size": min_size, "max_size": max_size, "small": small, "seed": seed}
+    if knn is not None:
+        params["knn_k"] = knn
+    on_status(f"clustering {len(ids)} images with {method}")
+    start = time.perf_counter()
+    res = clustering.run(method, x, **params)
+    seconds = time.perf_counter() - start
+    run_id = clusterstore.store_run(db, name, method, dict(params, result=res.info), ids, x, res.labels,
+                                    model_id=model["id"] if model else None, seconds=seconds,
+                                    representatives=representatives, default=make_default)
+    n_real = int(res.labels.max()) + 1 if len(res.labels) and res.labels.max() >= 0 else 0
+    n_un = int((res.labels < 0).sum())
+    on_status(f"{n_real} clusters, {n_un} images unclustered in {seconds:.1f}s (run {name!r})")
+    info = res.info
+    if info.get("undersized_clusters"):
+        on_status(f"{info['undersized_clusters']} undersized clusters ({info['undersized_images']} images): "
+                  + (f"{info['merged_into_nearest']} images merged into the nearest cluster with room"
+                     if small == "merge" else "their images are unclustered"))
+    if info.get("trimmed_outliers"):
+        on_status(f"{info['trimmed_outliers']} images unclustered: none of their 5 nearest neighbours "
+                  f"shared their cluster")
+    notes = labelling.label_run(db, run_id, list(labels), on_status=on_status, ollama=dict(ollama or {}))
+    dup = find_duplicates(db, on_status=on_status) if duplicates else None
+    if dup:
+        on_status(f"{dup.groups} near-duplicate groups ({dup.pairs} pairs)")
+    is_default = bool(coll.run(name)["is_default"])
+    laid_out = None
+    if layout and is_default:
+        on_status("laying out the map (--no-layout skips this)")
+        laid_out = build_map(db, on_status=on_status)
+    return ClusterSummary(name, run_id, method, int(len(ids)), n_real, n_un, seconds, notes, dup, info,
+                          is_default, laid_out)
+
+
+def _check_cluster_options(n_clusters: int | None, min_size: int, max_size: int | None, representatives: int,
+                           knn: int | None, sources: Sequence[str], ollama: Mapping | None) -> None:
+    from .analysis import labels as labelling
+
+    if min_size < 1:
+        raise OptionError("--min-size must be at least 1")
+    if max_size is not None and max_size < max(min_size, 2):
+        raise OptionError("--max-size must be at least 2 and at least --min-size")
+    if n_clusters is not None and n_clusters < 1:
+        raise OptionError("--clusters must be at least 1")
+    if representatives < 1:
+        raise OptionError("--representatives must be at least 1")
+    if knn is not None and knn < 0:
+        raise OptionError("--knn must be 0 or more")
+    if ollama and ollama.get("concurrency", 1) < 1:
+        raise OptionError("--ollama-concurrency must be at least 1")
+    bad = [s for s in sources if s not in labelling.SOURCES]
+    if bad:
+        raise OptionError(f"unknown label source {bad[0]!r}: choose from {', '.join(labelling.SOURCES)}")
+
+
+def _db_name(db: sqlite_utils.Database) -> str:
+    """The database's file, for messages."""
+    row = db.execute("PRAGMA database_list").fetchone()
+    return display(row[2]) if row and row[2] else "the database"
+
+
+# --- similarity search -----------------------------------------------------------------------
+
+
+@dataclass
+class SimilarImage:
+    image_id: int
+    similarity: float  # cosine similarity, 1 = the same vector
+    path: str | None  # its first file
+
+    def as_dict(self) -> dict:
+        return {"image_id": self.image_id, "similarity": round(self.similarity, 6), "path": self.path}
+
+
+def find_similar(db: sqlite_utils.Database, *, image_id: int | None = None, text: str | None = None,
+                 file: str | None = None, model: str | None = None, k: int = 10,
+                 exact: bool = False) -> list[SimilarImage]:
+    """The ``k`` images nearest to image ``image_id`` (itself left out), to ``text``
+    (needs the model's text tower) or to the image ``file`` (need not be in the database),
+    most similar first: exactly one of the three. ``model`` overrides the database's model
+    for embedding the query; ``exact`` scans every vector instead of using the index."""
+    from .analysis import embed_query, search
+    from .ingest.scan import NotRegularFile, read_regular
+
+    if sum(q is not None for q in (image_id, text, file)) != 1:
+        raise OptionError("give exactly one of --image ID, --text TEXT or --file PATH")
+    if not 1 <= k <= 1000:
+        raise OptionError("-k must be between 1 and 1000")
+    if image_id is not None:
+        if search.vector_of(db, image_id) is None:
+            raise OptionError(f"image {image_id} is not in the database or has no vector")
+        hits = search.similar(db, image_id, k, exact=exact)
+    else:
+        if text is not None:
+            vec = embed_query.embed_text(db, text, model)
+        else:
+            try:
+                data = read_regular(file)
+            except NotRegularFile as e:
+                raise OptionError(f"--file {display(file)} is {e.kind}, not an image file") from e
+            except OSError as e:
+                raise OptionError(f"cannot read --file {display(file)}: {e.strerror or e}") from e
+            name, dims = embed_query.model_for(db, model)
+            vec, _ = embed_query.embed_upload(name, dims, data, os.path.basename(file))
+        hits = search.knn(db, vec, k, exact=exact)
+    out = []
+    for iid, distance in hits:
+        row = db.execute("SELECT path FROM files WHERE image_id = ? ORDER BY id LIMIT 1", [iid]).fetchone()
+        out.append(SimilarImage(iid, 1 - distance, row[0] if row else None))
+    return out
