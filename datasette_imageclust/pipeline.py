@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import sqlite_utils
 
+from .analysis.neardup import DuplicatesSummary
+from .analysis.search import IndexSummary
 from .ingest.summary import LoadSummary
 from .store import connection
 from .store.collection import ImageCollection
@@ -92,22 +94,12 @@ def load(db_path: str | os.PathLike, paths: Iterable[str], model: str | None = N
 # --- similarity index -----------------------------------------------------------------
 
 
-@dataclass
-class IndexSummary:
-    vectors: int
-    dimensions: int | None
-    seconds: float
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
 def build_index(db: sqlite_utils.Database) -> IndexSummary:
     """(Re)build the similarity index: binary-quantised, mean-centred vectors for a fast
     prefilter, rescored exactly (see :mod:`.analysis.search`)."""
     from .analysis import search
 
-    return IndexSummary(**search.build_index(db))
+    return search.build_index(db)
 
 
 def _refresh_index(db: sqlite_utils.Database, on_status: OnStatus) -> None:
@@ -122,23 +114,12 @@ def _refresh_index(db: sqlite_utils.Database, on_status: OnStatus) -> None:
 # --- near-duplicates ----------------------------------------------------------------------
 
 
-@dataclass
-class DuplicatesSummary:
-    images: int
-    pairs: int
-    groups: int
-    by_rule: dict[str, int]  # accepted pairs per rule: "hash", "aligned"
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
 def find_duplicates(db: sqlite_utils.Database, *, on_status: OnStatus | None = None) -> DuplicatesSummary:
     """Find the near-duplicates among the current model's images and replace the stored
     groups (``duplicate_groups``, ``duplicate_members``, ``duplicate_pairs``)."""
     from .analysis import neardup
 
-    return DuplicatesSummary(**neardup.compute(db, on_status=on_status or _quiet))
+    return neardup.compute(db, on_status=on_status or _quiet)
 
 
 # --- map ----------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_index_on_real_vectors_is_mean_centred_and_fresh(tux_copy):
     ids, x = vectors.read_all(db)
     assert (x >= 0).all(), "the stand-in's vectors are non-negative: the case mean-centring is for"
     summary = search.build_index(db)
-    assert summary["vectors"] == 353 and summary["dimensions"] == x.shape[1]
+    assert summary.vectors == 353 and summary.dimensions == x.shape[1]
     st = search.status(db)
     assert st.present and st.fresh and st.indexed == 353
     bits = np.unpackbits(np.frombuffer(
@@ -134,7 +134,7 @@ def test_stale_or_absent_index_falls_back_to_exact(tmp_path):
 def test_empty_database(tmp_path):
     db = dbmod.connect(str(tmp_path / "empty.db"))
     migrate(db, "core")
-    assert search.build_index(db)["vectors"] == 0
+    assert search.build_index(db).vectors == 0
     assert search.knn(db, np.ones(8), 5) == []
     assert search.similar(db, 1, 5) == []
 

@@ -24,12 +24,13 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import sqlite_utils
 from PIL import Image, ImageOps
 
+from ..store.connection import Connection
 from ..store.schema import migrate
 
 Status = Callable[[str], None]
@@ -217,11 +218,11 @@ def build_atlas(db: sqlite_utils.Database, image_ids: Sequence[int], *, levels: 
 # --- reading (the map routes; also databases from before builds were kept) -------------
 
 
-def _has_builds(conn: Any) -> bool:
+def _has_builds(conn: Connection) -> bool:
     return any(r[1] == "build" for r in conn.execute("PRAGMA table_info(atlas_sheets)"))
 
 
-def current_build(conn: Any) -> str | None:
+def current_build(conn: Connection) -> str | None:
     """The build id of the atlas the map shows (None: no atlas)."""
     if conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('atlas_sheets', 'imageclust_meta')"
                     ).fetchone()[0] < 2:
@@ -230,7 +231,7 @@ def current_build(conn: Any) -> str | None:
     return row[0] if row else None
 
 
-def readable_build(conn: Any, wanted: str | None) -> str | None:
+def readable_build(conn: Connection, wanted: str | None) -> str | None:
     """``wanted`` if that build is still stored (the current one or the one it replaced),
     else the current build."""
     current = current_build(conn)
@@ -240,12 +241,12 @@ def readable_build(conn: Any, wanted: str | None) -> str | None:
     return current
 
 
-def _where(conn: Any, build: str | None) -> tuple[str, list]:
+def _where(conn: Connection, build: str | None) -> tuple[str, list]:
     # Databases from before map schema v3 hold one atlas and no build column.
     return ("build = ?", [build]) if _has_builds(conn) else ("1", [])
 
 
-def levels(conn: Any, build: str | None) -> list[dict]:
+def levels(conn: Connection, build: str | None) -> list[dict]:
     """The levels of build ``build``: cell size, cells per row and per sheet, its sheets."""
     if build is None:
         return []
@@ -262,7 +263,7 @@ def levels(conn: Any, build: str | None) -> list[dict]:
     return [out[k] for k in sorted(out)]
 
 
-def sheet_data(conn: Any, build: str | None, level: int, sheet: int) -> tuple[str, bytes] | None:
+def sheet_data(conn: Connection, build: str | None, level: int, sheet: int) -> tuple[str, bytes] | None:
     """(format, encoded image) of one sheet of build ``build``."""
     if build is None:
         return None
@@ -272,7 +273,7 @@ def sheet_data(conn: Any, build: str | None, level: int, sheet: int) -> tuple[st
     return (row[0], row[1]) if row else None
 
 
-def cell_rows(conn: Any, build: str | None, level: dict) -> list[tuple[int, int]]:
+def cell_rows(conn: Connection, build: str | None, level: dict) -> list[tuple[int, int]]:
     """(image_id, atlas index: sheet * cells per sheet + cell) at ``level`` of ``build``."""
     where, params = _where(conn, build)
     return conn.execute(f"SELECT image_id, sheet * ? + cell FROM atlas_cells WHERE {where} AND level = ?",

@@ -8,7 +8,15 @@ import numpy as np
 
 from . import cluster_blocks
 from .cluster_blocks import fit_kmeans, partition
-from .cluster_core import ClusteringError, Result, Small, centroids, handle_small, normalise, smooth_blocks
+from .cluster_core import (
+    ClusteringError,
+    Result,
+    Small,
+    centroids,
+    handle_small,
+    normalise,
+    smooth_blocks,
+)
 
 
 def _capacity_assign(x: np.ndarray, cents: np.ndarray, cap: int, top: int = 10) -> np.ndarray:

@@ -15,7 +15,15 @@ import numpy as np
 from . import cluster_blocks
 from .cluster_blocks import fit_kmeans, lloyd, partition, project
 from .cluster_core import (
-    UNCLUSTERED, ClusteringError, Result, Small, centroids, handle_small, knn, normalise, relabel,
+    UNCLUSTERED,
+    ClusteringError,
+    Result,
+    Small,
+    centroids,
+    handle_small,
+    knn,
+    normalise,
+    relabel,
     smooth_blocks,
 )
 

@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from ..models import ImageEmbedder, ModelError, ModelFiles, TextEmbedder, find_model, is_local
+from ..models import (
+    ImageEmbedder,
+    ModelError,
+    ModelFiles,
+    TextEmbedder,
+    find_model,
+    is_local,
+)
 from ..store.collection import ImageCollection
 from ..store.connection import Connection
 

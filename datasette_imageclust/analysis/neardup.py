@@ -26,9 +26,9 @@ import numpy as np
 import sqlite_utils
 from PIL import Image
 
-from .clustering import knn, partition
 from ..store.collection import ImageCollection
 from ..store.schema import migrate
+from .clustering import knn, partition
 
 PHASH_MAX = 4
 HASH_MIN_SIM = 0.45
@@ -179,7 +179,20 @@ def groups(pairs: list[Pair]) -> list[list[int]]:
     return sorted((sorted(c) for c in comp.values()), key=lambda c: (-len(c), c[0]))
 
 
-def compute(db: sqlite_utils.Database, on_status: Callable[[str], None] = lambda s: None) -> dict:
+@dataclass
+class DuplicatesSummary:
+    """What ``compute`` found."""
+
+    images: int
+    pairs: int
+    groups: int
+    by_rule: dict[str, int]  # accepted pairs per rule: "hash", "aligned"
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def compute(db: sqlite_utils.Database, on_status: Callable[[str], None] = lambda s: None) -> DuplicatesSummary:
     """Find near-duplicates among the current model's images and replace the stored groups."""
     migrate(db, "clusters")
     ids, x = ImageCollection(db).vectors()
@@ -210,8 +223,8 @@ def compute(db: sqlite_utils.Database, on_status: Callable[[str], None] = lambda
             "similarity, rank) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(gid_of[p.a], p.a, p.b, p.phash, p.dhash, p.similarity, None if p.rank == 99 else p.rank)
              for p in pairs])
-    return {"images": int(len(ids)), "pairs": len(pairs), "groups": len(comps),
-            "by_rule": {r: sum(p.rule == r for p in pairs) for r in ("hash", "aligned")}}
+    return DuplicatesSummary(int(len(ids)), len(pairs), len(comps),
+                             {r: sum(p.rule == r for p in pairs) for r in ("hash", "aligned")})
 
 
 def listing(db: sqlite_utils.Database) -> list[dict]:

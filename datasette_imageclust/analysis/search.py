@@ -28,10 +28,16 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import sqlite_utils
 
 from ..store import vectors
 from ..store.cache import TokenCache
-from ..store.collection import ImageCollection, change_token, database_file, raw_connection
+from ..store.collection import (
+    ImageCollection,
+    change_token,
+    database_file,
+    raw_connection,
+)
 from ..store.connection import Connection
 from ..store.schema import migrate, now
 
@@ -46,11 +52,11 @@ class SearchError(ValueError):
     """A query that cannot be answered (wrong dimensions, no vectors...)."""
 
 
-def _table_exists(conn: Any, name: str) -> bool:
+def _table_exists(conn: Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [name]).fetchone() is not None
 
 
-def _vector_fingerprint(conn: Any) -> tuple[int, int]:
+def _vector_fingerprint(conn: Connection) -> tuple[int, int]:
     """(count, largest id) of image_vectors, read from its plain rowids shadow table
     (cheap: a count over a small b-tree, not a scan of the vectors)."""
     shadow = f"{vectors.TABLE}_rowids"
@@ -61,6 +67,18 @@ def _vector_fingerprint(conn: Any) -> tuple[int, int]:
     else:
         row = (0, 0)
     return int(row[0]), int(row[1])
+
+
+@dataclass
+class IndexSummary:
+    """What ``build_index`` did."""
+
+    vectors: int
+    dimensions: int | None
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -89,7 +107,7 @@ def status(db: Connection) -> IndexStatus:
     return _STATUS.get(change_token(conn), "status", lambda: _status(conn))
 
 
-def _status(conn: Any) -> IndexStatus:
+def _status(conn: Connection) -> IndexStatus:
     n, max_id = _vector_fingerprint(conn)
     dims = vectors.dimensions(conn)
     if not _table_exists(conn, META_TABLE) or not _table_exists(conn, BITS_TABLE):
@@ -119,8 +137,8 @@ def quantise(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return np.packbits(np.atleast_2d(x) - mean > 0, axis=1, bitorder="little")
 
 
-def build_index(db: Any, *, batch: int = 5000) -> dict:
-    """(Re)build the similarity index from ``image_vectors``; returns a summary dict.
+def build_index(db: sqlite_utils.Database, *, batch: int = 5000) -> IndexSummary:
+    """(Re)build the similarity index from ``image_vectors``.
 
     ``db`` is a writable sqlite-utils Database. Idempotent: rebuilding replaces everything.
     """
@@ -135,7 +153,7 @@ def build_index(db: Any, *, batch: int = 5000) -> dict:
         conn.execute(f"DELETE FROM {META_TABLE}")
         conn.execute(f"DELETE FROM {PACKED_TABLE}")
         if dims is None:
-            return {"vectors": 0, "dimensions": None, "seconds": round(time.perf_counter() - t0, 3)}
+            return IndexSummary(0, None, round(time.perf_counter() - t0, 3))
         mean = x.mean(axis=0).astype(np.float32) if len(ids) else np.zeros(dims, np.float32)
         conn.execute(
             f"CREATE VIRTUAL TABLE {BITS_TABLE} USING vec0(image_id INTEGER PRIMARY KEY, "
@@ -158,7 +176,7 @@ def build_index(db: Any, *, batch: int = 5000) -> dict:
             f"VALUES (1, ?, ?, ?, ?, ?, ?)",
             [ImageCollection(conn).model_id(), dims, len(ids), mean.tobytes(), now(), seconds],
         )
-    return {"vectors": int(len(ids)), "dimensions": dims, "seconds": round(seconds, 3)}
+    return IndexSummary(int(len(ids)), dims, round(seconds, 3))
 
 
 # --- queries ------------------------------------------------------------------------
@@ -213,7 +231,7 @@ _CACHE: dict[tuple, _Bits] = {}
 _LOCK = threading.Lock()
 
 
-def _load_bits(conn: Any, built: str, n: int) -> _Bits:
+def _load_bits(conn: Connection, built: str, n: int) -> _Bits:
     """The packed bits of the whole index, read once per process and index build."""
     key = (database_file(conn) or f":memory:{id(conn)}", built, n)
     with _LOCK:
@@ -282,7 +300,7 @@ def default_candidates(k: int, n: int) -> int:
     return min(n, max(CANDIDATES, 50 * k))
 
 
-def knn(db: Any, vector: Sequence[float] | np.ndarray, k: int = 10, *,
+def knn(db: Connection, vector: Sequence[float] | np.ndarray, k: int = 10, *,
         exclude: Iterable[int] = (), candidates: int | None = None,
         exact: bool = False) -> list[tuple[int, float]]:
     """The ``k`` nearest images to ``vector`` as ``[(image_id, cosine_distance)]``, nearest first.
@@ -323,7 +341,7 @@ def knn(db: Any, vector: Sequence[float] | np.ndarray, k: int = 10, *,
     return _rescore(conn, q, cand_ids, k)
 
 
-def _rescore(conn: Any, q: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
+def _rescore(conn: Connection, q: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
     out_ids: list[int] = []
     blobs: list[bytes] = []
     # SQLite caps bound parameters (32766 by default); candidates are far fewer, but chunk anyway.
@@ -349,7 +367,7 @@ def _json_ints(ids: list[int]) -> str:
     return "[" + ",".join(str(int(i)) for i in ids) + "]"
 
 
-def exact_knn(db: Any, vector: np.ndarray, k: int, *, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
+def exact_knn(db: Connection, vector: np.ndarray, k: int, *, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
     """sqlite-vec's exact cosine scan over ``image_vectors``."""
     conn = raw_connection(db)
     excluded = {int(i) for i in exclude}
@@ -361,7 +379,7 @@ def exact_knn(db: Any, vector: np.ndarray, k: int, *, exclude: Iterable[int] = (
     return [(int(i), float(d)) for i, d in rows if int(i) not in excluded][:k]
 
 
-def vector_of(db: Any, image_id: int) -> np.ndarray | None:
+def vector_of(db: Connection, image_id: int) -> np.ndarray | None:
     """The stored vector of an image (None if it has none)."""
     conn = raw_connection(db)
     # The vec0 table is the truth (the copy may be stale); a point read there is ~0.3 ms.
@@ -371,7 +389,7 @@ def vector_of(db: Any, image_id: int) -> np.ndarray | None:
     return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
 
-def similar(db: Any, image_id: int, k: int = 10, **kw: Any) -> list[tuple[int, float]]:
+def similar(db: Connection, image_id: int, k: int = 10, **kw: Any) -> list[tuple[int, float]]:
     """The ``k`` images most like image ``image_id`` (itself excluded); [] if it has no vector."""
     v = vector_of(db, image_id)
     if v is None:

@@ -6,7 +6,14 @@ import json
 import click
 
 from ..store.paths import display
-from .common import CommandError, command, database_argument, echo_status, json_option, open_db
+from .common import (
+    CommandError,
+    command,
+    database_argument,
+    echo_status,
+    json_option,
+    open_db,
+)
 
 
 @command()

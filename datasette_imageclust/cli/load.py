@@ -7,7 +7,14 @@ import sys
 import click
 
 from ..store.paths import display
-from .common import CommandError, Progress, command, database_argument, echo_status, json_option
+from .common import (
+    CommandError,
+    Progress,
+    command,
+    database_argument,
+    echo_status,
+    json_option,
+)
 
 
 @command()

@@ -5,7 +5,14 @@ import json
 
 import click
 
-from .common import command, database_argument, echo_status, json_option, open_db, run_option
+from .common import (
+    command,
+    database_argument,
+    echo_status,
+    json_option,
+    open_db,
+    run_option,
+)
 
 
 @command()

@@ -3,6 +3,14 @@ preprocessing images for them and running them with onnxruntime. They serve inge
 (image vectors), analysis (zero-shot labels, query vectors) and the web (text and upload
 search) alike, so this package imports nothing else of ``datasette_imageclust``.
 """
-from .hub import DEFAULT_MODEL, ModelError, ModelFiles, file_sha256, find_model, hub_file, is_local  # noqa: F401
+from .hub import (  # noqa: F401
+    DEFAULT_MODEL,
+    ModelError,
+    ModelFiles,
+    file_sha256,
+    find_model,
+    hub_file,
+    is_local,
+)
 from .onnx import ImageEmbedder, TextEmbedder  # noqa: F401
 from .preprocess import Preprocessor, l2_normalise  # noqa: F401

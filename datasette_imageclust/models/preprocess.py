@@ -8,7 +8,6 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-
 _RESAMPLE = {0: Image.NEAREST, 1: Image.LANCZOS, 2: Image.BILINEAR, 3: Image.BICUBIC,
              4: Image.BOX, 5: Image.HAMMING}
 

@@ -5,8 +5,8 @@ import os
 from dataclasses import asdict, dataclass
 
 from . import paths, vectors
-from .connection import close, connect
 from .collection import ImageCollection
+from .connection import close, connect
 from .schema import versions
 
 

@@ -12,7 +12,6 @@ import sqlite_utils
 
 from .schema import migration, script
 
-
 # --- core: what `imageclust load` writes --------------------------------------
 
 

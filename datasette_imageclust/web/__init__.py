@@ -11,8 +11,8 @@ from markupsafe import Markup, escape
 
 from ..store.cache import TokenCache
 from ..store.collection import file_token
-from . import access, pagedata
 from ..store.connection import ExtensionError, load_vec
+from . import access, pagedata
 
 MMAP_BYTES = 2**31
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from datasette.utils import tilde_decode
 
 from . import pagedata
 from .http import Problem
+
+if TYPE_CHECKING:
+    from datasette.app import Datasette
+    from datasette.database import Database
+    from datasette.utils.asgi import Request
 
 FEATURES: dict[str, tuple[str, ...]] = {
     "files": ("files",),                                         # paths, names, originals
@@ -31,7 +36,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 
-async def may_view(datasette: Any, actor: dict | None, database: str, table: str | None = None) -> bool:
+async def may_view(datasette: Datasette, actor: dict | None, database: str, table: str | None = None) -> bool:
     """May ``actor`` view ``database`` (and ``table`` in it)? Datasette >= 1.0a20 has
     ``datasette.allowed``; 0.65 ``permission_allowed``."""
     allowed = getattr(datasette, "allowed", None)
@@ -50,19 +55,19 @@ async def may_view(datasette: Any, actor: dict | None, database: str, table: str
         actor, "view-table", resource=(database, table), default=True)
 
 
-async def check_view(datasette: Any, request: Any, database: str, table: str | None = "images") -> bool:
+async def check_view(datasette: Datasette, request: Request, database: str, table: str | None = "images") -> bool:
     """May the request's actor see ``database`` and ``table`` (default: ``images``)?"""
     return await may_view(datasette, request.actor if request is not None else None, database, table)
 
 
-async def viewable(datasette: Any, actor: dict | None, database: str, tables: Iterable[str]) -> set[str]:
+async def viewable(datasette: Datasette, actor: dict | None, database: str, tables: Iterable[str]) -> set[str]:
     """Those of ``tables`` that ``actor`` may view."""
     names = sorted(set(tables))
     ok = await asyncio.gather(*(may_view(datasette, actor, database, t) for t in names))
     return {t for t, yes in zip(names, ok) if yes}
 
 
-async def allowed_features(datasette: Any, actor: dict | None, database: str,
+async def allowed_features(datasette: Datasette, actor: dict | None, database: str,
                            features: Iterable[str]) -> frozenset[str]:
     """The ``features`` whose tables ``actor`` may all view."""
     wanted = list(features)
@@ -74,7 +79,7 @@ async def allowed_features(datasette: Any, actor: dict | None, database: str,
 class Access:
     """The database of a request and the features its actor may see."""
 
-    db: Any
+    db: Database
     features: frozenset[str]
 
     def __contains__(self, feature: str) -> bool:
@@ -86,7 +91,7 @@ class Access:
             raise Problem(403, f"permission denied: you may not view {', '.join(FEATURES[feature])}")
 
 
-async def database(datasette: Any, request: Any, features: Iterable[str] = (), *,
+async def database(datasette: Datasette, request: Request, features: Iterable[str] = (), *,
                    require_imageclust: bool = True) -> Access:
     """The database named in the URL and what of it the actor may see: 404 if unknown
     (or, unless told otherwise, not an imageclust database), 403 if the actor may not

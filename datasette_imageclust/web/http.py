@@ -11,11 +11,15 @@ import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 from datasette.utils.asgi import Response
 
 from ..store.collection import NotFound
+
+if TYPE_CHECKING:
+    from datasette.app import Datasette
+    from datasette.utils.asgi import Request
 
 T = TypeVar("T")
 
@@ -56,7 +60,7 @@ def parse_int(raw: str, name: str, low: int = 0, high: int = MAX_ID) -> int:
     return int(digits)
 
 
-def arg(request: Any, name: str) -> str | None:
+def arg(request: Request, name: str) -> str | None:
     """The query parameter ``name`` (None if absent); given twice is ambiguous: 400."""
     values = request.args.getlist(name)
     if len(values) > 1:
@@ -64,7 +68,7 @@ def arg(request: Any, name: str) -> str | None:
     return values[0] if values else None
 
 
-def int_arg(request: Any, name: str, default: int | None, low: int = 0, high: int = MAX_ID) -> int | None:
+def int_arg(request: Request, name: str, default: int | None, low: int = 0, high: int = MAX_ID) -> int | None:
     """An integer query parameter; absent or empty gives ``default``."""
     raw = arg(request, name)
     if raw in (None, ""):
@@ -72,19 +76,19 @@ def int_arg(request: Any, name: str, default: int | None, low: int = 0, high: in
     return parse_int(raw, name, low, high)
 
 
-def path_int(request: Any, name: str = "id", low: int = 0, high: int = MAX_ID) -> int:
+def path_int(request: Request, name: str = "id", low: int = 0, high: int = MAX_ID) -> int:
     """An integer part of the URL path (the route's ``(?P<name>...)``)."""
     return parse_int(request.url_vars.get(name) or "", name, low, high)
 
 
-def flag_arg(request: Any, name: str) -> bool:
+def flag_arg(request: Request, name: str) -> bool:
     raw = (arg(request, name) or "").lower()
     if raw not in _FLAGS:
         raise Problem(400, f"{name} must be 1 or 0 (true/false), not {_show(raw)}")
     return _FLAGS[raw]
 
 
-def text_arg(request: Any, name: str, max_len: int) -> str:
+def text_arg(request: Request, name: str, max_len: int) -> str:
     """A text parameter, stripped, at most ``max_len`` characters, without NUL."""
     raw = (arg(request, name) or "").strip()
     if len(raw) > max_len:
@@ -94,7 +98,7 @@ def text_arg(request: Any, name: str, max_len: int) -> str:
     return raw
 
 
-def wants_json(request: Any) -> bool:
+def wants_json(request: Request) -> bool:
     return request.url_vars.get("format") == "json"
 
 
@@ -106,7 +110,7 @@ def json_error(p: Problem) -> Response:
                          headers=p.headers)
 
 
-async def error_response(datasette: Any, request: Any, p: Problem, kind: str) -> Response:
+async def error_response(datasette: Datasette, request: Request, p: Problem, kind: str) -> Response:
     """``p`` as JSON, as a plain-text body (binary routes), or as an HTML page."""
     if kind == "json":
         return json_error(p)
@@ -127,7 +131,7 @@ def route(kind: str = "page") -> Callable[[Handler], Handler]:
     or JSON for a ``.json`` URL), "json" or "text" (binary routes)."""
 
     def decorate(handler: Handler) -> Handler:
-        async def wrapped(datasette: Any, request: Any) -> Any:
+        async def wrapped(datasette: Datasette, request: Request) -> Any:
             try:
                 return await handler(datasette, request)
             except (Problem, NotFound) as e:
@@ -149,7 +153,7 @@ def etag(*parts: Any) -> str:
     return '"' + hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:20] + '"'
 
 
-def not_modified(request: Any, tag: str) -> bool:
+def not_modified(request: Request, tag: str) -> bool:
     """Does the request's If-None-Match already name ``tag``?"""
     got = request.headers.get("if-none-match", "")
     return tag in [t.strip() for t in got.split(",")] or got.strip() == "*"
@@ -162,7 +166,7 @@ def image_type(fmt: str | None) -> str:
 PLUGIN = "datasette-imageclust"
 
 
-def static_url(datasette: Any) -> str:
+def static_url(datasette: Datasette) -> str:
     """Where Datasette serves the plugin's ``static/`` folder (append a file name)."""
     return datasette.urls.static_plugins(PLUGIN, "")
 

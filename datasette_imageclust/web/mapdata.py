@@ -9,13 +9,14 @@ Everything costly (cluster centres and the arrays of up to 100k points) is kept 
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from ..analysis import atlas
 from ..store.cache import TokenCache
 from ..store.collection import ImageCollection
+from ..store.connection import Connection
 from .http import etag
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ _ARRAYS = TokenCache(2)  # 100k points are ~4 MB of arrays: keep few
 _PACKED = TokenCache(4)
 
 
-def snapshot(conn: Any, fn: Callable[[], T]) -> T:
+def snapshot(conn: Connection, fn: Callable[[], T]) -> T:
     """``fn()`` inside one read transaction: every query sees the same state of the file
     (an atlas switch cannot land between reading the build id and reading its rows)."""
     if conn.in_transaction:
@@ -43,7 +44,7 @@ def snapshot(conn: Any, fn: Callable[[], T]) -> T:
         conn.execute("ROLLBACK")
 
 
-def state(conn: Any, token: tuple | None, layout_id: int | None, run: int | None = None,
+def state(conn: Connection, token: tuple | None, layout_id: int | None, run: int | None = None,
           configured: str | None = None, with_clusters: bool = False, wanted_build: str | None = None,
           features: frozenset[str] = ALL_FEATURES) -> dict:
     """Everything the page needs but the points, showing only ``features``. ``token`` is
@@ -74,7 +75,7 @@ def state(conn: Any, token: tuple | None, layout_id: int | None, run: int | None
     return s
 
 
-def _bounds(conn: Any, layout_id: int) -> dict:
+def _bounds(conn: Connection, layout_id: int) -> dict:
     b = conn.execute("SELECT min(x), min(y), max(x), max(y), count(*) FROM layout_points WHERE layout_id = ?",
                      [layout_id]).fetchone()
     return {"bounds": list(b[:4]) if b[4] else [0, 0, 0, 0], "n_points": b[4]}
@@ -86,7 +87,7 @@ def version(s: dict) -> str:
     return etag(lay.get("id"), lay.get("created"), s["build"], s["run_id"], s.get("token"))[1:-1]
 
 
-def points(conn: Any, s: dict) -> dict[str, np.ndarray]:
+def points(conn: Connection, s: dict) -> dict[str, np.ndarray]:
     """The layout's points in atlas order, computed once for concurrent requests (the
     page asks for map.json and points.bin at the same time; both need the arrays)."""
     lay, levels = s["layout"], s["levels"]
@@ -95,7 +96,7 @@ def points(conn: Any, s: dict) -> dict[str, np.ndarray]:
     return _ARRAYS.get(s["token"], key, lambda: _points(conn, lay, s["run_id"], levels, s["build"]))
 
 
-def _points(conn: Any, layout: dict, run_id: int | None, levels: list[dict], build: str | None) -> dict[str, np.ndarray]:
+def _points(conn: Connection, layout: dict, run_id: int | None, levels: list[dict], build: str | None) -> dict[str, np.ndarray]:
     """Arrays of the layout's points in atlas order (points without a cell last).
 
     Three plain scans joined with numpy: ~3x faster than one SQL join at 100k points."""
@@ -133,14 +134,14 @@ def _points(conn: Any, layout: dict, run_id: int | None, levels: list[dict], bui
     return {"id": ids[order], "x": pts[order, 1], "y": pts[order, 2], "cluster": cluster[order], "cell": cell[order]}
 
 
-def cluster_ids(conn: Any, s: dict) -> list[int]:
+def cluster_ids(conn: Connection, s: dict) -> list[int]:
     """Cluster ids of the state's run in the order map.json lists them (cheap: no centres)."""
     if s["run_id"] is None or "clusters" not in s["tables"]:
         return []
     return [r[0] for r in conn.execute("SELECT id FROM clusters WHERE run_id = ? ORDER BY id", [s["run_id"]])]
 
 
-def _clusters(conn: Any, s: dict) -> list[dict]:
+def _clusters(conn: Connection, s: dict) -> list[dict]:
     """The run's clusters with their centre on the map (mean of their members' cells),
     computed with numpy from the same scans as the points (a GROUP BY join over 100k
     members was ~4x slower)."""
@@ -175,7 +176,7 @@ def cluster_index(cluster: np.ndarray, cluster_ids: list[int]) -> np.ndarray:
     return np.where(cids[pos] == cluster, pos, -1).astype(np.int32)
 
 
-def arrays_json(conn: Any, s: dict) -> dict[str, list]:
+def arrays_json(conn: Connection, s: dict) -> dict[str, list]:
     """The points as JSON-ready lists (``map.json?points=1``, for scripts)."""
     pts = points(conn, s)
     return {"id": pts["id"].tolist(), "x": np.round(pts["x"], 3).tolist(), "y": np.round(pts["y"], 3).tolist(),
@@ -183,12 +184,12 @@ def arrays_json(conn: Any, s: dict) -> dict[str, list]:
             "atlas_index": [None if c == NO_CELL else int(c) for c in pts["cell"]]}
 
 
-def packed_points(conn: Any, s: dict) -> bytes:
+def packed_points(conn: Connection, s: dict) -> bytes:
     """``points.bin``: the arrays in the ICM1 format (:data:`POINTS_FORMAT`)."""
     return _PACKED.get(s["token"], ("packed", s["layout"]["id"], version(s)), lambda: _pack(conn, s))
 
 
-def _pack(conn: Any, s: dict) -> bytes:
+def _pack(conn: Connection, s: dict) -> bytes:
     p = points(conn, s)
     n = len(p["id"])
     cidx = cluster_index(p["cluster"], cluster_ids(conn, s))

@@ -26,7 +26,20 @@ from ..analysis import atlas
 from ..store.collection import change_token
 from . import access, mapdata
 from .access import Access
-from .http import Problem, static_url, arg, etag, flag_arg, image_type, int_arg, json_response, not_modified, path_int, route, wants_json
+from .http import (
+    Problem,
+    arg,
+    etag,
+    flag_arg,
+    image_type,
+    int_arg,
+    json_response,
+    not_modified,
+    path_int,
+    route,
+    static_url,
+    wants_json,
+)
 from .settings import settings
 
 MAP_FEATURES = tuple(sorted(mapdata.ALL_FEATURES))

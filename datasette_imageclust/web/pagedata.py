@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ..store import paths
 from ..analysis import search
+from ..store import paths
 from ..store.cache import TokenCache
 from ..store.collection import ImageCollection, change_token
+from ..store.connection import Connection
 from .http import Problem  # noqa: F401  (raised here; answered by the routes)
 
 SORTS = {
@@ -27,7 +28,7 @@ SORTS = {
 CORE_TABLES = {"imageclust_meta", "models", "images", "files", "thumbnails"}
 
 
-def is_imageclust(conn: Any) -> bool:
+def is_imageclust(conn: Connection) -> bool:
     """Written by ``imageclust load``: the core schema's version is recorded and its tables
     are there (a look-alike with tables of the same names is not one)."""
     t = ImageCollection(conn).tables()
@@ -37,13 +38,13 @@ def is_imageclust(conn: Any) -> bool:
     return bool(row and isinstance(row[0], int) and row[0] >= 1)
 
 
-def rows(conn: Any, sql: str, params: Any = ()) -> list[dict]:
+def rows(conn: Connection, sql: str, params: Any = ()) -> list[dict]:
     cur = conn.execute(sql, params)
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
-def one(conn: Any, sql: str, params: Any = ()) -> dict | None:
+def one(conn: Connection, sql: str, params: Any = ()) -> dict | None:
     r = rows(conn, sql, params)
     return r[0] if r else None
 
@@ -51,7 +52,7 @@ def one(conn: Any, sql: str, params: Any = ()) -> dict | None:
 # --- database summary and clustering runs -------------------------------------------
 
 
-def summary(conn: Any) -> dict:
+def summary(conn: Connection) -> dict:
     coll = ImageCollection(conn)
     t = coll.tables()
     model = coll.model()
@@ -70,7 +71,7 @@ def summary(conn: Any) -> dict:
 # --- cards -------------------------------------------------------------------------
 
 
-def image_cards(conn: Any, ids: list[int], run_id: int | None = None) -> dict[int, dict]:
+def image_cards(conn: Connection, ids: list[int], run_id: int | None = None) -> dict[int, dict]:
     """Thumbnail size, a display name and (for ``run_id``) the cluster of each image."""
     if not ids:
         return {}
@@ -91,7 +92,7 @@ def image_cards(conn: Any, ids: list[int], run_id: int | None = None) -> dict[in
     return cards
 
 
-def cluster_cards(conn: Any, run: dict, sort: str, offset: int, limit: int, reps: int = 4) -> tuple[list[dict], int]:
+def cluster_cards(conn: Connection, run: dict, sort: str, offset: int, limit: int, reps: int = 4) -> tuple[list[dict], int]:
     """One page of a run's clusters with their representatives, and the total count."""
     total = conn.execute("SELECT count(*) FROM clusters WHERE run_id = ?", [run["id"]]).fetchone()[0]
     clusters = rows(conn, f"""
@@ -115,7 +116,7 @@ def cluster_cards(conn: Any, run: dict, sort: str, offset: int, limit: int, reps
 # --- one cluster -------------------------------------------------------------------
 
 
-def cluster_detail(conn: Any, cluster_id: int, offset: int, limit: int) -> dict:
+def cluster_detail(conn: Connection, cluster_id: int, offset: int, limit: int) -> dict:
     if "clusters" not in ImageCollection(conn).tables():
         raise Problem(404, "this database has no clusters yet (run: imageclust cluster DATABASE)")
     c = one(conn, "SELECT id, run_id, kind, label, size, cohesion, centroid FROM clusters WHERE id = ?", [cluster_id])
@@ -134,13 +135,13 @@ def cluster_detail(conn: Any, cluster_id: int, offset: int, limit: int) -> dict:
 _CENTROIDS = TokenCache(16)
 
 
-def _centroids(conn: Any, run_id: int) -> tuple[np.ndarray, list[dict]]:
+def _centroids(conn: Connection, run_id: int) -> tuple[np.ndarray, list[dict]]:
     """All centroids of a run as one matrix (cached until the database changes: a run of
     100k images has ~10k clusters, too many to decode per page view)."""
     return _CENTROIDS.get(change_token(conn), ("centroids", run_id), lambda: _read_centroids(conn, run_id))
 
 
-def _read_centroids(conn: Any, run_id: int) -> tuple[np.ndarray, list[dict]]:
+def _read_centroids(conn: Connection, run_id: int) -> tuple[np.ndarray, list[dict]]:
     rows_ = rows(conn, """SELECT id, label, size, centroid FROM clusters
                           WHERE run_id = ? AND kind = 'cluster' AND centroid IS NOT NULL ORDER BY id""", [run_id])
     dims = {len(r["centroid"]) for r in rows_}
@@ -151,7 +152,7 @@ def _read_centroids(conn: Any, run_id: int) -> tuple[np.ndarray, list[dict]]:
     return m, rows_
 
 
-def _neighbours(conn: Any, c: dict, centroid: bytes | None, n: int = 6) -> list[dict]:
+def _neighbours(conn: Connection, c: dict, centroid: bytes | None, n: int = 6) -> list[dict]:
     """The clusters of the same run whose centroids are nearest this one's."""
     if not centroid or c["kind"] != "cluster":
         return []
@@ -167,7 +168,7 @@ def _neighbours(conn: Any, c: dict, centroid: bytes | None, n: int = 6) -> list[
     return out[:n]
 
 
-def _prev_next(conn: Any, c: dict) -> dict:
+def _prev_next(conn: Connection, c: dict) -> dict:
     """The previous and next clusters of the run in size order (as on the index)."""
     ids = [r[0] for r in conn.execute(
         "SELECT id FROM clusters WHERE run_id = ? ORDER BY kind = 'unclustered', size DESC, id", [c["run_id"]])]
@@ -179,7 +180,7 @@ def _prev_next(conn: Any, c: dict) -> dict:
 # --- one image ---------------------------------------------------------------------
 
 
-def image_detail(conn: Any, image_id: int, k_similar: int, exact: bool = False) -> dict:
+def image_detail(conn: Connection, image_id: int, k_similar: int, exact: bool = False) -> dict:
     img = one(conn, """SELECT id, sha256, bytes, format, mode, width, height, frames, phash, dhash, taken,
                               camera, latitude, longitude, exif, model_id, created FROM images WHERE id = ?""",
               [image_id])
@@ -215,7 +216,7 @@ def image_detail(conn: Any, image_id: int, k_similar: int, exact: bool = False) 
             "near_duplicates": near, "similar": similar}
 
 
-def original_file(conn: Any, file_id: int, root: str | None) -> dict:
+def original_file(conn: Connection, file_id: int, root: str | None) -> dict:
     """The file row to serve, only if under ``root`` (already resolved) and present."""
     if not root:
         raise Problem(404, "original files are not served (set the plugin's originals_root)")
@@ -233,7 +234,7 @@ def original_file(conn: Any, file_id: int, root: str | None) -> dict:
     return f
 
 
-def thumbnail(conn: Any, image_id: int) -> tuple[bytes, str, str] | None:
+def thumbnail(conn: Connection, image_id: int) -> tuple[bytes, str, str] | None:
     """(data, format, etag) of an image's thumbnail."""
     r = conn.execute("""SELECT t.data, t.format, t.width, t.height, i.sha256 FROM thumbnails t
                         JOIN images i ON i.id = t.image_id WHERE t.image_id = ?""", [image_id]).fetchone()

@@ -18,18 +18,36 @@ from __future__ import annotations
 import base64
 import math
 import mimetypes
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from datasette.utils.asgi import AsgiFileDownload, Response
 
-from . import access, pagedata
 from ..analysis import embed_query, search
-from ..store.collection import ImageCollection
-from .access import Access
-from .http import Problem, static_url, arg, flag_arg, image_type, in_thread, int_arg, not_modified, path_int, route, text_arg, wants_json
 from ..models import ModelError
+from ..store.collection import ImageCollection
+from . import access, pagedata
+from .access import Access
+from .http import (
+    Problem,
+    arg,
+    flag_arg,
+    image_type,
+    in_thread,
+    int_arg,
+    not_modified,
+    path_int,
+    route,
+    static_url,
+    text_arg,
+    wants_json,
+)
 from .settings import settings
+
+if TYPE_CHECKING:
+    from datasette.app import Datasette
+    from datasette.database import Database
+    from datasette.utils.asgi import Request
 
 STATIC = {"imageclust.css", "imageclust.js"}
 MAX_K = 200
@@ -39,7 +57,7 @@ MAX_PAGE = 10**6
 CARD_FEATURES = ("files", "thumbnails", "clusters")
 
 
-def _base(datasette: Any, db: Any) -> str:
+def _base(datasette: Datasette, db: Database) -> str:
     return datasette.urls.database(db.name) + "/-/imageclust"
 
 
@@ -67,7 +85,7 @@ def _withheld(acc: Access, features: tuple[str, ...]) -> list[str]:
     return [f for f in features if f not in acc]
 
 
-async def _render(datasette: Any, request: Any, template: str, context: dict) -> Response:
+async def _render(datasette: Datasette, request: Request, template: str, context: dict) -> Response:
     context = {**context, "imageclust_static": static_url(datasette)}
     return Response.html(await datasette.render_template(template, context, request=request))
 
@@ -94,7 +112,7 @@ def _summary(info: dict, acc: Access) -> dict:
             "index": info["index"] if "index" in acc else None}
 
 
-async def _search_availability(datasette: Any, db: Any, acc: Access) -> tuple[dict | None, dict]:
+async def _search_availability(datasette: Datasette, db: Database, acc: Access) -> tuple[dict | None, dict]:
     """(the database's model, why text / upload search cannot run: {"text", "image"})."""
     model = await db.execute_fn(lambda conn: ImageCollection(conn).model())
     if "similar" not in acc:
@@ -191,7 +209,7 @@ def _window(page: int, pages: int) -> list[int]:
     return sorted(keep)
 
 
-def _urls(datasette: Any, db: Any) -> dict:
+def _urls(datasette: Datasette, db: Database) -> dict:
     base = _base(datasette, db)
     return {"database": datasette.urls.database(db.name), "index": base, "search": f"{base}/search",
             "map": f"{base}/map", "images_table": datasette.urls.table(db.name, "images")}
@@ -251,7 +269,7 @@ async def cluster_page(datasette, request):
     return await _render(datasette, request, "imageclust_cluster.html", {**body, "title": title})
 
 
-def _sql_url(datasette: Any, database: str, sql: str, params: dict) -> str:
+def _sql_url(datasette: Datasette, database: str, sql: str, params: dict) -> str:
     """A link to run ``sql`` with named parameters (1.0 moved queries to /db/-/query)."""
     query = getattr(datasette.urls, "database_query", None)
     if query is not None:

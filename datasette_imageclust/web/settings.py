@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datasette.app import Datasette
 
 PLUGIN = "datasette-imageclust"
 
@@ -34,7 +37,7 @@ def _int(value: Any, default: int, low: int, high: int) -> int:
         return default
 
 
-def settings(datasette: Any, database: str | None = None) -> Settings:
+def settings(datasette: Datasette, database: str | None = None) -> Settings:
     """The effective settings for ``database`` (database-level keys override global ones)."""
     # Merged here rather than with plugin_config's own fallback, which some 1.0 alphas
     # skip when the database has any config of its own.

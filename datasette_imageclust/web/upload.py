@@ -22,11 +22,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from .http import Problem, in_thread, parse_int
+
+if TYPE_CHECKING:
+    from datasette.utils.asgi import Request
 
 MAX_BYTES = 25 * 1024 * 1024
 MAX_PARTS = 16
@@ -112,7 +115,7 @@ def _megabytes(n: int) -> str:
     return f"{n // (1024 * 1024)} MB"
 
 
-async def read_image(request: Any, field: str = "image", max_bytes: int | None = None) -> tuple[bytes, str]:
+async def read_image(request: Request, field: str = "image", max_bytes: int | None = None) -> tuple[bytes, str]:
     """(bytes, client file name) of the form field ``field``; Problem(400/413) otherwise."""
     max_bytes = max_bytes or MAX_BYTES
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
@@ -178,12 +181,12 @@ def in_progress() -> int:
     return _slots_used
 
 
-async def embed_request(request: Any, model: str, dims: int) -> tuple[Any, Any, str]:
+async def embed_request(request: Request, model: str, dims: int) -> tuple[Any, Any, str]:
     """(vector, decode.Decoded, client file name) of the image uploaded with ``request``,
     embedded by ``model``; Problem 400/413/429 for what cannot or may not be done."""
+    from ..analysis.embed_query import embed_upload
     from ..ingest.decode import ImageError, ImageTooLarge
     from ..models import ModelError
-    from ..analysis.embed_query import embed_upload
 
     deadline = time.monotonic() + SLOT_WAIT
     while not _take_slot():  # (a lock-free count: works on any event loop)
