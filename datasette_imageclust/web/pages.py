@@ -42,7 +42,7 @@ from .http import (
     text_arg,
     wants_json,
 )
-from .settings import settings
+from .settings import Settings, settings
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -59,6 +59,16 @@ CARD_FEATURES = ("files", "thumbnails", "clusters")
 
 def _base(datasette: Datasette, db: Database) -> str:
     return datasette.urls.database(db.name) + "/-/imageclust"
+
+
+async def _open(datasette: Datasette, request: Request, features: tuple[str, ...],
+                require: str | None = None) -> tuple[Access, Database, Settings, str]:
+    """A page's database and what its actor may see (403/404 first), its settings and its
+    base URL; ``require``: the feature the page exists to show."""
+    acc = await access.database(datasette, request, features)
+    if require:
+        acc.require(require)
+    return acc, acc.db, settings(datasette, acc.db.name), _base(datasette, acc.db)
 
 
 def _thumb(base: str, card: dict | None, image_id: int, acc: Access) -> dict:
@@ -137,15 +147,12 @@ INDEX_FEATURES = (*CARD_FEATURES, "labels", "model", "duplicates", "map", "index
 
 @route()
 async def index_page(datasette, request):
-    acc = await access.database(datasette, request, INDEX_FEATURES)
-    db = acc.db
-    cfg = settings(datasette, db.name)
+    acc, db, cfg, base = await _open(datasette, request, INDEX_FEATURES)
     sort = arg(request, "sort") or "size"
     if sort not in pagedata.SORTS:
         raise Problem(400, f"sort must be one of: {', '.join(pagedata.SORTS)}")
     page = int_arg(request, "page", 1, 1, MAX_PAGE)
     requested = arg(request, "run") if "clusters" in acc else None
-    base = _base(datasette, db)
 
     def read(conn):
         info = pagedata.summary(conn)
@@ -220,14 +227,10 @@ CLUSTER_FEATURES = (*CARD_FEATURES, "labels")
 
 @route()
 async def cluster_page(datasette, request):
-    acc = await access.database(datasette, request, CLUSTER_FEATURES)
-    acc.require("clusters")
-    db = acc.db
-    cfg = settings(datasette, db.name)
+    acc, db, cfg, base = await _open(datasette, request, CLUSTER_FEATURES, "clusters")
     cluster_id = path_int(request)
     page = int_arg(request, "page", 1, 1, MAX_PAGE)
     size = max(cfg.page_size, 120)
-    base = _base(datasette, db)
 
     def read(conn):
         d = pagedata.cluster_detail(conn, cluster_id, (page - 1) * size, size)
@@ -282,12 +285,9 @@ IMAGE_FEATURES = (*CARD_FEATURES, "duplicates", "similar", "index")
 
 @route()
 async def image_page(datasette, request):
-    acc = await access.database(datasette, request, IMAGE_FEATURES)
-    db = acc.db
-    cfg = settings(datasette, db.name)
+    acc, db, cfg, base = await _open(datasette, request, IMAGE_FEATURES)
     image_id = path_int(request)
     k = int_arg(request, "k", cfg.similar, 0, MAX_K)
-    base = _base(datasette, db)
 
     def read(conn):
         d = pagedata.image_detail(conn, image_id, k if "similar" in acc else 0, exact="index" not in acc)
@@ -341,13 +341,9 @@ SEARCH_FEATURES = (*CARD_FEATURES, "similar", "index", "model")
 async def search_page(datasette, request):
     from . import upload
 
-    acc = await access.database(datasette, request, SEARCH_FEATURES)
-    acc.require("similar")
-    db = acc.db
-    cfg = settings(datasette, db.name)
+    acc, db, cfg, base = await _open(datasette, request, SEARCH_FEATURES, "similar")
     k = int_arg(request, "k", 48, 1, MAX_K)
     exact = flag_arg(request, "exact") or "index" not in acc
-    base = _base(datasette, db)
     model, avail = await _search_availability(datasette, db, acc)
     q, like, uploaded, note, hits = "", None, None, None, []
     if request.method == "POST":
