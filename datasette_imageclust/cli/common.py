@@ -39,9 +39,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..ingest.summary import LoadError
     from ..models import ModelError
     from ..pipeline import OptionError
+    from ..store.collection import NotFound
 
     return (OptionError, LoadError, ModelError, ImageError, ClusteringError, StoreError, LayoutError,
-            AtlasError, SearchError)
+            AtlasError, SearchError, NotFound)
 
 
 def as_command_error(error: Exception, database: str | None) -> CommandError | None:
