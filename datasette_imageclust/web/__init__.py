@@ -101,15 +101,16 @@ async def _scope_actor(datasette, scope: dict) -> dict | None:
 
 
 async def _cell_thumbnails(datasette, database: str) -> bool:
-    """May the current request's actor see thumbnails of ``database``? Asked once per
-    request (a table page asks for every cell)."""
+    """Is ``database`` an imageclust one whose thumbnails the current request's actor may
+    see? Asked once per request (a table page asks for every cell)."""
     scope = _SCOPE.get()
     if scope is None:
         return False  # not inside a request we know: show nothing that needs a permission
     known = scope.setdefault("imageclust.cell_thumbnails", {})
     if database not in known:
         actor = await _scope_actor(datasette, scope)
-        known[database] = await access.may_view(datasette, actor, database, "images") and \
+        known[database] = await _is_imageclust(datasette, database) and \
+            await access.may_view(datasette, actor, database, "images") and \
             "thumbnails" in await access.allowed_features(datasette, actor, database, ("thumbnails",))
     return known[database]
 
@@ -124,7 +125,7 @@ def render_cell(value, column, table, database, datasette):
         return None
 
     async def inner():
-        if not await _is_imageclust(datasette, database) or not await _cell_thumbnails(datasette, database):
+        if not await _cell_thumbnails(datasette, database):
             return None
         base = datasette.urls.database(database) + "/-/imageclust"
         return Markup(
