@@ -43,9 +43,9 @@ def prepare_connection(conn):
 
 @hookimpl
 def register_routes():
-    from . import mappage, pages
+    from . import mappage, media, pages, searchpage
 
-    return [*pages.ROUTES, *mappage.ROUTES]
+    return [*pages.ROUTES, *searchpage.ROUTES, *media.ROUTES, *mappage.ROUTES]
 
 
 _KNOWN = TokenCache(64)
