@@ -8,6 +8,7 @@
   configured one, else the default, else the newest);
 * the labels of clusters, best first (:data:`LABEL_PRECEDENCE`, :meth:`~ImageCollection.labels`);
 * which layout the map shows (:meth:`~ImageCollection.layout`);
+* which description an image shows (:meth:`~ImageCollection.descriptions`);
 * whether the database changed (:func:`change_token`), which every cache keys on.
 
 It only reads; the modules that write (loader, cluster store, layout) ask it the same
@@ -96,8 +97,8 @@ class ImageCollection:
         self.db = db
         self.conn = raw_connection(db)
 
-    def _rows(self, sql: str, params: Iterable = ()) -> list[dict]:
-        cur = self.conn.execute(sql, list(params))
+    def _rows(self, sql: str, params: Iterable | dict = ()) -> list[dict]:
+        cur = self.conn.execute(sql, params if isinstance(params, dict) else list(params))
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
@@ -141,9 +142,10 @@ class ImageCollection:
         """Every clustering run, the default first, then the newest."""
         if "cluster_runs" not in self.tables():
             return []
-        return self._rows("SELECT id, name, method, params, model_id, is_default, representatives, n_images, "
-                          "n_clusters, created, seconds FROM cluster_runs "
-                          "ORDER BY is_default DESC, created DESC, id DESC")
+        runs = self._rows("SELECT * FROM cluster_runs ORDER BY is_default DESC, created DESC, id DESC")
+        for r in runs:
+            r.setdefault("source", "images")  # what it clustered; a column since clusters v4
+        return runs
 
     def run(self, ref: str | int | None = None, *, configured: str | None = None) -> dict | None:
         """The clustering run meant: ``ref`` (a name, else an id; :class:`NotFound` if
@@ -184,6 +186,22 @@ class ImageCollection:
                 pass  # shown as stored
             out.setdefault(r.pop("cluster_id"), []).append(r)
         return out
+
+    # --- descriptions ---------------------------------------------------------------------
+
+    def descriptions(self, image_ids: Iterable[int], *, model: str | None = None) -> dict[int, dict]:
+        """The description each image shows: its newest, or its newest by ``model`` (a
+        vision LLM's name, e.g. the plugin's ``description_model``) when it has one."""
+        ids = [int(i) for i in image_ids]
+        if not ids or "descriptions" not in self.tables():
+            return {}
+        rows = self._rows("""
+            SELECT image_id, id, model, api, prompt_id, text, created FROM (
+              SELECT d.*, row_number() OVER (PARTITION BY image_id
+                                             ORDER BY (model = :model) DESC, created DESC, id DESC) AS n
+              FROM descriptions d WHERE image_id IN (SELECT value FROM json_each(:ids)))
+            WHERE n = 1""", {"ids": json.dumps(ids), "model": model})
+        return {r.pop("image_id"): r for r in rows}
 
     # --- layouts ---------------------------------------------------------------------------
 

@@ -23,6 +23,10 @@ IMAGE_COLUMNS = {
 }
 # The vec0 tables (their shadow tables share the prefix, which hides them too on 0.65).
 HIDDEN = ("image_vectors", "image_bits", "search_vectors", "search_bits")
+# Tables named by prefix: one vec0 table of description vectors per text model.
+HIDDEN_PREFIXES = ("image_vectors_", "image_bits_", "description_vectors_")
+# Default facets of the plugin's tables on their Datasette table pages.
+FACETS = {"descriptions": ["model", "prompt_id"], "image_tags": ["source"]}
 
 
 @hookimpl
@@ -168,10 +172,12 @@ def table_actions(datasette, actor, database, table, request):
 
 @hookimpl
 def get_metadata(datasette, key, database, table):
-    # Datasette 0.65: hide the vec0 tables (and, by prefix, their shadow tables).
-    # Datasette 1.0 has no such hook; ``startup`` below sets the same in its config.
-    return {"databases": {name: {"tables": {t: {"hidden": True} for t in HIDDEN}}
-                          for name in datasette.databases}}
+    # Datasette 0.65: hide the vec0 tables (and, by prefix, their shadow tables and the
+    # description_vectors_<id> tables), facet the text tables. Datasette 1.0 has no such
+    # hook; ``startup`` below sets the same in its config.
+    tables = {t: {"hidden": True} for t in (*HIDDEN, "description_vectors")}
+    tables.update({t: {"facets": f} for t, f in FACETS.items()})
+    return {"databases": {name: {"tables": tables} for name in datasette.databases}}
 
 
 @hookimpl
@@ -296,9 +302,12 @@ def startup(datasette):
                 names = await db.table_names()
             except Exception:  # an unreadable database is Datasette's to report
                 continue
-            hide = [t for t in names if t in HIDDEN or t.startswith(tuple(h + "_" for h in HIDDEN[:2]))]
-            tables = dbs.setdefault(name, {}).setdefault("tables", {}) if hide else {}
-            for t in hide:
-                tables.setdefault(t, {}).setdefault("hidden", True)
+            wanted = {t: {"hidden": True} for t in names if t in HIDDEN or t.startswith(HIDDEN_PREFIXES)}
+            wanted.update({t: {"facets": facets} for t, facets in FACETS.items() if t in names})
+            if wanted:
+                tables = dbs.setdefault(name, {}).setdefault("tables", {})
+                for t, settings_ in wanted.items():
+                    for k, v in settings_.items():
+                        tables.setdefault(t, {}).setdefault(k, v)
 
     return inner

@@ -33,6 +33,8 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "map": ("layouts", "layout_points"),                         # the map's points
     "atlas": ("atlas_sheets", "atlas_cells", "thumbnails"),      # the map's sprite sheets
     "model": ("models",),                                        # the model's name
+    "descriptions": ("descriptions", "descriptions_fts", "prompts"),  # vision-LLM descriptions, their search
+    "tags": ("image_tags",),                                     # tags of images
 }
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from datasette.utils.asgi import Response
 
 from ..store.collection import ImageCollection
-from . import pagedata
+from . import pagedata, textdata
 from .http import Problem, arg, int_arg, path_int, route, wants_json
 from .pagekit import (
     CARD_FEATURES,
@@ -91,10 +91,10 @@ async def index_page(datasette, request):
     path = base + (".json" if wants_json(request) else "")
     body = {
         "ok": True, "database": db.name, "summary": summary(data["summary"], acc),
-        "run": None if run is None else {k: run[k] for k in ("id", "name", "method", "is_default", "n_images",
-                                                              "n_clusters", "created")},
-        "runs": [{"id": r["id"], "name": r["name"], "method": r["method"], "is_default": bool(r["is_default"]),
-                  "n_clusters": r["n_clusters"]} for r in data["runs"]],
+        "run": None if run is None else {k: run[k] for k in ("id", "name", "method", "source", "is_default",
+                                                              "n_images", "n_clusters", "created")},
+        "runs": [{"id": r["id"], "name": r["name"], "method": r["method"], "source": r["source"],
+                  "is_default": bool(r["is_default"]), "n_clusters": r["n_clusters"]} for r in data["runs"]],
         "sort": sort, **pages_info, "clusters": clusters,
         "images": [card(base, c, c["id"], acc) for c in data["recent"]],
         "next_url": page_url(path, args, page + 1) if page < pages_info["pages"] else None,
@@ -111,7 +111,7 @@ async def index_page(datasette, request):
     })
 
 
-CLUSTER_FEATURES = (*CARD_FEATURES, "labels")
+CLUSTER_FEATURES = (*CARD_FEATURES, "labels", "descriptions", "tags")
 
 
 @route()
@@ -123,7 +123,11 @@ async def cluster_page(datasette, request):
 
     def read(conn):
         d = pagedata.cluster_detail(conn, cluster_id, (page - 1) * size, size)
-        d["cards"] = pagedata.image_cards(conn, [m["image_id"] for m in d["members"]])
+        ids = [m["image_id"] for m in d["members"]]
+        d["cards"] = pagedata.image_cards(conn, ids)
+        d["descriptions"] = ImageCollection(conn).descriptions(ids, model=cfg.description_model) \
+            if "descriptions" in acc else {}
+        d["tags"] = textdata.cluster_tags(conn, cluster_id) if "tags" in acc else []
         return d
 
     d = await db.execute_fn(read)
@@ -134,14 +138,15 @@ async def cluster_page(datasette, request):
     sql = ("SELECT m.rank, m.image_id, m.distance, f.path FROM cluster_members m "
            "JOIN files f ON f.image_id = m.image_id WHERE m.cluster_id = :cluster ORDER BY m.rank")
     members = [{**card(base, d["cards"].get(m["image_id"]), m["image_id"], acc),
-                "rank": m["rank"], "distance": round(m["distance"], 5)} for m in d["members"]]
+                "rank": m["rank"], "distance": round(m["distance"], 5),
+                "description": (d["descriptions"].get(m["image_id"]) or {}).get("text")} for m in d["members"]]
     order = d["order"]
     here = f"{base}/cluster/{cluster_id}" + (".json" if wants_json(request) else "")
     body = {
         "ok": True, "database": db.name,
         "cluster": {**c, "cohesion": None if c["cohesion"] is None else round(c["cohesion"], 4),
                     "labels": c["labels"] if "labels" in acc else []},
-        "run": d["run"], **pages_info, "members": members,
+        "run": d["run"], **pages_info, "members": members, "tags": d["tags"],
         "neighbours": [{**n, "url": f"{base}/cluster/{n['id']}"} for n in d["neighbours"]],
         "previous_url": f"{base}/cluster/{order['previous']}" if order["previous"] else None,
         "next_url": f"{base}/cluster/{order['next']}" if order["next"] else None,
@@ -169,7 +174,7 @@ def _sql_url(datasette: Datasette, database: str, sql: str, params: dict) -> str
     return datasette.urls.database(database) + "?" + urlencode({"sql": sql, **params})
 
 
-IMAGE_FEATURES = (*CARD_FEATURES, "duplicates", "similar", "index")
+IMAGE_FEATURES = (*CARD_FEATURES, "duplicates", "similar", "index", "descriptions", "tags")
 
 
 @route()
@@ -183,6 +188,8 @@ async def image_page(datasette, request):
         ids = [s["image_id"] for s in d["similar"]] + [n["image_id"] for n in d["near_duplicates"]]
         run = ImageCollection(conn).run(configured=cfg.default_run) if "clusters" in acc else None
         d["cards"] = pagedata.image_cards(conn, ids, run["id"] if run else None)
+        d["descriptions"] = textdata.image_descriptions(conn, image_id) if "descriptions" in acc else []
+        d["tags"] = textdata.image_tags(conn, [image_id]).get(image_id, []) if "tags" in acc else []
         if cfg.originals_root and "files" in acc:
             d["servable"] = set()
             for f in d["files"]:
@@ -207,6 +214,7 @@ async def image_page(datasette, request):
         "thumbnail_url": f"{base}/thumb/{image_id}" if thumbnail else None,
         "clusters": [{**c, "url": f"{base}/cluster/{c['cluster_id']}"} for c in d["clusters"]]
         if "clusters" in acc else [],
+        "descriptions": d["descriptions"], "tags": d["tags"],
         "exact_duplicates": (len(files) - 1 if files else 0) if "files" in acc else None,
         "near_duplicates": [card(base, d["cards"].get(n["image_id"]), n["image_id"], acc)
                             for n in d["near_duplicates"]] if "duplicates" in acc else [],

@@ -1,7 +1,8 @@
 """The search page: images like an image (``?like=``), like a text (``?q=``, the model's
 text tower) or like an uploaded image (POST, field ``image``); each also as ``.json``.
 
-    /<database>/-/imageclust/search?q=<text>        text search (needs the model's text tower)
+    /<database>/-/imageclust/search?q=<text>        text search: the model's text tower (CLIP),
+                                                    and the words of the images' descriptions
     /<database>/-/imageclust/search?like=<id>       more like this (&k= &exact=1)
     POST /<database>/-/imageclust/search            search by an uploaded image
 """
@@ -15,7 +16,7 @@ from datasette.utils.asgi import Response
 from ..analysis import embed_query, search
 from ..models import ModelError
 from ..store.collection import ImageCollection
-from . import pagedata
+from . import pagedata, textdata
 from .http import (
     Problem,
     flag_arg,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 
 
-SEARCH_FEATURES = (*CARD_FEATURES, "similar", "index", "model")
+SEARCH_FEATURES = (*CARD_FEATURES, "similar", "index", "model", "descriptions")
 
 
 @route()
@@ -98,9 +99,13 @@ async def search_page(datasette, request):
             else:
                 hits = got
 
+    described: list[dict] = []
+    if mode == "text" and "descriptions" in acc:  # the words in the vision LLMs' descriptions
+        described = await db.execute_fn(lambda conn: textdata.search_descriptions(conn, q, k))
+
     def cards(conn):
         run = ImageCollection(conn).run(configured=cfg.default_run) if "clusters" in acc else None
-        ids = [i for i, _ in hits] + ([like] if like is not None else [])
+        ids = [i for i, _ in hits] + [d["image_id"] for d in described] + ([like] if like is not None else [])
         return pagedata.image_cards(conn, ids, run["id"] if run else None), search.status(conn).as_dict()
 
     card_map, index = await db.execute_fn(cards)
@@ -114,6 +119,8 @@ async def search_page(datasette, request):
         "upload": uploaded,
         "results": [{**card(base, card_map.get(i), i, acc), "distance": round(d, 6), "similarity": round(1 - d, 4)}
                     for i, d in hits],
+        "description_results": [{**card(base, card_map.get(d["image_id"]), d["image_id"], acc),
+                                 **{k: d[k] for k in ("description_id", "model", "snippet")}} for d in described],
         "withheld": withheld(acc, SEARCH_FEATURES),
         "urls": urls(datasette, db),
     }
@@ -122,9 +129,6 @@ async def search_page(datasette, request):
     title = (f"Search: {q}" if q else f"More like image {like}" if like is not None
              else "Search by an uploaded image" if uploaded else "Search")
     return await render(datasette, request, "imageclust_search.html", {**body, "title": title})
-
-
-# --- binary responses --------------------------------------------------------------
 
 
 ROUTES: list = [

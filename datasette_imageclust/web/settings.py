@@ -8,6 +8,7 @@
         model: /srv/models/clip       # model directory for text search (default: the DB's)
         page_size: 60                 # clusters or images per page
         similar: 12                   # similar images on an image page
+        description_model: llava:13b  # whose descriptions pages show (default: each image's newest)
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Settings:
     model: str | None = None
     page_size: int = 60
     similar: int = 12
+    description_model: str | None = None
 
 
 def _int(value: Any, default: int, low: int, high: int) -> int:
@@ -53,4 +55,5 @@ def settings(datasette: Datasette, database: str | None = None) -> Settings:
         model=str(cfg["model"]) if cfg.get("model") else None,
         page_size=_int(cfg.get("page_size"), 60, 1, 500),
         similar=_int(cfg.get("similar"), 12, 0, 100),
+        description_model=str(cfg["description_model"]) if cfg.get("description_model") else None,
     )

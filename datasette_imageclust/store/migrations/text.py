@@ -34,7 +34,7 @@ def _text_v1(db: sqlite_utils.Database) -> None:
         -- Full-text search over the descriptions (as `sqlite-utils enable-fts` makes it, so
         -- Datasette's search box and `match` queries work).
         CREATE VIRTUAL TABLE descriptions_fts USING FTS5 (
-            text, content=descriptions, tokenize='unicode61 remove_diacritics 2'
+            text, content=[descriptions], tokenize='unicode61 remove_diacritics 2'
         );
         CREATE TRIGGER descriptions_ai AFTER INSERT ON descriptions BEGIN
             INSERT INTO descriptions_fts (rowid, text) VALUES (new.rowid, new.text);
