@@ -229,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise ValueError(f"expected 1 image, got {len(images)}")
             seen = [srv.identify(d) for d in images]
         except (ValueError, KeyError, TypeError, OSError) as e:
-            return self._error(api, 400, f"invalid request: {e}")
+            return self._send(*self._error(api, 400, f"invalid request: {e}"))
         json_mode = body.get("format") == "json" if api == "ollama" else '"tags"' in prompt
         with srv.lock:
             action = srv.script.pop(0) if srv.script else "ok"
@@ -242,36 +242,42 @@ class Handler(BaseHTTPRequestHandler):
             if action == "together":
                 srv.changed.wait_for(lambda: srv.active >= srv.together, timeout=20)
         try:
-            if action == "hold":
-                srv.release.wait(60)
-            if srv.latency:
-                time.sleep(srv.latency)
-            if seen[0][0] in srv.refuse:
-                return self._error(api, 400, "this image cannot be processed")
-            if action in ("500", "503"):
-                return self._error(api, int(action), "the model runner is overloaded")
-            if action == "429":
-                return self._error(api, 429, "rate limit reached", {"Retry-After": srv.retry_after})
-            if action == "slow":
-                time.sleep(srv.slow_seconds)
-            if action == "badbody":
-                return self._send(200, None, raw=b"<html>502 Bad Gateway</html>")
-            text = srv.answer(seen, json_mode, action)
-            if api == "ollama":
-                return self._send(200, {"model": model, "created_at": "2025-01-01T00:00:00Z",
-                                        "message": {"role": "assistant", "content": text}, "done_reason": "stop",
-                                        "done": True, "total_duration": 1, "eval_count": 20})
-            self._send(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                          "finish_reason": "stop"}],
-                             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+            reply = self._reply(srv, api, model, seen, json_mode, action)
         finally:
-            with srv.lock:
+            with srv.lock:  # before answering: the client may send its next request at once
                 srv.active -= 1
                 srv.changed.notify_all()
+        self._send(*reply)
 
-    def _error(self, api: str, code: int, message: str, headers: dict | None = None) -> None:
+    def _reply(self, srv: VLMServer, api: str, model: str, seen: list, json_mode: bool, action: str) -> tuple:
+        """(status, JSON, headers, raw body) of the answer, after the scripted delay."""
+        if action == "hold":
+            srv.release.wait(60)
+        if srv.latency:
+            time.sleep(srv.latency)
+        if seen[0][0] in srv.refuse:
+            return self._error(api, 400, "this image cannot be processed")
+        if action in ("500", "503"):
+            return self._error(api, int(action), "the model runner is overloaded")
+        if action == "429":
+            return self._error(api, 429, "rate limit reached", {"Retry-After": srv.retry_after})
+        if action == "slow":
+            time.sleep(srv.slow_seconds)
+        if action == "badbody":
+            return 200, None, None, b"<html>502 Bad Gateway</html>"
+        text = srv.answer(seen, json_mode, action)
         if api == "ollama":
-            return self._send(code, {"error": message}, headers)
+            return 200, {"model": model, "created_at": "2025-01-01T00:00:00Z",
+                         "message": {"role": "assistant", "content": text}, "done_reason": "stop",
+                         "done": True, "total_duration": 1, "eval_count": 20}
+        return 200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                  "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+    @staticmethod
+    def _error(api: str, code: int, message: str, headers: dict | None = None) -> tuple:
+        if api == "ollama":
+            return code, {"error": message}, headers
         kind = {400: "invalid_request_error", 429: "rate_limit_exceeded"}.get(code, "server_error")
-        self._send(code, {"error": {"message": message, "type": kind, "param": None, "code": None}}, headers)
+        return code, {"error": {"message": message, "type": kind, "param": None, "code": None}}, headers
