@@ -254,6 +254,25 @@ def test_unknown_model_or_unreachable_server_stop_before_any_work(small_db, tmp_
     assert rows(path, "SELECT count(*) FROM descriptions") == [(0,)]
 
 
+def test_a_key_revoked_mid_run_stops_it_keeping_every_answer(small_db, tmp_path, monkeypatch):
+    """A server that can no longer be used ends the run with its one message, after the
+    requests in flight: their answers are stored (here, one that comes after the 401)."""
+    path = copy(small_db, tmp_path)
+    monkeypatch.setenv("IMAGECLUST_API_KEY", KEY)
+    lines = []
+    with VLMServer(catalog=catalog(path), models=["gpt-4o-mini"], key=KEY) as srv:
+        srv.script, srv.slow_seconds = ["ok"] * 4 + ["slow", "revoke"], 1.0
+        with pytest.raises(vlm.ServerError, match="refused the API key from IMAGECLUST_API_KEY"):
+            run(path, api="openai", url=srv.openai_url, model="gpt-4o-mini", concurrency=2, on_status=lines.append)
+        assert srv.answered == 5 and len(srv.chats) == 6  # nothing sent after the 401
+        assert rows(path, "SELECT count(*) FROM descriptions") == [(5,)]
+        assert "stopped: the 5 answers so far are kept (the same command resumes)" in lines
+        srv.key = KEY
+        s = run(path, api="openai", url=srv.openai_url, model="gpt-4o-mini")
+        assert (s.described_before, s.described) == (5, 19)
+    assert rows(path, "SELECT count(*), count(DISTINCT image_id) FROM descriptions") == [(24, 24)]
+
+
 def test_an_interrupted_run_resumes_without_duplicates(small_db, tmp_path):
     path = copy(small_db, tmp_path)
 
@@ -263,12 +282,14 @@ def test_an_interrupted_run_resumes_without_duplicates(small_db, tmp_path):
 
     with VLMServer(catalog=catalog(path)) as srv:
         s = run(path, url=srv.base, on_progress=stop_after_5)
-        assert s.interrupted and s.described == 5
-        assert rows(path, "SELECT count(*) FROM descriptions") == [(5,)]
-        sent = len(srv.chats)
+        done = s.described  # the 5, and any answer that had arrived meanwhile
+        assert s.interrupted and 5 <= done <= 7
+        assert rows(path, "SELECT count(*) FROM descriptions") == [(done,)]
         s = run(path, url=srv.base)
-        assert (s.interrupted, s.described_before, s.described) == (False, 5, 19)
-        assert len(srv.chats) - sent == 19
+        assert (s.interrupted, s.described_before, s.described) == (False, done, 24 - done)
+        # Sent again: only the requests in flight at the interrupt (at most --concurrency 2),
+        # whose answers were not written.
+        assert 24 <= len(srv.chats) <= 24 + 2
     assert rows(path, "SELECT count(*), count(DISTINCT image_id) FROM descriptions") == [(24, 24)]
 
 

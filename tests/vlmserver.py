@@ -11,7 +11,7 @@ It "sees" an image by decoding what it is sent and finding the nearest image of 
 Failure modes for the next chat requests are scripted (``script``): 429 with Retry-After,
 500/503, slow answers (past the client's timeout), a body that is not JSON, malformed JSON
 content, "together" (answer only once N requests are in flight) and "hold" (block until
-released); images in ``refuse`` always get a 400. 127.0.0.1 only.
+released), "revoke" (401 from now on); images in ``refuse`` always get a 400. 127.0.0.1 only.
 """
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ class VLMServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.active = self.max_active = 0
+        self.answered = 0  # chat requests answered with a description (200)
         super().__init__(("127.0.0.1", 0), Handler)
 
     # --- the test's side --------------------------------------------------------------
@@ -265,7 +266,13 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(srv.slow_seconds)
         if action == "badbody":
             return 200, None, None, b"<html>502 Bad Gateway</html>"
+        if action == "revoke":  # the key is revoked from now on
+            srv.key = "revoked"
+            return 401, {"error": {"message": "The API key was revoked.", "type": "invalid_request_error",
+                                   "param": None, "code": "invalid_api_key"}}
         text = srv.answer(seen, json_mode, action)
+        with srv.lock:
+            srv.answered += 1
         if api == "ollama":
             return 200, {"model": model, "created_at": "2025-01-01T00:00:00Z",
                          "message": {"role": "assistant", "content": text}, "done_reason": "stop",

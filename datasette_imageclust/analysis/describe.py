@@ -246,12 +246,18 @@ class Workers:
     def _run(self) -> None:
         while True:
             job = self.jobs.get()
-            if job is None or self.stop.is_set():
+            if job is None:
                 return
+            if self.stop.is_set():  # still accounted for: the caller counts every job back
+                self.results.put(Outcome(job, "cancelled"))
+                continue
             try:
-                self.results.put(self.work(job))
+                outcome = self.work(job)
             except BaseException as e:  # a bug: the caller raises it with its traceback
-                self.results.put(Outcome(job, "fatal", repr(e), error=e))
+                outcome = Outcome(job, "fatal", repr(e), error=e)
+            if outcome.kind == "fatal":
+                self.stop.set()  # here, before this thread takes another job
+            self.results.put(outcome)
 
     def next_result(self) -> Outcome:
         while True:  # short waits, so the calling thread stays responsive to Ctrl-C
@@ -259,6 +265,15 @@ class Workers:
                 return self.results.get(timeout=0.5)
             except queue.Empty:
                 continue
+
+    def drain(self) -> list[Outcome]:
+        """The results that have arrived, without waiting."""
+        out = []
+        try:
+            while True:
+                out.append(self.results.get_nowait())
+        except queue.Empty:
+            return out
 
     def close(self) -> None:
         self.stop.set()
@@ -327,14 +342,27 @@ def describe_images(db: sqlite_utils.Database, client: vlm.Client, *, prompt: st
         on_progress(0, len(todo))
         for _ in range(2 * concurrency):  # a few queued beyond the workers, so none waits for us
             in_flight += _feed(db, workers, ids, input)
+        fatal: Outcome | None = None
         while in_flight:
             outcome = workers.next_result()
             in_flight -= 1
+            if outcome.kind == "fatal":
+                # Stop sending, but wait for the requests in flight: their answers are kept.
+                fatal = fatal or outcome
+                stop.set()
+                continue
             writer.write(outcome)
             on_progress(summary.described + summary.failed, len(todo))
-            in_flight += _feed(db, workers, ids, input)
+            if fatal is None:
+                in_flight += _feed(db, workers, ids, input)
+        if fatal is not None:
+            writer.stop(fatal)
     except KeyboardInterrupt:
         summary.interrupted = True
+        stop.set()
+        for outcome in workers.drain():  # answers that arrived are kept; only those in flight are lost
+            if outcome.kind != "fatal":
+                writer.write(outcome)
     finally:
         workers.close()
         summary.seconds = time.perf_counter() - start
@@ -366,15 +394,15 @@ class Writer:
         self.db, self.client, self.prompt_id, self.summary, self.on_status = db, client, prompt_id, summary, on_status
         self.key = (client.model, prompt_id)
 
+    def stop(self, o: Outcome) -> None:
+        """Raise a fatal outcome's error: the server cannot be used, or a bug on a worker."""
+        s = self.summary
+        if isinstance(o.error, vlm.ServerError) and (s.described or s.failed):
+            self.on_status(f"stopped: the {s.described + s.failed} answers so far are kept (the same command resumes)")
+        raise o.error  # type: ignore[misc]
+
     def write(self, o: Outcome) -> None:
         s = self.summary
-        if o.kind == "fatal":
-            if not isinstance(o.error, vlm.ServerError):
-                raise o.error  # type: ignore[misc]  # a bug on a worker thread
-            if s.described or s.failed:
-                self.on_status(f"stopped: the {s.described + s.failed} answers so far are kept (the same command "
-                               f"resumes)")
-            raise o.error
         if o.kind == "cancelled":
             return
         iid = o.job.image_id

@@ -186,7 +186,11 @@ class Client:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 raw = r.read()
         except urllib.error.HTTPError as e:
-            detail = self.redact(error_detail(e.read()[:4000]))
+            try:
+                body = e.read(4000)
+            except (http.client.HTTPException, OSError):  # the error body itself was cut short
+                body = b""
+            detail = self.redact(error_detail(body))
             raise HTTPStatus(e.code, detail, parse_retry_after(e.headers.get("Retry-After"))) from None
         except (socket.timeout, TimeoutError):
             raise TransientError(f"no answer within {timeout:g}s", timed_out=True) from None

@@ -19,7 +19,7 @@ from .common import Progress, command, database_argument, echo_status, json_opti
                    "(vLLM, llama.cpp, LM Studio, hosted services). The key, if any, is read from "
                    "IMAGECLUST_API_KEY (or OPENAI_API_KEY for openai)")
 @click.option("--prompt", help="The prompt (default: a factual description; see the README)")
-@click.option("--prompt-file", type=click.Path(dir_okay=False), help="Read the prompt from this UTF-8 file")
+@click.option("--prompt-file", type=click.Path(), help="Read the prompt from this UTF-8 file")
 @click.option("--tags", is_flag=True, help="Ask for JSON with tags as well; tags go to image_tags as 'vlm:MODEL'")
 @click.option("--input", "input_", type=click.Choice(["thumbnail", "original"]), default="thumbnail",
               show_default=True, help="Send the stored thumbnail, or the file decoded at up to --max-side px "
