@@ -374,10 +374,14 @@ def test_prompts_are_stored_by_hash_and_coexist(small_db, tmp_path):
     assert rows(path, "SELECT count(*), count(DISTINCT image_id) FROM descriptions") == [(6, 3)]
 
 
-def test_the_readme_quotes_the_default_prompt():
+def test_the_readme_quotes_the_default_prompt_and_every_json_key():
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
-    quoted = " ".join(line[2:] for line in readme.splitlines() if line.startswith("> "))
+    section = readme[readme.index("## Describing images"):readme.index("## Exploring in Datasette")]
+    quoted = " ".join(line[2:] for line in section.splitlines() if line.startswith("> "))
     assert describing.DEFAULT_PROMPT in quoted
+    assert " ".join(describing.TAGS_INSTRUCTION.split()) in " ".join(section.split())
+    for key in describing.DescribeSummary("m", "ollama", "u", "s", "thumbnail", 0, 0, 0).as_dict():
+        assert f'"{key}"' in section, key
 
 
 @pytest.mark.parametrize("args, message", [
