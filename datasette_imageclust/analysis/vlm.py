@@ -187,10 +187,10 @@ class Client:
                 raw = r.read()
         except urllib.error.HTTPError as e:
             try:
-                body = e.read(4000)
+                said = e.read(4000)
             except (http.client.HTTPException, OSError):  # the error body itself was cut short
-                body = b""
-            detail = self.redact(error_detail(body))
+                said = b""
+            detail = self.redact(error_detail(said))
             raise HTTPStatus(e.code, detail, parse_retry_after(e.headers.get("Retry-After"))) from None
         except (socket.timeout, TimeoutError):
             raise TransientError(f"no answer within {timeout:g}s", timed_out=True) from None
