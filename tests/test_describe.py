@@ -194,7 +194,8 @@ def test_a_refused_image_is_recorded_and_retried_next_run(small_db, tmp_path):
         assert sum(c["image_id"] == bad for c in srv.chats) == 1  # a 400 is not retried
         (iid, reason), = rows(path, "SELECT image_id, reason FROM description_errors")
         assert iid == bad and "HTTP 400" in reason and "cannot be processed" in reason
-        assert any(f"image {bad}: HTTP 400" in line for line in lines)
+        (path_of_bad,), = rows(path, "SELECT path FROM files WHERE image_id = ?", [bad])
+        assert f"image {bad} ({path_of_bad}): HTTP 400: this image cannot be processed" in lines
         n = len(srv.chats)
         s = run(path, url=srv.base)  # retried: only that image is sent
         assert (s.pending, s.failed) == (1, 1) and len(srv.chats) == n + 1

@@ -247,7 +247,9 @@ class Writer:
                                 "VALUES (?, ?, ?, ?, ?)", [iid, *self.key, o.text, now()])
                 s.failed += 1
                 if s.failed <= ERRORS_SHOWN:
-                    self.on_status(f"image {iid}: {o.text}")
+                    row = self.db.execute("SELECT path FROM files WHERE image_id = ? ORDER BY id LIMIT 1",
+                                          [iid]).fetchone()
+                    self.on_status(f"image {iid}" + (f" ({paths.display(row[0])})" if row else "") + f": {o.text}")
         s.fallbacks += o.fell_back
 
     def _tags(self, image_id: int, tags: list[str]) -> int:
