@@ -7,6 +7,7 @@ commands, the benchmarks and the tests all call.
     find_duplicates near-duplicate groups
     build_map       2-D layout + sprite atlas
     find_similar    the nearest images to an image, a text or an image file
+    describe        a vision LLM's description (and tags) of every image
 
 Each step is orchestration only: the work is done by :mod:`.ingest` and
 :mod:`.analysis`. Conventions: ``db`` is an open ``sqlite_utils.Database`` (from
@@ -37,11 +38,12 @@ from .store.paths import display
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .analysis.atlas import AtlasSummary
+    from .analysis.describe import DescribeSummary
     from .analysis.layout import LayoutSummary
 
 __all__ = [
-    "ClusterSummary", "DuplicatesSummary", "IndexSummary", "LoadSummary", "MapSummary", "OptionError",
-    "SimilarImage", "build_index", "build_map", "cluster_images", "find_duplicates", "find_similar", "load",
+    "ClusterSummary", "DescribeSummary", "DuplicatesSummary", "IndexSummary", "LoadSummary", "MapSummary", "OptionError",
+    "SimilarImage", "build_index", "build_map", "cluster_images", "describe", "find_duplicates", "find_similar", "load",
 ]
 
 OnStatus = Callable[[str], None]
@@ -326,3 +328,70 @@ def find_similar(db: sqlite_utils.Database, *, image_id: int | None = None, text
         row = db.execute("SELECT path FROM files WHERE image_id = ? ORDER BY id LIMIT 1", [iid]).fetchone()
         out.append(SimilarImage(iid, 1 - distance, row[0] if row else None))
     return out
+
+
+# --- descriptions ------------------------------------------------------------------------------
+
+
+def describe(db: sqlite_utils.Database, *, model: str, url: str | None = None, api: str = "ollama",
+             prompt: str | None = None, prompt_file: str | None = None, tags: bool = False,
+             input: str = "thumbnail", max_side: int = 768, concurrency: int = 2, max_images: int | None = None,
+             timeout: float = 120.0, retries: int = 3, backoff: float = 1.0, on_status: OnStatus | None = None,
+             on_progress: Callable[[int, int], None] | None = None) -> DescribeSummary:
+    """Ask the vision LLM ``model`` on the server at ``url`` (``api`` 'ollama', default
+    http://127.0.0.1:11434, or 'openai': an OpenAI-compatible chat-completions API, whose
+    URL is needed) to describe every image that has no description for that model and
+    prompt (``prompt`` text or ``prompt_file``; default the package's prompt), sending the
+    stored thumbnail or (``input`` 'original') the file decoded at up to ``max_side`` px.
+    ``tags`` asks for JSON with tags too. The API key is read from the environment only
+    (IMAGECLUST_API_KEY, or OPENAI_API_KEY for 'openai'). A failed request is retried
+    ``retries`` times after a random wait of up to ``backoff`` * 2**(attempt-1) seconds (or
+    the server's Retry-After). Incremental and resumable: see
+    :mod:`.analysis.describe`; an interrupted run returns with ``interrupted`` set."""
+    from .analysis import describe as describing
+    from .analysis import vlm
+
+    _check_describe_options(url, api, prompt, prompt_file, input, max_side, concurrency, max_images, timeout,
+                            retries)
+    if prompt_file is not None:
+        prompt = describing.read_prompt_file(prompt_file)
+    text = describing.full_prompt(prompt, tags)
+    client = vlm.make_client(api, url, model, timeout=timeout, retries=retries, backoff=backoff)
+    return describing.describe_images(db, client, prompt=text, tags=tags, input=input, max_side=max_side,
+                                      concurrency=concurrency, max_images=max_images, on_status=on_status or _quiet,
+                                      on_progress=on_progress or (lambda done, total: None))
+
+
+def _check_describe_options(url: str | None, api: str, prompt: str | None, prompt_file: str | None, input: str,
+                            max_side: int, concurrency: int, max_images: int | None, timeout: float,
+                            retries: int) -> None:
+    from urllib.parse import urlsplit
+
+    from .analysis import describe as describing
+    from .analysis import vlm
+
+    if api not in vlm.APIS:
+        raise OptionError(f"--api must be one of {', '.join(vlm.APIS)}")
+    if api == "openai" and not url:
+        raise OptionError("--api openai needs --url (e.g. http://127.0.0.1:8000/v1 or https://api.openai.com/v1)")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise OptionError(f"--url must be an http:// or https:// URL, not {url!r}")
+        if parts.username or parts.password:
+            # A key typed on the command line ends up in shell histories and process lists.
+            raise OptionError("--url must not hold credentials: put the API key in IMAGECLUST_API_KEY")
+    if prompt is not None and prompt_file is not None:
+        raise OptionError("give --prompt or --prompt-file, not both")
+    if input not in describing.INPUTS:
+        raise OptionError(f"--input must be one of {', '.join(describing.INPUTS)}")
+    if not 64 <= max_side <= 4096:
+        raise OptionError("--max-side must be between 64 and 4096")
+    if not 1 <= concurrency <= 64:
+        raise OptionError("--concurrency must be between 1 and 64")
+    if max_images is not None and max_images < 1:
+        raise OptionError("--max-images must be at least 1")
+    if not timeout > 0:
+        raise OptionError("--timeout must be more than 0")
+    if not 0 <= retries <= 20:
+        raise OptionError("--retries must be between 0 and 20")

@@ -32,6 +32,8 @@ def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
         "layout": ["layout", db],
         "index": ["index", db],
         "similar": ["similar", db, "--image", "1"],
+        # (the database is refused before the server is contacted: none listens on port 9)
+        "describe": ["describe", db, "--model", "llava", "--url", "http://127.0.0.1:9"],
     }
 
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from datasette_imageclust.analysis import clustering, clusterstore, labels, ollama
+from datasette_imageclust.analysis import clustering, clusterstore, labels, ollama, vlm
 from datasette_imageclust.store.collection import ImageCollection
 from datasette_imageclust.store.connection import connect
 
@@ -227,8 +227,9 @@ def test_ollama_backoff_doubles_with_full_jitter(tux_db, tmp_path, fake, monkeyp
         caps.append((a, b))
         return random.uniform(a, b)
 
-    monkeypatch.setattr(ollama, "random", types.SimpleNamespace(uniform=uniform))
-    monkeypatch.setattr(ollama, "time", types.SimpleNamespace(sleep=waits.append))  # record, do not wait
+    # The retries live in the shared vision-LLM client (analysis/vlm.py) that ollama uses.
+    monkeypatch.setattr(vlm, "random", types.SimpleNamespace(uniform=uniform))
+    monkeypatch.setattr(vlm, "time", types.SimpleNamespace(sleep=waits.append))  # record, do not wait
     srv = fake(["500"] * 3)  # the first cluster fails three times, then succeeds
     n, failed = ollama.ollama_labels(db, rid, host=srv.url, retries=3, concurrency=1, backoff=0.4)
     assert (n, failed) == (3, 0) and len(srv.requests) == 6

@@ -33,8 +33,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..analysis.atlas import AtlasError
     from ..analysis.clustering import ClusteringError
     from ..analysis.clusterstore import StoreError
+    from ..analysis.describe import DescribeError
     from ..analysis.layout import LayoutError
     from ..analysis.search import SearchError
+    from ..analysis.vlm import ServerError
     from ..ingest.decode import ImageError
     from ..ingest.summary import LoadError
     from ..models import ModelError
@@ -42,7 +44,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..store.collection import NotFound
 
     return (OptionError, LoadError, ModelError, ImageError, ClusteringError, StoreError, LayoutError,
-            AtlasError, SearchError, NotFound)
+            AtlasError, SearchError, NotFound, DescribeError, ServerError)
 
 
 def as_command_error(error: Exception, database: str | None) -> CommandError | None:
@@ -116,11 +118,12 @@ def open_db(database: str, *, readonly: bool = False) -> sqlite_utils.Database:
 
 
 class Progress:
-    """An ``on_progress(done, total)`` callback drawing a progress bar on stderr: files
-    done, files/s, ETA. ``close()`` it when the step ends, however it ends."""
+    """An ``on_progress(done, total)`` callback drawing a progress bar on stderr: items
+    done, items/s (``unit``), ETA. ``close()`` it when the step ends, however it ends."""
 
-    def __init__(self, label: str = "embedding") -> None:
+    def __init__(self, label: str = "embedding", unit: str = "files") -> None:
         self.label = label
+        self.unit = unit
         self.bar: Any = None
         self.last = 0
         self.start = time.perf_counter()
@@ -139,7 +142,7 @@ class Progress:
     def _rate(self, done: int | None) -> str | None:
         if not done:
             return None
-        return f"{done / max(time.perf_counter() - self.start, 1e-9):.1f} files/s"
+        return f"{done / max(time.perf_counter() - self.start, 1e-9):.1f} {self.unit}/s"
 
     def close(self) -> None:
         if self.bar is not None:

@@ -9,7 +9,7 @@ import datetime as _dt
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import imagehash
 import numpy as np
@@ -32,6 +32,7 @@ EXTENSIONS = {
 HEIF_EXTENSIONS = {".heic", ".heif"}
 MAX_SIDE = 65_500  # beyond any real photo; guards against absurd headers
 MAX_ASPECT = 100  # a 1x10000 strip is not a picture we can crop meaningfully
+T = TypeVar("T")
 
 
 class ImageError(Exception):
@@ -163,14 +164,12 @@ def _encode_thumbnail(t: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def decode(data: bytes, pre: Preprocessor, *, thumb_size: int = 256, thumb_format: str = "webp",
-           name: str = "", max_pixels: int | None = None) -> Decoded:
-    """Decode image bytes once and derive everything stored about the image. With
-    ``max_pixels``, refuse (ImageTooLarge) before decoding more pixels than that."""
+def _open(data: bytes, name: str) -> Image.Image:
+    """Open image bytes (the header only), or ImageError saying why not."""
     if not data:
         raise ImageError("empty file (0 bytes)")
     try:
-        im = Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         ext = name.lower().rsplit(".", 1)[-1] if "." in name else ""
         if f".{ext}" in HEIF_EXTENSIONS and not HEIF:
@@ -182,8 +181,12 @@ def decode(data: bytes, pre: Preprocessor, *, thumb_size: int = 256, thumb_forma
         raise ImageError(f"decompression bomb: {e}")
     except Exception as e:
         raise ImageError(f"cannot open: {type(e).__name__}: {e}")
+
+
+def _decoding(work: Callable[[], T]) -> T:
+    """Run ``work`` (which decodes pixels) with Pillow's failures as ImageError."""
     try:
-        return _decode_open(im, pre, thumb_size, thumb_format, max_pixels)
+        return work()
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
@@ -192,15 +195,46 @@ def decode(data: bytes, pre: Preprocessor, *, thumb_size: int = 256, thumb_forma
         raise ImageError(f"cannot decode: {type(e).__name__}: {e}")
 
 
-def _decode_open(im: Image.Image, pre: Preprocessor, thumb_size: int, thumb_format: str,
-                 max_pixels: int | None = None) -> Decoded:
-    w, h = im.size
+def decode(data: bytes, pre: Preprocessor, *, thumb_size: int = 256, thumb_format: str = "webp",
+           name: str = "", max_pixels: int | None = None) -> Decoded:
+    """Decode image bytes once and derive everything stored about the image. With
+    ``max_pixels``, refuse (ImageTooLarge) before decoding more pixels than that."""
+    im = _open(data, name)
+    return _decoding(lambda: _decode_open(im, pre, thumb_size, thumb_format, max_pixels))
+
+
+def jpeg_at_most(data: bytes, max_side: int, *, name: str = "", quality: int = 90) -> tuple[bytes, int, int]:
+    """(JPEG bytes, width, height): the image upright (EXIF orientation), as RGB, scaled so
+    its long side is at most ``max_side`` (never enlarged): what a vision LLM is sent."""
+    im = _open(data, name)
+
+    def work() -> tuple[bytes, int, int]:
+        _check_size(*im.size)
+        if im.format == "JPEG":
+            im.draft("RGB", (max_side, max_side))  # decode at a reduced scale when that is enough
+        im.load()
+        rgb = _to_rgb(ImageOps.exif_transpose(im) or im)
+        rgb.thumbnail((max_side, max_side), Image.BICUBIC, reducing_gap=2.0)
+        buf = io.BytesIO()
+        rgb.save(buf, "JPEG", quality=quality)
+        return buf.getvalue(), rgb.width, rgb.height
+
+    return _decoding(work)
+
+
+def _check_size(w: int, h: int) -> None:
     if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE:
         raise ImageError(f"absurd dimensions {w}x{h}")
     if w * h > (Image.MAX_IMAGE_PIXELS or 1 << 62):
         raise ImageError(f"decompression bomb: {w}x{h} pixels is over Pillow's limit of {Image.MAX_IMAGE_PIXELS}")
     if max(w, h) / min(w, h) > MAX_ASPECT:
         raise ImageError(f"absurd aspect ratio {w}x{h}")
+
+
+def _decode_open(im: Image.Image, pre: Preprocessor, thumb_size: int, thumb_format: str,
+                 max_pixels: int | None = None) -> Decoded:
+    w, h = im.size
+    _check_size(w, h)
     fmt, mode = im.format, im.mode
     if fmt == "JPEG":
         # decode at 1/2, 1/4 or 1/8 scale when that still covers the thumbnail and model input
