@@ -57,6 +57,13 @@ def tiny_clip(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_sentence(tmp_path_factory) -> str:
+    from tinysentence import make_tiny_sentence
+
+    return str(make_tiny_sentence(tmp_path_factory.mktemp("tinysentence")))
+
+
+@pytest.fixture(scope="session")
 def tux_db(tmp_path_factory, stand_in_model, tux_dir) -> str:
     """The 353 labelled tuxpaint stamps loaded with the real stand-in embedder (read-only use!)."""
     from datasette_imageclust.pipeline import load
