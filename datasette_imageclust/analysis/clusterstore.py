@@ -150,7 +150,7 @@ def _unclustered_label(n: int) -> str:
 
 
 def refresh_best_labels(db: sqlite_utils.Database, run_id: int) -> None:
-    """clusters.label = the best available label (user > ollama > clip > terms)."""
+    """clusters.label = the best available label (``LABEL_PRECEDENCE``: user > ollama > clip > tags > terms)."""
     db.execute(
         f"""UPDATE clusters SET label = COALESCE((
               SELECT l.label FROM cluster_labels l WHERE l.cluster_id = clusters.id
