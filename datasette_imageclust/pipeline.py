@@ -7,6 +7,7 @@ commands, the benchmarks and the tests all call.
     find_duplicates near-duplicate groups
     build_map       2-D layout + sprite atlas
     find_similar    the nearest images to an image, a text or an image file
+    tag             CLIP zero-shot tags per image
 
 Each step is orchestration only: the work is done by :mod:`.ingest` and
 :mod:`.analysis`. Conventions: ``db`` is an open ``sqlite_utils.Database`` (from
@@ -38,10 +39,11 @@ from .store.paths import display
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .analysis.atlas import AtlasSummary
     from .analysis.layout import LayoutSummary
+    from .analysis.tags import TagSummary
 
 __all__ = [
     "ClusterSummary", "DuplicatesSummary", "IndexSummary", "LoadSummary", "MapSummary", "OptionError",
-    "SimilarImage", "build_index", "build_map", "cluster_images", "find_duplicates", "find_similar", "load",
+    "SimilarImage", "build_index", "build_map", "cluster_images", "find_duplicates", "find_similar", "load", "tag",
 ]
 
 OnStatus = Callable[[str], None]
@@ -275,6 +277,23 @@ def _db_name(db: sqlite_utils.Database) -> str:
     """The database's file, for messages."""
     row = db.execute("PRAGMA database_list").fetchone()
     return display(row[2]) if row and row[2] else "the database"
+
+
+# --- tags ------------------------------------------------------------------------------------
+
+
+def tag(db: sqlite_utils.Database, *, top: int = 10, min_score: float | None = None, replace: bool = False,
+        on_status: OnStatus | None = None, on_progress: Callable[[int, int], None] | None = None) -> TagSummary:
+    """Tag each image with its ``top`` best terms of the zero-shot vocabulary (CLIP: the
+    image vector against the terms' text vectors, calibrated as the cluster labels are),
+    those scoring at least ``min_score``; only images without CLIP tags, or all with
+    ``replace``. Needs the model's text tower (``ModelError`` otherwise)."""
+    from .analysis import tags
+
+    if top < 1:
+        raise OptionError("--top must be at least 1")
+    return tags.tag_images(db, top=top, min_score=min_score, replace=replace, on_status=on_status or _quiet,
+                           on_progress=on_progress)
 
 
 # --- similarity search -----------------------------------------------------------------------

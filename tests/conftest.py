@@ -74,6 +74,24 @@ def tux_db(tmp_path_factory, stand_in_model, tux_dir) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_clip_db(tmp_path_factory, tiny_clip, tux_dir) -> str:
+    """18 tuxpaint stamps (birds, coins, space: 6 each) loaded with the tiny CLIP, which has
+    a text tower (read-only use: copy it to write)."""
+    import shutil
+
+    from datasette_imageclust.pipeline import load
+
+    tmp = tmp_path_factory.mktemp("tinyclipdb")
+    for cat in ("birds", "coins", "space"):
+        (tmp / "imgs" / cat).mkdir(parents=True)
+        for f in sorted((tux_dir / cat).iterdir())[:6]:
+            shutil.copy(f, tmp / "imgs" / cat / f.name)
+    path = str(tmp / "tiny.db")
+    assert load(path, [str(tmp / "imgs")], tiny_clip).new == 18
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _offline_hub(monkeypatch):
     # Tests never reach the network: the Hub is unreachable here anyway.

@@ -135,7 +135,8 @@ def vocabulary() -> list[str]:
 
 def vocabulary_vectors(db: sqlite_utils.Database, model: dict, terms: list[str], *, threads: int | None = None,
                        on_status: Callable[[str], None] = lambda s: None) -> np.ndarray:
-    """Text vectors of ``terms`` for the DB's model, embedding only those not cached yet."""
+    """Text vectors of ``terms`` for the DB's model, embedding only those not cached yet.
+    Raises ``ModelError`` when the model has no usable text tower."""
     from ..models import ModelError, TextEmbedder, find_model
 
     migrate(db, "clusters")
@@ -144,18 +145,14 @@ def vocabulary_vectors(db: sqlite_utils.Database, model: dict, terms: list[str],
         "SELECT term, vector FROM vocabulary_vectors WHERE model_sha256 = ?", [sha])}
     missing = [t for t in terms if t not in cached]
     if missing:
-        try:
-            files = find_model(model["name"], text=True)
-        except ModelError as e:
-            raise LabelSkipped(f"clip labels skipped: {e}") from e
+        files = find_model(model["name"], text=True)
         if files.text is None or files.tokenizer is None:
-            raise LabelSkipped(f"clip labels skipped: model {model['name']} has no text tower "
-                               f"(text_model.onnx + tokenizer.json)")
+            raise ModelError(f"model {model['name']} has no text tower (text_model.onnx + tokenizer.json)")
         on_status(f"embedding {len(missing)} vocabulary terms with the text tower (cached for next time)")
         emb = TextEmbedder(files, threads=threads).embed([PROMPT.format(t) for t in missing])
         if emb.shape[1] != model["dimensions"]:
-            raise LabelSkipped(f"clip labels skipped: text vectors have {emb.shape[1]} dimensions, "
-                               f"image vectors {model['dimensions']}")
+            raise ModelError(f"the text tower of {model['name']} gives {emb.shape[1]}-dimensional vectors, "
+                             f"the image vectors have {model['dimensions']}")
         with db.conn:
             db.conn.executemany(
                 "INSERT OR REPLACE INTO vocabulary_vectors (model_sha256, term, prompt, vector) VALUES (?, ?, ?, ?)",
@@ -165,11 +162,16 @@ def vocabulary_vectors(db: sqlite_utils.Database, model: dict, terms: list[str],
     return np.stack([np.frombuffer(cached[t], np.float32) for t in terms])
 
 
+def calibrate(sims: np.ndarray, term_means: np.ndarray) -> np.ndarray:
+    """Zero-shot scores: similarity minus half the term's mean similarity (over all
+    clusters, or all images), so words that fit everything ("a photo") do not win everywhere."""
+    return sims - 0.5 * term_means
+
+
 def zero_shot(centroids: np.ndarray, text: np.ndarray, top: int = 5) -> list[list[tuple[int, float]]]:
-    """Top terms per centroid. Score = similarity minus half the term's mean similarity over
-    all centroids, so words that fit every cluster ("a photo") do not win everywhere."""
+    """Top terms per centroid, by :func:`calibrate`d similarity (the mean over all centroids)."""
     sims = centroids @ text.T
-    score = sims - 0.5 * sims.mean(0, keepdims=True) if len(centroids) >= 3 else sims
+    score = calibrate(sims, sims.mean(0, keepdims=True)) if len(centroids) >= 3 else sims
     out = []
     for r in range(len(centroids)):
         best = np.argsort(-score[r])[:top]
@@ -182,8 +184,13 @@ def clip_labels(db: sqlite_utils.Database, run_id: int, *, threads: int | None =
     model = ImageCollection(db).model()
     if model is None:
         raise LabelSkipped("clip labels skipped: the database has no model")
+    from ..models import ModelError
+
     terms = vocabulary()
-    text = vocabulary_vectors(db, model, terms, threads=threads, on_status=on_status)
+    try:
+        text = vocabulary_vectors(db, model, terms, threads=threads, on_status=on_status)
+    except ModelError as e:
+        raise LabelSkipped(f"clip labels skipped: {e}") from e
     rows = db.execute("SELECT id, centroid FROM clusters WHERE run_id = ? AND kind = 'cluster'",
                       [run_id]).fetchall()
     if not rows:
