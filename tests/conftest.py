@@ -58,9 +58,10 @@ def tiny_clip(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_sentence(tmp_path_factory) -> str:
-    from tinysentence import make_tiny_sentence
+    from synthtext import WORDS as DESCRIPTION_WORDS
+    from tinysentence import WORDS, make_tiny_sentence
 
-    return str(make_tiny_sentence(tmp_path_factory.mktemp("tinysentence")))
+    return str(make_tiny_sentence(tmp_path_factory.mktemp("tinysentence"), words=[*WORDS, *DESCRIPTION_WORDS]))
 
 
 @pytest.fixture(scope="session")
