@@ -117,15 +117,15 @@ def clusters(database, name, as_json, runs, set_default, delete):
         echo_status(f"deleted run {name!r}")
         return
     if runs:
-        if not db["cluster_runs"].exists():
-            return
-        for r in db.query("SELECT name, method, n_images, n_clusters, is_default, created, params FROM cluster_runs ORDER BY id"):
+        from ..store.collection import ImageCollection
+
+        keys = ("name", "source", "method", "n_images", "n_clusters", "is_default", "created", "params")
+        for r in sorted(ImageCollection(db).runs(), key=lambda r: r["id"]):
             if as_json:
-                r["params"] = json.loads(r["params"])
-                r["is_default"] = bool(r["is_default"])
-                click.echo(json.dumps(r))
+                click.echo(json.dumps({k: json.loads(r[k]) if k == "params" else
+                                       bool(r[k]) if k == "is_default" else r[k] for k in keys}))
             else:
-                click.echo(f"{'*' if r['is_default'] else ' '} {r['name']:<20} {r['method']:<8} "
+                click.echo(f"{'*' if r['is_default'] else ' '} {r['name']:<20} {r['source']:<12} {r['method']:<8} "
                            f"{r['n_clusters']:>5} clusters {r['n_images']:>7} images  {r['created']}")
         return
     run = clusterstore.find_run(db, name)
