@@ -32,6 +32,7 @@ def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
         "layout": ["layout", db],
         "index": ["index", db],
         "similar": ["similar", db, "--image", "1"],
+        "tag": ["tag", db],
     }
 
 

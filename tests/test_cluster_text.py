@@ -261,3 +261,25 @@ def test_an_image_run_is_labelled_from_its_descriptions(described):
     from_descriptions = [ls[0]["label"].split(", ") for ls in labels.values() if ls[0]["detail"]["from"] == "descriptions"]
     assert [t for t in from_descriptions if not set(t) <= said] == []  # words the descriptions use, not file names
     assert named_share(db, "default", cats)[0] >= 0.8
+
+
+def test_a_pruned_image_takes_its_description_vector_with_it(tiny_clip, tux_dir, tmp_path):
+    folder = tmp_path / "imgs" / "birds"
+    folder.mkdir(parents=True)
+    for f in sorted((tux_dir / "birds").iterdir())[:6]:
+        shutil.copy(f, folder / f.name)
+    path = str(tmp_path / "p.db")
+    pipeline.load(path, [str(folder.parent)], tiny_clip)
+    db = connect(path)
+    add_descriptions(db, {iid: "birds" for (iid,) in db.execute("SELECT id FROM images")})
+    s = pipeline.cluster_images(db, on="descriptions", min_size=2, labels=[], duplicates=False, layout=False)
+    table = f"description_vectors_{s.details['text_model']['id']}"
+    assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 6
+    db.close()
+    sorted(folder.iterdir())[0].unlink()
+    assert pipeline.load(path, [str(folder.parent)], tiny_clip, prune=True).pruned == 1
+    db = connect(path)
+    assert db.execute("SELECT count(*) FROM descriptions").fetchone()[0] == 5  # the trigger took it
+    s = pipeline.cluster_images(db, on="descriptions", min_size=2, labels=[], duplicates=False, layout=False)
+    assert s.images == 5 and s.details["embedded_now"]["descriptions"] == 0
+    assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 5

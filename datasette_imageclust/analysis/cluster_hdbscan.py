@@ -21,7 +21,7 @@ PCA_DIMS = 32
 REDUCTIONS = ("auto", "umap", "pca")
 
 
-def hdbscan(x: np.ndarray, *, min_size: int = 3, max_size: int | None = None, knn_k: int | None = None,
+def hdbscan(x: np.ndarray, *, min_size: int = 5, max_size: int | None = None, knn_k: int | None = None,
             reduce: str = "auto", seed: int = 0) -> Result:
     """HDBSCAN on UMAP- (or PCA-) reduced vectors; noise stays explicit (-1). ``knn_k``:
     k-NN smoothing before the projection (None: none before UMAP, whose neighbour graph

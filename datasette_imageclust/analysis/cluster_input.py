@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import sqlite_utils
 
-from ..models import ModelError, find_text_model, text_model
+from ..models import ModelError, file_sha256, find_text_model
 from ..store.collection import ImageCollection
 from .clusterstore import StoreError
 from .tagvectors import tag_vectors
@@ -85,15 +85,14 @@ def _descriptions(db: sqlite_utils.Database, coll: ImageCollection, name: str | 
                              f"model such as {SENTENCE_EXAMPLE}") from e
     else:
         files = find_text_model(name)
-    model = text_model(files)
-    s = embed_descriptions(db, model, picked, on_status=on_status, on_progress=on_progress)
+    s = embed_descriptions(db, files, picked, on_status=on_status, on_progress=on_progress)
     ids, x = coll.vectors("descriptions", text_model_id=s.text_model_id, describer=describer, prompt_id=prompt_id)
     used: dict[str, int] = {}
     for d in picked:
         key = f"{d['model']} / prompt {d['prompt_id']}"
         used[key] = used.get(key, 0) + 1
-    params = {"text_model": {"id": s.text_model_id, "name": model.name, "kind": model.kind, "sha256": model.sha256,
-                             "max_tokens": model.max_tokens},
+    params = {"text_model": {"id": s.text_model_id, "name": files.name, "kind": files.kind,
+                             "sha256": file_sha256(files.model), "max_tokens": files.max_tokens},
               "describer": describer, "prompt_id": prompt_id, "descriptions_used": used,
               "embedded_now": {"descriptions": s.embedded, "truncated": s.truncated}}
     return ClusterInput("descriptions", ids, x, params)

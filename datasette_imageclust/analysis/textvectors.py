@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import sqlite_utils
 
-from ..models import TextTower
+from ..models import TextModelFiles, TextTower, file_sha256, text_model
 from ..store import vectors
 from ..store.schema import migrate, now
 
@@ -42,37 +42,52 @@ class TextVectorSummary:
 def register(db: sqlite_utils.Database, model: TextTower) -> int:
     """The ``text_models`` id of ``model`` (by the sha256 of its ONNX file), added if new."""
     migrate(db, "text")
-    row = db.execute("SELECT id FROM text_models WHERE sha256 = ?", [model.sha256]).fetchone()
-    if row:
-        return int(row[0])
+    found = registered(db, model.sha256)
+    if found is not None:
+        return found
     with db.conn:
         return int(db.execute(
             "INSERT INTO text_models (name, kind, dimensions, sha256, max_tokens, created) VALUES (?, ?, ?, ?, ?, ?)",
             [model.name, model.kind, model.dimensions, model.sha256, model.max_tokens, now()]).lastrowid)
 
 
-def embed_descriptions(db: sqlite_utils.Database, model: TextTower, descriptions: Sequence[dict], *,
-                       on_status: Callable[[str], None] = lambda s: None,
+def registered(db: sqlite_utils.Database, sha256: str) -> int | None:
+    """The ``text_models`` id of the model whose ONNX file has this sha256, if registered."""
+    if not db["text_models"].exists():
+        return None
+    row = db.execute("SELECT id FROM text_models WHERE sha256 = ?", [sha256]).fetchone()
+    return int(row[0]) if row else None
+
+
+def embed_descriptions(db: sqlite_utils.Database, files: TextModelFiles, descriptions: Sequence[dict], *,
+                       threads: int | None = None, on_status: Callable[[str], None] = lambda s: None,
                        on_progress: Callable[[int, int], None] | None = None) -> TextVectorSummary:
     """Embed those of ``descriptions`` ({description_id, text}, e.g. from
-    ``ImageCollection.descriptions``) that have no vector from ``model`` yet."""
+    ``ImageCollection.descriptions``) that have no vector from the text model ``files``
+    yet. The model is only loaded when there is something to embed (or it is new)."""
     start = time.perf_counter()
-    model_id = register(db, model)
+    model_id = registered(db, file_sha256(files.model))
+    model = None if model_id is not None else text_model(files, threads)
+    if model is not None:
+        model_id = register(db, model)
     table = vectors.descriptions(model_id)
-    with db.conn:
-        vectors.ensure_table(db, model.dimensions, table)
-        have = vectors.keys(db, table)
-        existing = {r[0] for r in db.execute("SELECT id FROM descriptions")}
-        vectors.delete(db, have - existing, table)
+    have = vectors.keys(db, table)
+    gone = have - {r[0] for r in db.execute("SELECT id FROM descriptions")}
+    if gone:  # their images were pruned
+        with db.conn:
+            vectors.delete(db, gone, table)
     todo = [d for d in descriptions if d["description_id"] not in have]
-    summary = TextVectorSummary(model_id, model.name, model.kind, 0, len(descriptions) - len(todo), 0,
-                                model.max_tokens, 0.0)
+    summary = TextVectorSummary(model_id, files.name, files.kind, 0, len(descriptions) - len(todo), 0,
+                                files.max_tokens, 0.0)
     if todo:
-        on_status(f"embedding {len(todo)} descriptions with {model.kind} text model {model.name}"
+        on_status(f"embedding {len(todo)} descriptions with {files.kind} text model {files.name}"
                   + (f" ({summary.already} already embedded)" if summary.already else ""))
+        model = model or text_model(files, threads)
+        with db.conn:
+            vectors.ensure_table(db, model.dimensions, table)
     for i in range(0, len(todo), CHUNK):
         chunk = todo[i : i + CHUNK]
-        vecs, truncated = model.embed_counting([d["text"] for d in chunk])
+        vecs, truncated = model.embed_counting([d["text"] for d in chunk])  # type: ignore[union-attr]
         with db.conn:
             vectors.put(db, [d["description_id"] for d in chunk], vecs, table)
         summary.embedded += len(chunk)
@@ -80,9 +95,9 @@ def embed_descriptions(db: sqlite_utils.Database, model: TextTower, descriptions
         if on_progress:
             on_progress(summary.embedded, len(todo))
     if summary.truncated:
-        on_status(f"{summary.truncated} of {summary.embedded} descriptions were longer than {model.max_tokens} "
+        on_status(f"{summary.truncated} of {summary.embedded} descriptions were longer than {files.max_tokens} "
                   f"tokens and were truncated: the vectors see only their beginning"
                   + (" (a CLIP text tower's limit; a sentence-embedding model reads more: --text-model)"
-                     if model.kind == "clip" else ""))
+                     if files.kind == "clip" else ""))
     summary.seconds = time.perf_counter() - start
     return summary

@@ -6,15 +6,7 @@ import json
 import click
 
 from ..store.paths import display
-from .common import (
-    CommandError,
-    Progress,
-    command,
-    database_argument,
-    echo_status,
-    json_option,
-    open_db,
-)
+from .common import CommandError, Progress, command, database_argument, echo_status, json_option, open_db
 
 
 @command()

@@ -155,12 +155,21 @@ def find_model(name: str | None = None, *, text: bool = False) -> ModelFiles:
     return ModelFiles(name, vision, pre, txt, tok)  # type: ignore[arg-type]
 
 
+_SHA256: dict[tuple, str] = {}
+
+
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The sha256 of a file, remembered while its size and mtime stay the same (a model
+    file is hashed once per process however often it is named)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
 
 
 
