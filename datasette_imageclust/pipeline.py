@@ -225,6 +225,8 @@ def cluster_images(db: sqlite_utils.Database, *, on: str = "images", text_model:
     on_status = on_status or _quiet
     if on not in SOURCES:
         raise OptionError(f"--on must be one of {', '.join(SOURCES)}")
+    if text_model is not None and on != "descriptions":
+        raise OptionError("--text-model embeds descriptions: it goes with --on descriptions")
     labels = DEFAULT_LABELS[on] if labels is None else labels
     min_size, max_size = clustering.default_sizes(method, n_clusters, min_size, max_size)
     _check_cluster_options(n_clusters, min_size, max_size, representatives, knn, labels, ollama)

@@ -117,14 +117,16 @@ def test_the_papers_recipe_umap_hdbscan(described, tiny_sentence):
     assert len(got) >= 12 and share >= 0.9
 
 
-@pytest.mark.parametrize("on,extra", [("descriptions", ()), ("tags", ("--tag-source", "vlm:llava"))])
+@pytest.mark.parametrize("on,extra", [("descriptions", ("--text-model", "SENTENCE")),
+                                      ("tags", ("--tag-source", "vlm:llava"))])
 @pytest.mark.parametrize("method", [("--method", "kmeans", "--clusters", "16"), ("--clusters", "16"),
                                     ("--max-size", "15", "--small", "merge", "--knn", "0", "--seed", "3")])
 def test_every_method_and_option_on_text(described, tiny_sentence, on, extra, method):
     path, cats = described
     if on == "tags":
         add_tags(connect(path), cats)
-    r = run("cluster", path, "--on", on, "--text-model", tiny_sentence, *extra, *method, "--name", "t",
+    extra = [tiny_sentence if e == "SENTENCE" else e for e in extra]
+    r = run("cluster", path, "--on", on, *extra, *method, "--name", "t",
             "--representatives", "2", "--json", *FAST)
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
@@ -215,6 +217,8 @@ def test_choosing_descriptions_by_model(described, tiny_sentence):
     assert "no descriptions by model 'gpt-9'" in line and "old-vlm with prompt 1 (40 images)" in line
     r = run("cluster", path, "--on", "tags", *FAST)
     assert r.exit_code == 1 and "no tags: run `imageclust tag` first" in r.stderr
+    r = run("cluster", path, "--on", "images", "--text-model", tiny_sentence, *FAST)
+    assert r.exit_code == 1 and r.stderr.strip() == "Error: --text-model embeds descriptions: it goes with --on descriptions"
 
 
 def test_one_message_when_there_is_no_text_model(described, tux_db, tmp_path):
@@ -222,7 +226,8 @@ def test_one_message_when_there_is_no_text_model(described, tux_db, tmp_path):
     r = run("cluster", path, "--on", "descriptions", *FAST)  # the stand-in has no text tower
     assert r.exit_code == 1 and "Traceback" not in r.output
     (line,) = r.stderr.strip().splitlines()
-    assert "has no text tower to embed the descriptions" in line and "--text-model DIR|HUB_ID" in line
+    assert "cannot be embedded with the text tower of the database's model" in line
+    assert "has no text model" in line and "--text-model DIR|HUB_ID" in line
     r = run("cluster", path, "--on", "descriptions", "--text-model", str(tmp_path / "nowhere"), *FAST)
     assert r.exit_code == 1 and "does not exist" in r.stderr
     plain = tmp_path / "plain.db"

@@ -80,9 +80,9 @@ def _descriptions(db: sqlite_utils.Database, coll: ImageCollection, name: str | 
         try:
             files = find_text_model(model["name"])
         except ModelError as e:
-            raise ModelError(f"the database's model {model['name']} has no text tower to embed the descriptions "
-                             f"with ({e}): pass --text-model DIR|HUB_ID, a CLIP model or a sentence-embedding "
-                             f"model such as {SENTENCE_EXAMPLE}") from e
+            raise ModelError(f"the descriptions cannot be embedded with the text tower of the database's model "
+                             f"({e}): pass --text-model DIR|HUB_ID, a CLIP model or a sentence-embedding model "
+                             f"such as {SENTENCE_EXAMPLE}") from e
     else:
         files = find_text_model(name)
     s = embed_descriptions(db, files, picked, on_status=on_status, on_progress=on_progress)
