@@ -129,11 +129,14 @@ def quality(shared: Path) -> None:
             noise = int((lab < 0).sum())
             print(f"    peer {peer:<26} ARI {adjusted_rand_score(y, lab):.3f}, {len(set(lab) - {-1})} clusters"
                   + (f", {noise} noise ({noise / len(lab):.0%})" if noise else ""))
-        print("  default, no K (clusters of 3-10):")
+        print("  default, no K (clusters of 3-10; hdbscan: its own defaults, from 5 images, no cap):")
         for m in ("ward", "kmeans", "hdbscan"):
             t = time.perf_counter()
-            lab = C.run(m, x, min_size=3, max_size=10).labels
+            lab = C.run(m, x, **dict(zip(("min_size", "max_size"), C.default_sizes(m, None, None, None)))).labels
             print(f"    --method {m:<7} {_default_line(y, lab)} ({time.perf_counter() - t:.2f}s)")
+        for reduce in ("umap", "pca"):
+            lab = C.hdbscan(x, min_size=5, reduce=reduce).labels
+            print(f"    --method hdbscan on {reduce}: {_default_line(y, lab)}, ARI {adjusted_rand_score(y, lab):.3f}")
         for kk in (10, 15, 20, 30):
             print(f"    --method ward --knn {kk:<3} {_default_line(y, C.ward(x, knn_k=kk).labels)}")
         k10 = max(2, len(x) // 10)
@@ -168,7 +171,7 @@ def child(n: int, d: int, method: str, k: int | None) -> None:
 
 
 def scale(sizes: list[int], d: int, method: str, k: int | None, repeat: int) -> None:
-    print(f"method {method}, {d}-d synthetic vectors" + (f", --clusters {k}" if k else ", default (max 10)")
+    print(f"method {method}, {d}-d synthetic vectors" + (f", --clusters {k}" if k else ", default sizes")
           + f", {repeat} run(s) per size", flush=True)
     for n in sizes:
         runs = []

@@ -8,6 +8,7 @@ commands, the benchmarks and the tests all call.
     build_map       2-D layout + sprite atlas
     find_similar    the nearest images to an image, a text or an image file
     describe        a vision LLM's description (and tags) of every image
+    tag             CLIP zero-shot tags per image
 
 Each step is orchestration only: the work is done by :mod:`.ingest` and
 :mod:`.analysis`. Conventions: ``db`` is an open ``sqlite_utils.Database`` (from
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import sqlite_utils
@@ -40,10 +41,12 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from .analysis.atlas import AtlasSummary
     from .analysis.describe import DescribeSummary
     from .analysis.layout import LayoutSummary
+    from .analysis.tags import TagSummary
 
 __all__ = [
     "ClusterSummary", "DescribeSummary", "DuplicatesSummary", "IndexSummary", "LoadSummary", "MapSummary", "OptionError",
     "SimilarImage", "build_index", "build_map", "cluster_images", "describe", "find_duplicates", "find_similar", "load",
+    "tag",
 ]
 
 OnStatus = Callable[[str], None]
@@ -183,6 +186,9 @@ class ClusterSummary:
     info: dict  # what the method reports (undersized clusters, outliers, ...)
     default: bool  # the run the plugin shows
     map: MapSummary | None  # laid out (when the run is the default)
+    source: str = "images"  # what was clustered: images, descriptions, tags
+    left_out: int = 0  # images without descriptions / tags, not in the run
+    details: dict = field(default_factory=dict)  # text model, vision model and prompt, tag source
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -192,46 +198,71 @@ class ClusterSummary:
         return out
 
 
-def cluster_images(db: sqlite_utils.Database, *, method: str = "ward", name: str = "default",
-                   n_clusters: int | None = None, min_size: int = 3, max_size: int | None = None,
-                   small: str = "unclustered", labels: Sequence[str] = ("terms", "clip"), representatives: int = 3,
+def cluster_images(db: sqlite_utils.Database, *, on: str = "images", text_model: str | None = None,
+                   describer: str | None = None, prompt_id: int | None = None, tag_source: str | None = None,
+                   method: str = "ward", name: str = "default",
+                   n_clusters: int | None = None, min_size: int | None = None, max_size: int | None = None,
+                   small: str = "unclustered", labels: Sequence[str] | None = None, representatives: int = 3,
                    knn: int | None = None, seed: int = 0, make_default: bool | None = None,
                    duplicates: bool = True, layout: bool = True, ollama: Mapping | None = None,
-                   on_status: OnStatus | None = None) -> ClusterSummary:
-    """Cluster the current model's vectors with ``method`` (ward, kmeans, hdbscan), store
-    the run as ``name`` (replacing a run of that name; ``make_default`` None: default if
-    first or it replaces the default), label it with the ``labels`` sources (clip, terms,
-    ollama; ``ollama``: host, model, timeout, concurrency), then, unless told not to,
-    find the near-duplicates and, when the run is the default, build the map with its
-    defaults. ``max_size`` None means 10 without ``n_clusters``, no cap with it; ``knn``
-    None means the method's k-NN smoothing default.
+                   on_status: OnStatus | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> ClusterSummary:
+    """Cluster the images ``on`` their vectors (images: the current model's), their
+    descriptions' vectors (descriptions: embedded with ``text_model``, default the
+    database model's text tower; the newest description per image, or those by vision
+    model ``describer`` / prompt ``prompt_id``) or their TF-IDF tag vectors (tags: from
+    ``tag_source``, default clip) with ``method`` (ward, kmeans, hdbscan), store the run
+    as ``name`` (replacing a run of that name; ``make_default`` None: default if first or
+    it replaces the default), label it with the ``labels`` sources (clip, tags, terms,
+    ollama; None: the defaults for ``on``; ``ollama``: host, model, timeout, concurrency),
+    then, unless told not to, find the near-duplicates and, when the run is the default,
+    build the map with its defaults. ``min_size`` / ``max_size`` None: the method's
+    defaults (``clustering.default_sizes``: 3-10 for ward and kmeans without
+    ``n_clusters``, no cap with it; hdbscan from 5, no cap); ``knn`` None means the
+    method's k-NN smoothing default.
     """
     from .analysis import clustering, clusterstore
     from .analysis import labels as labelling
+    from .analysis.cluster_input import DEFAULT_LABELS, SOURCES, cluster_input
 
     on_status = on_status or _quiet
+    if on not in SOURCES:
+        raise OptionError(f"--on must be one of {', '.join(SOURCES)}")
+    if text_model is not None and on != "descriptions":
+        raise OptionError("--text-model embeds descriptions: it goes with --on descriptions")
+    labels = DEFAULT_LABELS[on] if labels is None else labels
+    min_size, max_size = clustering.default_sizes(method, n_clusters, min_size, max_size)
     _check_cluster_options(n_clusters, min_size, max_size, representatives, knn, labels, ollama)
-    if max_size is None and n_clusters is None:
-        max_size = 10
     coll = ImageCollection(db)
-    ids, x = coll.vectors()
     model = coll.model()
+    src = cluster_input(db, on, text_model_name=text_model, describer=describer, prompt_id=prompt_id,
+                        tag_source=tag_source, seed=seed, on_status=on_status, on_progress=on_progress)
+    ids, x = src.ids, src.x
     if len(ids) == 0:
-        raise OptionError(f"{_db_name(db)} has no image vectors: run `imageclust load` first")
+        raise OptionError(f"{_db_name(db)} has no image vectors: run `imageclust load` first" if on == "images"
+                          else f"no image has {on} to cluster")
+    if src.left_out:
+        on_status(f"{src.left_out} images without {on} are left out of this run")
     params = {"n_clusters": n_clusters, "min_size": min_size, "max_size": max_size, "small": small, "seed": seed}
     if knn is not None:
         params["knn_k"] = knn
-    on_status(f"clustering {len(ids)} images with {method}")
+    on_status(f"clustering {len(ids)} images" + ("" if on == "images" else f" on their {on}") + f" with {method}")
     start = time.perf_counter()
     res = clustering.run(method, x, **params)
     seconds = time.perf_counter() - start
-    run_id = clusterstore.store_run(db, name, method, dict(params, result=res.info), ids, x, res.labels,
+    chosen = {"describer": describer, "prompt_id": prompt_id, "tag_source": tag_source}  # for the labels too
+    stored = {**params, "result": res.info, "left_out": src.left_out,
+              **{k: v for k, v in chosen.items() if v is not None}, **src.params}
+    run_id = clusterstore.store_run(db, name, method, stored, ids, x, res.labels,
                                     model_id=model["id"] if model else None, seconds=seconds,
-                                    representatives=representatives, default=make_default)
+                                    representatives=representatives, default=make_default, source=src.source)
     n_real = int(res.labels.max()) + 1 if len(res.labels) and res.labels.max() >= 0 else 0
     n_un = int((res.labels < 0).sum())
     on_status(f"{n_real} clusters, {n_un} images unclustered in {seconds:.1f}s (run {name!r})")
     info = res.info
+    if info.get("reduction") == "pca" and len(ids) > 16:
+        on_status(f"hdbscan ran on a {info['reduced_dimensions']}-d PCA projection: umap-learn is not installed "
+                  f"(pip install 'datasette-imageclust[umap]' for UMAP, the recipe of the descriptions paper)")
     if info.get("undersized_clusters"):
         on_status(f"{info['undersized_clusters']} undersized clusters ({info['undersized_images']} images): "
                   + (f"{info['merged_into_nearest']} images merged into the nearest cluster with room"
@@ -249,7 +280,7 @@ def cluster_images(db: sqlite_utils.Database, *, method: str = "ward", name: str
         on_status("laying out the map (--no-layout skips this)")
         laid_out = build_map(db, on_status=on_status)
     return ClusterSummary(name, run_id, method, int(len(ids)), n_real, n_un, seconds, notes, dup, info,
-                          is_default, laid_out)
+                          is_default, laid_out, src.source, src.left_out, src.params)
 
 
 def _check_cluster_options(n_clusters: int | None, min_size: int, max_size: int | None, representatives: int,
@@ -277,6 +308,23 @@ def _db_name(db: sqlite_utils.Database) -> str:
     """The database's file, for messages."""
     row = db.execute("PRAGMA database_list").fetchone()
     return display(row[2]) if row and row[2] else "the database"
+
+
+# --- tags ------------------------------------------------------------------------------------
+
+
+def tag(db: sqlite_utils.Database, *, top: int = 10, min_score: float | None = None, replace: bool = False,
+        on_status: OnStatus | None = None, on_progress: Callable[[int, int], None] | None = None) -> TagSummary:
+    """Tag each image with its ``top`` best terms of the zero-shot vocabulary (CLIP: the
+    image vector against the terms' text vectors, calibrated as the cluster labels are),
+    those scoring at least ``min_score``; only images without CLIP tags, or all with
+    ``replace``. Needs the model's text tower (``ModelError`` otherwise)."""
+    from .analysis import tags
+
+    if top < 1:
+        raise OptionError("--top must be at least 1")
+    return tags.tag_images(db, top=top, min_score=min_score, replace=replace, on_status=on_status or _quiet,
+                           on_progress=on_progress)
 
 
 # --- similarity search -----------------------------------------------------------------------

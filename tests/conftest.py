@@ -57,6 +57,14 @@ def tiny_clip(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_sentence(tmp_path_factory) -> str:
+    from synthtext import WORDS as DESCRIPTION_WORDS
+    from tinysentence import WORDS, make_tiny_sentence
+
+    return str(make_tiny_sentence(tmp_path_factory.mktemp("tinysentence"), words=[*WORDS, *DESCRIPTION_WORDS]))
+
+
+@pytest.fixture(scope="session")
 def tux_db(tmp_path_factory, stand_in_model, tux_dir) -> str:
     """The 353 labelled tuxpaint stamps loaded with the real stand-in embedder (read-only use!)."""
     from datasette_imageclust.pipeline import load
@@ -64,6 +72,24 @@ def tux_db(tmp_path_factory, stand_in_model, tux_dir) -> str:
     path = str(tmp_path_factory.mktemp("tux") / "tux.db")
     summary = load(path, [str(tux_dir)], stand_in_model)
     assert summary.new == 353 and summary.errors == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_db(tmp_path_factory, tiny_clip, tux_dir) -> str:
+    """18 tuxpaint stamps (birds, coins, space: 6 each) loaded with the tiny CLIP, which has
+    a text tower (read-only use: copy it to write)."""
+    import shutil
+
+    from datasette_imageclust.pipeline import load
+
+    tmp = tmp_path_factory.mktemp("tinyclipdb")
+    for cat in ("birds", "coins", "space"):
+        (tmp / "imgs" / cat).mkdir(parents=True)
+        for f in sorted((tux_dir / cat).iterdir())[:6]:
+            shutil.copy(f, tmp / "imgs" / cat / f.name)
+    path = str(tmp / "tiny.db")
+    assert load(path, [str(tmp / "imgs")], tiny_clip).new == 18
     return path
 
 

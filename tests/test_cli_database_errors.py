@@ -34,6 +34,7 @@ def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
         "similar": ["similar", db, "--image", "1"],
         # (the database is refused before the server is contacted: none listens on port 9)
         "describe": ["describe", db, "--model", "llava", "--url", "http://127.0.0.1:9"],
+        "tag": ["tag", db],
     }
 
 

@@ -52,14 +52,28 @@ def test_kmeans_capacity():
         C.kmeans(x, n_clusters=5, max_size=10)  # 5 x 10 < 120
 
 
-def test_hdbscan_noise_is_explicit():
-    x, _ = blobs(n_per=30, k=3, noise=0.05)
+@pytest.mark.parametrize("reduce", ["pca", "umap"])
+def test_hdbscan_noise_is_explicit(reduce):
+    from sklearn.metrics import adjusted_rand_score
+
+    x, y = blobs(n_per=30, k=3, noise=0.05)
     rng = np.random.default_rng(1)
     x = np.concatenate([x, C.normalise(rng.standard_normal((10, x.shape[1])))])
-    r = C.hdbscan(x, min_size=5)
-    assert r.info["noise"] == int((r.labels == -1).sum()) >= 1
+    r = C.hdbscan(x, min_size=5, reduce=reduce)
+    assert r.info["reduction"] == reduce
+    assert r.info["noise"] == int((r.labels == -1).sum())
+    assert adjusted_rand_score(y, r.labels[:90]) > 0.95  # the three blobs
+    if reduce == "pca":  # UMAP pulls scattered points towards the groups, so it leaves fewer
+        assert r.info["noise"] >= 1
     with pytest.raises(C.ClusteringError):
         C.run("hdbscan", x, n_clusters=3)
+
+
+def test_hdbscan_sizes_default_to_its_own():
+    assert C.default_sizes("hdbscan", None, None, None) == (5, None)  # no cap: density decides
+    assert C.default_sizes("ward", None, None, None) == (3, 10)
+    assert C.default_sizes("ward", 8, None, None) == (3, None)
+    assert C.default_sizes("kmeans", None, 4, 12) == (4, 12)
 
 
 def test_partition_never_exceeds_block():

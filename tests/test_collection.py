@@ -45,10 +45,11 @@ def test_labels_best_first(tmp_path):
     db = _runs_db(tmp_path / "l.db")
     with db.conn:
         cid = db.execute("INSERT INTO clusters (run_id, kind, size) VALUES (1, 'cluster', 3)").lastrowid
-        for source in ("terms", "other", "clip", "user", "ollama"):
+        for source in ("terms", "other", "clip", "tags", "user", "ollama"):
             db.execute("INSERT INTO cluster_labels (cluster_id, source, label, detail, created) VALUES (?, ?, ?, ?, ?)",
                        [cid, source, source + " label", '{"k": 1}', now()])
     got = ImageCollection(db).labels([cid])[cid]
+    assert LABEL_PRECEDENCE == ("user", "ollama", "clip", "tags", "terms")
     assert [l["source"] for l in got] == [*LABEL_PRECEDENCE, "other"]
     assert got[0]["detail"] == {"k": 1}
     order = db.execute(f"SELECT source FROM cluster_labels ORDER BY {label_rank_sql()}").fetchall()

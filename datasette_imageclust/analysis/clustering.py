@@ -37,10 +37,22 @@ from .cluster_kmeans import kmeans
 from .cluster_ward import ward
 
 # The names other modules use; each has its home in one of the modules above.
-__all__ = ["METHODS", "UNCLUSTERED", "ClusteringError", "Result", "hdbscan", "kmeans", "knn",
+__all__ = ["METHODS", "UNCLUSTERED", "ClusteringError", "Result", "default_sizes", "hdbscan", "kmeans", "knn",
            "normalise", "partition", "run", "ward"]
 
 METHODS = {"ward": ward, "kmeans": kmeans, "hdbscan": hdbscan}
+
+
+def default_sizes(method: str, n_clusters: int | None, min_size: int | None,
+                  max_size: int | None) -> tuple[int, int | None]:
+    """(min_size, max_size) with the defaults filled in: clusters of 3-10 for Ward and
+    k-means without K (no cap with K); HDBSCAN finds its own sizes, from 5 images up
+    (min_cluster_size 5: below that, density clusters on a few images are mostly noise)."""
+    if method == "hdbscan":
+        return (5 if min_size is None else min_size), max_size
+    if max_size is None and n_clusters is None:
+        max_size = 10
+    return (3 if min_size is None else min_size), max_size
 
 
 def run(method: str, x: np.ndarray, **params) -> Result:

@@ -85,9 +85,10 @@ def _match(old: dict[int, tuple[str, set]], new: list[ClusterRow]) -> dict[int, 
 
 def store_run(db: sqlite_utils.Database, name: str, method: str, params: dict, ids: np.ndarray,
               x: np.ndarray, labels: np.ndarray, *, model_id: int | None, seconds: float | None,
-              representatives: int = 3, default: bool | None = None) -> int:
+              representatives: int = 3, default: bool | None = None, source: str = "images") -> int:
     """Write (or replace) run ``name``; returns its id. ``default`` True makes it the
-    default run; None keeps the current default (or makes it default if there is none)."""
+    default run; None keeps the current default (or makes it default if there is none).
+    ``source``: what ``x`` is the vectors of (images, descriptions, tags)."""
     migrate(db, "clusters")
     rows = summarise(ids, x, labels)
     n_clusters = sum(r.kind == "cluster" for r in rows)
@@ -100,7 +101,7 @@ def store_run(db: sqlite_utils.Database, name: str, method: str, params: dict, i
             db.execute("UPDATE cluster_runs SET is_default = 0")
         elif prev and prev[1] and not has_default:  # the default run re-run with --no-default
             _hand_on_default(db, prev[0])
-        run = {"name": name, "method": method, "params": json.dumps(params, sort_keys=True),
+        run = {"name": name, "method": method, "params": json.dumps(params, sort_keys=True), "source": source,
                "model_id": model_id, "is_default": int(is_default), "representatives": representatives,
                "n_images": int(len(ids)), "n_clusters": n_clusters, "created": now(),
                "seconds": None if seconds is None else round(seconds, 3)}
@@ -150,7 +151,7 @@ def _unclustered_label(n: int) -> str:
 
 
 def refresh_best_labels(db: sqlite_utils.Database, run_id: int) -> None:
-    """clusters.label = the best available label (user > ollama > clip > terms)."""
+    """clusters.label = the best available label (``LABEL_PRECEDENCE``: user > ollama > clip > tags > terms)."""
     db.execute(
         f"""UPDATE clusters SET label = COALESCE((
               SELECT l.label FROM cluster_labels l WHERE l.cluster_id = clusters.id

@@ -1,9 +1,12 @@
 """Cluster labels, each stored with its source in ``cluster_labels``:
 
-* ``terms``  - distinctive words of file paths, folder names and EXIF text, TF-IDF across
-  the clusters of a run (as the AoIR paper labels clusters by their top TF-IDF terms);
+* ``terms``  - distinctive words, TF-IDF across the clusters of a run (as the AoIR paper
+  labels clusters by their top TF-IDF terms): of each member's description when it has
+  one (:mod:`.textterms`: stop-words of its language removed), else of its file paths,
+  folder names and EXIF text;
+* ``tags``   - the members' most distinctive tags (``image_tags``), TF-IDF across the clusters;
 * ``clip``   - zero-shot CLIP: the shipped vocabulary embedded with the model's text tower
-  (cached in ``vocabulary_vectors``), scored against each cluster centroid;
+  (cached in ``vocabulary_vectors``), scored against each cluster's centroid in image space;
 * ``ollama`` - see :mod:`datasette_imageclust.ollama`;
 * ``user``   - a person's own label (:func:`clusterstore.set_user_label`), always wins.
 """
@@ -19,11 +22,12 @@ from typing import Callable
 import numpy as np
 import sqlite_utils
 
-from ..store.collection import ImageCollection
+from ..store.collection import ImageCollection, NotFound
 from ..store.schema import migrate
 from .clusterstore import put_label, refresh_best_labels
+from .textterms import description_words
 
-SOURCES = ("clip", "terms", "ollama")
+SOURCES = ("clip", "tags", "terms", "ollama")
 PROMPT = "a photo of {}."
 
 # File-name noise: extensions, camera prefixes, copy markers, tiny words.
@@ -101,19 +105,64 @@ def tfidf_terms(groups: dict[int, list[set[str]]], top: int = 3, min_share: floa
     return out
 
 
-def terms_labels(db: sqlite_utils.Database, run_id: int) -> int:
-    """Store ``terms`` labels for every real cluster of a run; returns how many."""
-    words = image_words(db)
-    groups: dict[int, list[set[str]]] = {}
+def _run_params(db: sqlite_utils.Database, run_id: int) -> dict:
+    row = db.execute("SELECT params FROM cluster_runs WHERE id = ?", [run_id]).fetchone()
+    try:
+        return json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        return {}
+
+
+def _members(db: sqlite_utils.Database, run_id: int) -> dict[int, list[int]]:
+    """cluster id -> its members' image ids (real clusters only)."""
+    out: dict[int, list[int]] = {}
     for cid, iid in db.execute(
             "SELECT m.cluster_id, m.image_id FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id "
-            "WHERE m.run_id = ? AND c.kind = 'cluster'", [run_id]):
-        groups.setdefault(cid, []).append(words.get(iid, set()))
+            "WHERE m.run_id = ? AND c.kind = 'cluster' ORDER BY m.cluster_id, m.rank", [run_id]):
+        out.setdefault(cid, []).append(iid)
+    return out
+
+
+def terms_labels(db: sqlite_utils.Database, run_id: int) -> int:
+    """Store ``terms`` labels for every real cluster of a run; returns how many. A member's
+    words are those of its description (the run's vision model and prompt, else the
+    newest) when it has one, else of its file names and EXIF text."""
+    members = _members(db, run_id)
+    params = _run_params(db, run_id)
+    described = {d["image_id"]: description_words(d["text"])
+                 for d in ImageCollection(db).descriptions(params.get("describer"), params.get("prompt_id"))}
+    paths = image_words(db) if any(i not in described for m in members.values() for i in m) else {}
     done = 0
-    for cid, terms in tfidf_terms(groups).items():
+    for cid, terms in tfidf_terms({c: [described.get(i, paths.get(i, set())) for i in m]
+                                   for c, m in members.items()}).items():
         if terms:
+            n = sum(i in described for i in members[cid])
+            origin = ("descriptions" if n == len(members[cid]) else "file names" if n == 0
+                      else f"descriptions ({n} of {len(members[cid])} images), else file names")
             put_label(db, cid, "terms", ", ".join(w for w, _ in terms),
-                      {"terms": [{"term": w, "score": s} for w, s in terms]})
+                      {"terms": [{"term": w, "score": s} for w, s in terms], "from": origin})
+            done += 1
+    return done
+
+
+def tags_labels(db: sqlite_utils.Database, run_id: int) -> int:
+    """Store ``tags`` labels: the members' most distinctive tags (TF-IDF across the run's
+    clusters) from the run's tag source, else the default one."""
+    coll = ImageCollection(db)
+    try:
+        source = coll.tag_source(_run_params(db, run_id).get("tag_source"))
+    except NotFound as e:
+        raise LabelSkipped(f"tags labels skipped: {e}") from e
+    if source is None:
+        raise LabelSkipped("tags labels skipped: no image has tags (run `imageclust tag` first)")
+    members = _members(db, run_id)
+    tags = coll.tags(source, [i for m in members.values() for i in m])
+    done = 0
+    for cid, best in tfidf_terms({c: [{t for t, _ in tags.get(i, [])} for i in m]
+                                  for c, m in members.items()}).items():
+        if best:
+            put_label(db, cid, "tags", ", ".join(t for t, _ in best),
+                      {"tags": [{"tag": t, "score": s} for t, s in best], "source": source})
             done += 1
     return done
 
@@ -135,7 +184,8 @@ def vocabulary() -> list[str]:
 
 def vocabulary_vectors(db: sqlite_utils.Database, model: dict, terms: list[str], *, threads: int | None = None,
                        on_status: Callable[[str], None] = lambda s: None) -> np.ndarray:
-    """Text vectors of ``terms`` for the DB's model, embedding only those not cached yet."""
+    """Text vectors of ``terms`` for the DB's model, embedding only those not cached yet.
+    Raises ``ModelError`` when the model has no usable text tower."""
     from ..models import ModelError, TextEmbedder, find_model
 
     migrate(db, "clusters")
@@ -144,18 +194,14 @@ def vocabulary_vectors(db: sqlite_utils.Database, model: dict, terms: list[str],
         "SELECT term, vector FROM vocabulary_vectors WHERE model_sha256 = ?", [sha])}
     missing = [t for t in terms if t not in cached]
     if missing:
-        try:
-            files = find_model(model["name"], text=True)
-        except ModelError as e:
-            raise LabelSkipped(f"clip labels skipped: {e}") from e
+        files = find_model(model["name"], text=True)
         if files.text is None or files.tokenizer is None:
-            raise LabelSkipped(f"clip labels skipped: model {model['name']} has no text tower "
-                               f"(text_model.onnx + tokenizer.json)")
+            raise ModelError(f"model {model['name']} has no text tower (text_model.onnx + tokenizer.json)")
         on_status(f"embedding {len(missing)} vocabulary terms with the text tower (cached for next time)")
         emb = TextEmbedder(files, threads=threads).embed([PROMPT.format(t) for t in missing])
         if emb.shape[1] != model["dimensions"]:
-            raise LabelSkipped(f"clip labels skipped: text vectors have {emb.shape[1]} dimensions, "
-                               f"image vectors {model['dimensions']}")
+            raise ModelError(f"the text tower of {model['name']} gives {emb.shape[1]}-dimensional vectors, "
+                             f"the image vectors have {model['dimensions']}")
         with db.conn:
             db.conn.executemany(
                 "INSERT OR REPLACE INTO vocabulary_vectors (model_sha256, term, prompt, vector) VALUES (?, ?, ?, ?)",
@@ -165,11 +211,16 @@ def vocabulary_vectors(db: sqlite_utils.Database, model: dict, terms: list[str],
     return np.stack([np.frombuffer(cached[t], np.float32) for t in terms])
 
 
+def calibrate(sims: np.ndarray, term_means: np.ndarray) -> np.ndarray:
+    """Zero-shot scores: similarity minus half the term's mean similarity (over all
+    clusters, or all images), so words that fit everything ("a photo") do not win everywhere."""
+    return sims - 0.5 * term_means
+
+
 def zero_shot(centroids: np.ndarray, text: np.ndarray, top: int = 5) -> list[list[tuple[int, float]]]:
-    """Top terms per centroid. Score = similarity minus half the term's mean similarity over
-    all centroids, so words that fit every cluster ("a photo") do not win everywhere."""
+    """Top terms per centroid, by :func:`calibrate`d similarity (the mean over all centroids)."""
     sims = centroids @ text.T
-    score = sims - 0.5 * sims.mean(0, keepdims=True) if len(centroids) >= 3 else sims
+    score = calibrate(sims, sims.mean(0, keepdims=True)) if len(centroids) >= 3 else sims
     out = []
     for r in range(len(centroids)):
         best = np.argsort(-score[r])[:top]
@@ -182,19 +233,39 @@ def clip_labels(db: sqlite_utils.Database, run_id: int, *, threads: int | None =
     model = ImageCollection(db).model()
     if model is None:
         raise LabelSkipped("clip labels skipped: the database has no model")
+    from ..models import ModelError
+
     terms = vocabulary()
-    text = vocabulary_vectors(db, model, terms, threads=threads, on_status=on_status)
+    try:
+        text = vocabulary_vectors(db, model, terms, threads=threads, on_status=on_status)
+    except ModelError as e:
+        raise LabelSkipped(f"clip labels skipped: {e}") from e
     rows = db.execute("SELECT id, centroid FROM clusters WHERE run_id = ? AND kind = 'cluster'",
                       [run_id]).fetchall()
     if not rows:
         return 0
-    cents = np.stack([np.frombuffer(c, np.float32) for _, c in rows])
+    if db.execute("SELECT source FROM cluster_runs WHERE id = ?", [run_id]).fetchone()[0] == "images":
+        cents = np.stack([np.frombuffer(c, np.float32) for _, c in rows])
+    else:  # clustered on descriptions or tags: the centroid of the members' image vectors
+        cents = _image_centroids(db, [cid for cid, _ in rows], _members(db, run_id))
     if cents.shape[1] != text.shape[1]:
         raise LabelSkipped("clip labels skipped: the clusters were made with another model")
     for (cid, _), best in zip(rows, zero_shot(cents, text)):
         put_label(db, cid, "clip", terms[best[0][0]],
                   {"terms": [{"term": terms[j], "similarity": round(s, 4)} for j, s in best]})
     return len(rows)
+
+
+def _image_centroids(db: sqlite_utils.Database, cluster_ids: list[int], members: dict[int, list[int]]) -> np.ndarray:
+    ids, x = ImageCollection(db).vectors()
+    row = {int(i): k for k, i in enumerate(ids)}
+    out = np.zeros((len(cluster_ids), x.shape[1]), np.float32)
+    for k, cid in enumerate(cluster_ids):
+        rows = [row[i] for i in members.get(cid, []) if i in row]
+        if rows:
+            mean = x[rows].mean(0)
+            out[k] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return out
 
 
 def label_run(db: sqlite_utils.Database, run_id: int, sources: list[str], *, ollama: dict | None = None,
@@ -207,6 +278,9 @@ def label_run(db: sqlite_utils.Database, run_id: int, sources: list[str], *, oll
             if source == "terms":
                 with db.conn:
                     notes[source] = f"{terms_labels(db, run_id)} clusters labelled"
+            elif source == "tags":
+                with db.conn:
+                    notes[source] = f"{tags_labels(db, run_id)} clusters labelled"
             elif source == "clip":
                 n = clip_labels(db, run_id, threads=threads, on_status=on_status)
                 notes[source] = f"{n} clusters labelled"

@@ -6,29 +6,41 @@ import json
 import click
 
 from ..store.paths import display
-from .common import (
-    CommandError,
-    command,
-    database_argument,
-    echo_status,
-    json_option,
-    open_db,
-)
+from .common import CommandError, Progress, command, database_argument, echo_status, json_option, open_db
 
 
 @command()
 @database_argument
+@click.option("--on", "on", type=click.Choice(["images", "descriptions", "tags"]), default="images", show_default=True,
+              help="What to cluster: the image vectors, the vectors of the images' descriptions (`imageclust "
+                   "describe`; embedded with --text-model) or their TF-IDF tag vectors (`imageclust tag`). "
+                   "Images without descriptions or tags are left out of such a run")
+@click.option("--text-model", metavar="DIR|HUB_ID",
+              help="--on descriptions: the text model that embeds them, a CLIP model (its text tower, 77 tokens) or "
+                   "a sentence-embedding model such as Xenova/paraphrase-multilingual-MiniLM-L12-v2 (default: the "
+                   "database model's text tower)")
+@click.option("--describer", metavar="MODEL",
+              help="The descriptions by this vision model (for --on descriptions and the terms labels; default: "
+                   "each image's newest)")
+@click.option("--prompt-id", type=int,
+              help="The descriptions answering this prompt (prompts.id; for --on descriptions and the terms labels)")
+@click.option("--tag-source", metavar="SOURCE",
+              help="The tags for --on tags and the tags labels: clip (`imageclust tag`) or vlm:MODEL (default: "
+                   "clip when there are CLIP tags)")
 @click.option("--method", type=click.Choice(["ward", "kmeans", "hdbscan"]), default="ward", show_default=True,
               help="ward: constrained Ward (sizes between --min-size and --max-size); kmeans: K-means with "
-                   "--clusters K; hdbscan: density-based, finds K itself and leaves outliers unclustered")
+                   "--clusters K; hdbscan: density-based (UMAP to 5-d, then HDBSCAN), finds K itself and "
+                   "leaves outliers unclustered")
 @click.option("--clusters", "n_clusters", type=int, help="Number of clusters K (ward, kmeans); no size cap unless --max-size")
-@click.option("--min-size", type=int, default=3, show_default=True, help="Smaller clusters are merged or unclustered (--small)")
-@click.option("--max-size", type=int, help="Largest cluster (default 10 without --clusters, none with it)")
+@click.option("--min-size", type=int,
+              help="Smaller clusters are merged or unclustered (--small); default 3, hdbscan 5")
+@click.option("--max-size", type=int, help="Largest cluster (default 10 without --clusters, none with it or with hdbscan)")
 @click.option("--small", type=click.Choice(["unclustered", "merge"]), default="unclustered", show_default=True,
               help="Undersized clusters: their images become unclustered, or join the nearest cluster with room")
 @click.option("--name", default="default", show_default=True, help="Run name; re-running a name replaces it")
-@click.option("--labels", "label_sources", default="terms,clip", show_default=True,
-              help="Label sources, comma-separated: clip, terms, ollama (or 'none')")
+@click.option("--labels", "label_sources",
+              help="Label sources, comma-separated: clip, tags, terms, ollama (or 'none'); default terms,clip "
+                   "(--on descriptions: terms, from the descriptions; --on tags: tags,terms)")
 @click.option("--representatives", type=int, default=3, show_default=True, help="Images nearest the centroid shown per cluster")
 @click.option("--knn", "knn_k", type=int, help="Neighbours for k-NN smoothing (0 = off; default 20 without K, 10 with)")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -48,18 +60,28 @@ from .common import (
 @click.option("--ollama-concurrency", type=int, default=2, show_default=True,
               help="Ollama requests in flight at once")
 @json_option()
-def cluster(database, method, n_clusters, min_size, max_size, small, name, label_sources, representatives, knn_k,
-            seed, make_default, duplicates, do_layout, ollama_host, ollama_model, ollama_timeout, ollama_concurrency, as_json):
-    """Cluster the images of DATABASE and store the run (with labels and representatives)."""
+def cluster(database, on, text_model, describer, prompt_id, tag_source, method, n_clusters, min_size, max_size,
+            small, name, label_sources, representatives, knn_k, seed, make_default, duplicates, do_layout, ollama_host,
+            ollama_model, ollama_timeout, ollama_concurrency, as_json):
+    """Cluster the images of DATABASE and store the run (with labels and representatives).
+
+    The paper's recipe (descriptions, UMAP + HDBSCAN, TF-IDF labels):
+    `imageclust cluster DATABASE --on descriptions --method hdbscan`."""
     from ..pipeline import cluster_images
 
-    sources = [s.strip() for s in label_sources.split(",") if s.strip() and s.strip() != "none"]
-    summary = cluster_images(
-        open_db(database), method=method, name=name, n_clusters=n_clusters, min_size=min_size, max_size=max_size,
-        small=small, labels=sources, representatives=representatives, knn=knn_k, seed=seed,
-        make_default=make_default, duplicates=duplicates, layout=do_layout, on_status=echo_status,
-        ollama={"host": ollama_host, "model": ollama_model, "timeout": ollama_timeout,
-                "concurrency": ollama_concurrency})
+    sources = None if label_sources is None else \
+        [s.strip() for s in label_sources.split(",") if s.strip() and s.strip() != "none"]
+    progress = Progress("embedding descriptions")
+    try:
+        summary = cluster_images(
+            open_db(database), on=on, text_model=text_model, describer=describer, prompt_id=prompt_id,
+            tag_source=tag_source, method=method, name=name, n_clusters=n_clusters, min_size=min_size,
+            max_size=max_size, small=small, labels=sources, representatives=representatives, knn=knn_k, seed=seed,
+            make_default=make_default, duplicates=duplicates, layout=do_layout, on_status=echo_status,
+            on_progress=progress, ollama={"host": ollama_host, "model": ollama_model, "timeout": ollama_timeout,
+                                          "concurrency": ollama_concurrency})
+    finally:
+        progress.close()
     if as_json:
         click.echo(json.dumps(summary.as_dict()))
 
@@ -87,15 +109,15 @@ def clusters(database, name, as_json, runs, set_default, delete):
         echo_status(f"deleted run {name!r}")
         return
     if runs:
-        if not db["cluster_runs"].exists():
-            return
-        for r in db.query("SELECT name, method, n_images, n_clusters, is_default, created, params FROM cluster_runs ORDER BY id"):
+        from ..store.collection import ImageCollection
+
+        keys = ("name", "source", "method", "n_images", "n_clusters", "is_default", "created", "params")
+        for r in sorted(ImageCollection(db).runs(), key=lambda r: r["id"]):
             if as_json:
-                r["params"] = json.loads(r["params"])
-                r["is_default"] = bool(r["is_default"])
-                click.echo(json.dumps(r))
+                click.echo(json.dumps({k: json.loads(r[k]) if k == "params" else
+                                       bool(r[k]) if k == "is_default" else r[k] for k in keys}))
             else:
-                click.echo(f"{'*' if r['is_default'] else ' '} {r['name']:<20} {r['method']:<8} "
+                click.echo(f"{'*' if r['is_default'] else ' '} {r['name']:<20} {r['source']:<12} {r['method']:<8} "
                            f"{r['n_clusters']:>5} clusters {r['n_images']:>7} images  {r['created']}")
         return
     run = clusterstore.find_run(db, name)

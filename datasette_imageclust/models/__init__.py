@@ -7,10 +7,12 @@ from .hub import (  # noqa: F401
     DEFAULT_MODEL,
     ModelError,
     ModelFiles,
+    TextModelFiles,
     file_sha256,
     find_model,
+    find_text_model,
     hub_file,
     is_local,
 )
-from .onnx import ImageEmbedder, TextEmbedder  # noqa: F401
+from .onnx import ImageEmbedder, SentenceEmbedder, TextEmbedder, TextTower, text_model  # noqa: F401
 from .preprocess import Preprocessor, l2_normalise  # noqa: F401

@@ -67,17 +67,20 @@ def _hub_unreachable(url: str) -> str | None:
     return result[0] if result else f"no answer within {PROBE_SECONDS:g} s"
 
 
-def _offline_hint(repo_id: str, why: str) -> ModelError:
+IMAGE_LAYOUT = "--model DIR with a local copy in the Hugging Face layout (onnx/vision_model.onnx + preprocessor_config.json)"
+
+
+def _offline_hint(repo_id: str, why: str, local: str) -> ModelError:
     return ModelError(
         f"model {repo_id!r} is not in the Hugging Face cache and cannot be downloaded: {why}. "
-        f"Either run once with network access to fetch it, or pass --model DIR with a local copy "
-        f"in the Hugging Face layout (onnx/vision_model.onnx + preprocessor_config.json)."
+        f"Either run once with network access to fetch it, or pass {local}."
     )
 
 
-def hub_file(repo_id: str, filename: str, *, required: bool = True) -> Path | None:
+def hub_file(repo_id: str, filename: str, *, required: bool = True, local: str = IMAGE_LAYOUT) -> Path | None:
     """Path of ``filename`` from Hub repo ``repo_id``: from the cache if there, else
-    downloaded (with a progress bar on stderr). None if optional and absent."""
+    downloaded (with a progress bar on stderr). None if optional and absent. ``local``:
+    how to pass a local copy instead, for the message when the Hub cannot be reached."""
     import huggingface_hub
     from huggingface_hub import constants
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
@@ -89,14 +92,14 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True) -> Path | No
     if constants.is_offline_mode():
         if not required:
             return None
-        raise _offline_hint(repo_id, "HF_HUB_OFFLINE is set (no network)")
+        raise _offline_hint(repo_id, "HF_HUB_OFFLINE is set (no network)", local)
     endpoint = constants.ENDPOINT
     if endpoint not in _REACHABLE:
         _REACHABLE[endpoint] = _hub_unreachable(f"{endpoint}/{repo_id}/resolve/main/{filename}")
     if _REACHABLE[endpoint] is not None:
         if not required:
             return None
-        raise _offline_hint(repo_id, f"the Hub at {endpoint} cannot be reached ({_REACHABLE[endpoint]})")
+        raise _offline_hint(repo_id, f"the Hub at {endpoint} cannot be reached ({_REACHABLE[endpoint]})", local)
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename))
     except EntryNotFoundError as e:
@@ -110,7 +113,7 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True) -> Path | No
     if not required:
         return None
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    raise _offline_hint(repo_id, detail) from err
+    raise _offline_hint(repo_id, detail, local) from err
 
 
 @dataclass
@@ -152,11 +155,92 @@ def find_model(name: str | None = None, *, text: bool = False) -> ModelFiles:
     return ModelFiles(name, vision, pre, txt, tok)  # type: ignore[arg-type]
 
 
+_SHA256: dict[tuple, str] = {}
+
+
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The sha256 of a file, remembered while its size and mtime stay the same (a model
+    file is hashed once per process however often it is named)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
 
 
+
+
+# --- text models (for descriptions) ------------------------------------------------------
+
+SENTENCE_FILES = ("onnx/model.onnx", "model.onnx")
+TEXT_LAYOUT = ("--text-model DIR with a local copy: a CLIP model directory (onnx/text_model.onnx + "
+               "tokenizer.json) or a sentence-embedding model (onnx/model.onnx + tokenizer.json)")
+CLIP_MAX_TOKENS = 77
+_CONFIGS = ("sentence_bert_config.json", "tokenizer_config.json", "config.json")
+
+
+@dataclass
+class TextModelFiles:
+    """A text model: ``kind`` 'clip' (a CLIP text tower, pooled by the model itself) or
+    'sentence' (an encoder whose token states are mean-pooled)."""
+
+    name: str
+    kind: str
+    model: Path
+    tokenizer: Path
+    max_tokens: int
+
+
+def _max_tokens(tokenizer: Path, configs: dict[str, Path | None]) -> int:
+    """The longest input a sentence model takes, as its files say: sentence-transformers'
+    max_seq_length, else the tokenizer's limit, else the position embeddings, else 512."""
+    import json
+
+    def read(path: Path | None) -> dict:
+        try:
+            data = json.loads(path.read_text("utf-8")) if path else {}
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    sbert, tok_cfg, cfg = (read(configs.get(f)) for f in _CONFIGS)
+    trunc = read(tokenizer).get("truncation") or {}
+    for value in (sbert.get("max_seq_length"), tok_cfg.get("model_max_length"), trunc.get("max_length")):
+        if isinstance(value, int) and 0 < value < 100_000:  # tokenizer_config says 1e30 for "none"
+            return value
+    positions = cfg.get("max_position_embeddings")
+    if isinstance(positions, int) and positions > 2:
+        # RoBERTa-family models number positions from padding_idx + 1 = 2.
+        return positions - 2 if cfg.get("model_type") in ("roberta", "xlm-roberta", "camembert") else positions
+    return 512
+
+
+def find_text_model(name: str) -> TextModelFiles:
+    """Which text model ``name`` (a directory or a Hub id) is: a CLIP text tower
+    (``onnx/text_model.onnx``) or a sentence-embedding encoder (``onnx/model.onnx``), each
+    with its ``tokenizer.json``. Hub ids go through the cached download (:func:`hub_file`)."""
+    if is_local(name):
+        d = Path(os.path.expanduser(name))
+        if not d.is_dir():
+            raise ModelError(f"text model directory {name} does not exist")
+        tok = d / "tokenizer.json"
+        clip = next((d / f for f in TEXT_FILES if (d / f).is_file()), None)
+        sentence = next((d / f for f in SENTENCE_FILES if (d / f).is_file()), None)
+        if not tok.is_file() or (clip is None and sentence is None):
+            raise ModelError(f"{name} has no text model: expected a CLIP text tower (onnx/text_model.onnx + "
+                             f"tokenizer.json) or a sentence-embedding model (onnx/model.onnx + tokenizer.json)")
+        if clip is not None:
+            return TextModelFiles(str(name), "clip", clip, tok, CLIP_MAX_TOKENS)
+        configs = {f: d / f if (d / f).is_file() else None for f in _CONFIGS}
+        return TextModelFiles(str(name), "sentence", sentence, tok, _max_tokens(tok, configs))  # type: ignore[arg-type]
+    tok = hub_file(name, "tokenizer.json", local=TEXT_LAYOUT)
+    clip = hub_file(name, TEXT_FILES[0], required=False, local=TEXT_LAYOUT)
+    if clip is not None:
+        return TextModelFiles(name, "clip", clip, tok, CLIP_MAX_TOKENS)  # type: ignore[arg-type]
+    model = hub_file(name, SENTENCE_FILES[0], local=TEXT_LAYOUT)
+    configs = {f: hub_file(name, f, required=False, local=TEXT_LAYOUT) for f in _CONFIGS}
+    return TextModelFiles(name, "sentence", model, tok, _max_tokens(tok, configs))  # type: ignore[arg-type]

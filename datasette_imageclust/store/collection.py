@@ -3,7 +3,10 @@
 :class:`ImageCollection` answers, for a sqlite-utils Database or a DB-API connection:
 
 * which model made the current vectors (:meth:`~ImageCollection.model`) and those vectors
-  (:meth:`~ImageCollection.vectors`);
+  (:meth:`~ImageCollection.vectors`), or the vectors of the images' descriptions;
+* which description of an image counts (:meth:`~ImageCollection.descriptions`: the newest,
+  or the newest by a chosen vision model and prompt), and which tags
+  (:meth:`~ImageCollection.tag_source`, :meth:`~ImageCollection.tags`);
 * which clustering run is meant (:meth:`~ImageCollection.run`: by id or name, else the
   configured one, else the default, else the newest);
 * the labels of clusters, best first (:data:`LABEL_PRECEDENCE`, :meth:`~ImageCollection.labels`);
@@ -25,8 +28,9 @@ import numpy as np
 from . import vectors
 from .connection import Connection
 
-#: Label sources, best first: a person's own label, a vision LLM's, zero-shot CLIP, TF-IDF terms.
-LABEL_PRECEDENCE = ("user", "ollama", "clip", "terms")
+#: Label sources, best first: a person's own label, a vision LLM's, zero-shot CLIP, the
+#: members' most distinctive tags, TF-IDF terms (of descriptions, else of file names).
+LABEL_PRECEDENCE = ("user", "ollama", "clip", "tags", "terms")
 
 
 class NotFound(LookupError):
@@ -123,18 +127,104 @@ class ImageCollection:
         m = self.model()
         return m["id"] if m else None
 
-    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, L2-normalised float32 vectors) of the images embedded by the current model,
-        ordered by id: what clustering, near-duplicates and the layout work on."""
+    def vectors(self, source: str = "images", *, text_model_id: int | None = None, describer: str | None = None,
+                prompt_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids, L2-normalised float32 vectors), ordered by image id. ``source``
+        "images": the images embedded by the current model (what clustering, near-duplicates
+        and the layout work on); "descriptions": the vectors text model ``text_model_id``
+        made of the descriptions :meth:`descriptions` picks (images without one, or whose
+        description is not embedded yet, are not there)."""
+        if source == "descriptions":
+            if text_model_id is None:
+                raise ValueError("description vectors need a text_model_id")
+            return self._description_vectors(text_model_id, describer, prompt_id)
+        if source != "images":
+            raise ValueError(f"no stored vectors for source {source!r}")
         ids, x = vectors.read_all(self.db)
         model = self.model()
         if model is None or not len(ids):
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         current = {r[0] for r in self.conn.execute("SELECT id FROM images WHERE model_id = ?", [model["id"]])}
         keep = np.fromiter((int(i) in current for i in ids), bool, len(ids))
-        x = x[keep]
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        return ids[keep], (x / np.maximum(norms, 1e-12)).astype(np.float32)
+        return ids[keep], _unit(x[keep])
+
+    def _description_vectors(self, text_model_id: int, describer: str | None,
+                             prompt_id: int | None) -> tuple[np.ndarray, np.ndarray]:
+        picked = self.descriptions(describer, prompt_id)
+        ids, x = vectors.read_all(self.conn, vectors.descriptions(text_model_id))
+        row_of = {int(d): i for i, d in enumerate(ids)}
+        pairs = [(r["image_id"], row_of[r["description_id"]]) for r in picked if r["description_id"] in row_of]
+        if not pairs:
+            return np.zeros(0, np.int64), np.zeros((0, x.shape[1] if x.ndim == 2 else 0), np.float32)
+        return np.array([p[0] for p in pairs], np.int64), _unit(x[[p[1] for p in pairs]])
+
+    # --- descriptions and tags ------------------------------------------------------------
+
+    def descriptions(self, describer: str | None = None, prompt_id: int | None = None,
+                     image_ids: Iterable[int] | None = None) -> list[dict]:
+        """One description per image ({image_id, description_id, model, prompt_id, text,
+        created}, by image id): the newest (by ``created``, then id) of those by vision model
+        ``describer`` with prompt ``prompt_id``, each when given. The rule the pages and
+        ``cluster --on descriptions`` share."""
+        if not self.has("descriptions"):
+            return []
+        where, params = ["1"], []
+        if describer is not None:
+            where.append("model = ?")
+            params.append(describer)
+        if prompt_id is not None:
+            where.append("prompt_id = ?")
+            params.append(int(prompt_id))
+        if image_ids is not None:
+            where.append("image_id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps([int(i) for i in image_ids]))
+        return self._rows(f"""
+            SELECT image_id, id AS description_id, model, prompt_id, text, created FROM (
+                SELECT *, row_number() OVER (PARTITION BY image_id ORDER BY created DESC, id DESC) AS newest
+                FROM descriptions WHERE {" AND ".join(where)})
+            WHERE newest = 1 ORDER BY image_id""", params)
+
+    def describers(self) -> list[dict]:
+        """Every (vision model, prompt) that described images: {model, prompt_id, images,
+        newest}, the most recent first."""
+        if not self.has("descriptions"):
+            return []
+        return self._rows("SELECT model, prompt_id, count(*) AS images, max(created) AS newest FROM descriptions "
+                          "GROUP BY model, prompt_id ORDER BY newest DESC, model, prompt_id")
+
+    def tag_sources(self) -> dict[str, int]:
+        """Tag source ('clip', 'vlm:<model>') -> how many images it tagged, most first."""
+        if not self.has("image_tags"):
+            return {}
+        return dict(self.conn.execute("SELECT source, count(DISTINCT image_id) FROM image_tags GROUP BY source "
+                                      "ORDER BY 2 DESC, source").fetchall())
+
+    def tag_source(self, requested: str | None = None) -> str | None:
+        """The tag source meant: ``requested`` (:class:`NotFound` if it tagged nothing),
+        else 'clip' when there are CLIP tags, else the source that tagged the most images;
+        None when there are no tags."""
+        sources = self.tag_sources()
+        if requested not in (None, ""):
+            if requested not in sources:
+                have = ", ".join(sources) or "none; run `imageclust tag` first"
+                raise NotFound(f"no tags from source {requested!r} (sources: {have})")
+            return requested
+        if not sources:
+            return None
+        return "clip" if "clip" in sources else next(iter(sources))
+
+    def tags(self, source: str, image_ids: Iterable[int] | None = None) -> dict[int, list[tuple[str, float | None]]]:
+        """image id -> its (tag, score) pairs from ``source``, best first."""
+        if not self.has("image_tags"):
+            return {}
+        sql, params = "SELECT image_id, tag, score FROM image_tags WHERE source = ?", [source]
+        if image_ids is not None:
+            sql += " AND image_id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps([int(i) for i in image_ids]))
+        out: dict[int, list[tuple[str, float | None]]] = {}
+        for iid, tag, score in self.conn.execute(sql + " ORDER BY image_id, rank", params):
+            out.setdefault(iid, []).append((tag, score))
+        return out
 
     # --- clustering runs -----------------------------------------------------------------
 
@@ -187,11 +277,10 @@ class ImageCollection:
             out.setdefault(r.pop("cluster_id"), []).append(r)
         return out
 
-    # --- descriptions ---------------------------------------------------------------------
-
-    def descriptions(self, image_ids: Iterable[int], *, model: str | None = None) -> dict[int, dict]:
-        """The description each image shows: its newest, or its newest by ``model`` (a
-        vision LLM's name, e.g. the plugin's ``description_model``) when it has one."""
+    def shown_descriptions(self, image_ids: Iterable[int], *, model: str | None = None) -> dict[int, dict]:
+        """The description each image shows on the pages: its newest by ``model`` (a vision
+        LLM's name, the plugin's ``description_model``) when it has one, else its newest.
+        (:meth:`descriptions` is the strict choice that clustering uses.)"""
         ids = [int(i) for i in image_ids]
         if not ids or "descriptions" not in self.tables():
             return {}
@@ -233,3 +322,8 @@ class ImageCollection:
 
     def change_token(self) -> tuple | None:
         return change_token(self.conn)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)

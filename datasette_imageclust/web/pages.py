@@ -125,7 +125,7 @@ async def cluster_page(datasette, request):
         d = pagedata.cluster_detail(conn, cluster_id, (page - 1) * size, size)
         ids = [m["image_id"] for m in d["members"]]
         d["cards"] = pagedata.image_cards(conn, ids)
-        d["descriptions"] = ImageCollection(conn).descriptions(ids, model=cfg.description_model) \
+        d["descriptions"] = ImageCollection(conn).shown_descriptions(ids, model=cfg.description_model) \
             if "descriptions" in acc else {}
         d["tags"] = textdata.cluster_tags(conn, cluster_id) if "tags" in acc else []
         return d
