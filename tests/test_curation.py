@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -245,6 +246,34 @@ def test_concurrent_writers_serialise(db, tmp_path):
         mine = [o for o in ops if o["actor"] == f"t{target}"]
         assert [o["args"]["images"][0] for o in mine if o["op"] == "move"] == images
     consistent(db)
+
+
+def test_two_first_edits_at_once_make_the_tables_once(clustered, tmp_path):
+    """Two writers' first edits at once: both bring the component's tables in; the one that
+    waited for the other finds them made (it used to fail: 'table cluster_ops already exists')."""
+    from datasette_imageclust.store.schema import migrate
+
+    p = tmp_path / "m.db"
+    shutil.copy(clustered, p)
+    first, second = connection.connect(p), connection.connect(p)
+    first.execute("BEGIN IMMEDIATE")  # the first writer holds the lock...
+    failed = []
+
+    def other():
+        try:
+            migrate(second, "curation")  # ...while the second reads the versions and waits
+        except Exception as e:  # reported below
+            failed.append(e)
+
+    t = threading.Thread(target=other)
+    t.start()
+    time.sleep(1.0)
+    migrate(first, "curation")  # the first makes the tables and commits
+    t.join()
+    assert not failed, failed
+    assert curation.label(second, real(second)[0], "x").op_id == 1
+    connection.close(first)
+    connection.close(second)
 
 
 def test_deleting_a_run_deletes_its_edits(db):
