@@ -33,6 +33,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..analysis.atlas import AtlasError
     from ..analysis.clustering import ClusteringError
     from ..analysis.clusterstore import StoreError
+    from ..analysis.curation import CurationError
     from ..analysis.describe import DescribeError
     from ..analysis.layout import LayoutError
     from ..analysis.search import SearchError
@@ -44,7 +45,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..store.collection import NotFound
 
     return (OptionError, LoadError, ModelError, ImageError, ClusteringError, StoreError, LayoutError,
-            AtlasError, SearchError, NotFound, DescribeError, ServerError)
+            AtlasError, SearchError, NotFound, DescribeError, ServerError, CurationError)
 
 
 def as_command_error(error: Exception, database: str | None) -> CommandError | None:
