@@ -188,6 +188,20 @@ async def test_api_token(photos):
     assert user_label(photos, c) == "by token"
 
 
+async def test_pages_show_controls_only_to_editors(photos):
+    ds = ds_for(photos, permissions={"imageclust-edit": {"id": ["alice", "root"]}})
+    c = clusters(photos)[0]
+    image = members(photos, c)[0]
+    for who, shown in ((None, False), ("bob", False), ("alice", True), ("root", True)):
+        for path in (f"/photos/-/imageclust/cluster/{c}", f"/photos/-/imageclust/image/{image}"):
+            page = await ds.client.get(path, cookies=cookie(ds, who))
+            assert page.status_code == 200
+            assert ('id="ic-edit"' in page.text) == shown, (who, path)
+            assert ("imageclust-edit.js" in page.text) == shown
+            data = (await ds.client.get(path + ".json", cookies=cookie(ds, who))).json()
+            assert (data["edit"] is not None) == shown
+
+
 # --- databases that cannot be written ---------------------------------------------------------
 
 
@@ -202,7 +216,7 @@ async def test_immutable_database_refuses_with_a_reason(photos):
     # The pages show no edit controls.
     c = clusters(photos)[0]
     page = await ds.client.get(f"/photos/-/imageclust/cluster/{c}", cookies=cookie(ds, "root"))
-    assert page.status_code == 200 and "ic-edit" not in page.text
+    assert page.status_code == 200 and 'id="ic-edit"' not in page.text
 
 
 async def test_read_only_file_refuses_with_a_reason(photos):
@@ -215,7 +229,7 @@ async def test_read_only_file_refuses_with_a_reason(photos):
         assert file_bytes(photos) == before
         page = await ds.client.get(f"/photos/-/imageclust/cluster/{clusters(photos)[0]}",
                                    cookies=cookie(ds, "root"))
-        assert page.status_code == 200 and "ic-edit" not in page.text
+        assert page.status_code == 200 and 'id="ic-edit"' not in page.text
     finally:
         os.chmod(photos, 0o644)
 
