@@ -346,3 +346,34 @@ async def test_operations_need_view_permission(photos):
     assert r.status_code == 200 and r.json()["operations"] == []
     r = await ds.client.get("/photos/-/imageclust/operations.json?run=nope")
     assert r.status_code == 404 and r.json()["ok"] is False
+
+
+# --- the "done when": web edits survive a re-run ---------------------------------------
+
+
+async def test_web_edits_survive_rerunning_the_run(photos):
+    from datasette_imageclust.pipeline import cluster_images
+    from datasette_imageclust.store import connection as dbmod
+
+    ds = ds_for(photos)
+    c = clusters(photos)
+    renamed, target, merged_into, merged = c[1], c[2], c[3], c[4]
+    image = members(photos, c[5])[0]
+    union = set(members(photos, merged_into)) | set(members(photos, merged))
+    for op, body in (("label", {"cluster": renamed, "label": "birds, really"}),
+                     ("move", {"images": [image], "to": target}),
+                     ("merge", {"clusters": [merged_into, merged]})):
+        r = await post(ds, op, body)
+        assert r.status_code == 200, (op, r.text)
+    db = dbmod.connect(photos)
+    cluster_images(db, method="kmeans", name="kmeans16", n_clusters=16, small="merge", labels=(),
+                   duplicates=False, layout=False)  # the same run, as plugin_dbs.clustered made it
+    dbmod.close(db)
+    ops = (await ds.client.get("/photos/-/imageclust/operations.json?run=kmeans16")).json()["operations"]
+    assert [(o["op"], o["status"]) for o in ops] == [("label", "applied"), ("move", "applied"), ("merge", "applied")]
+    assert user_label(photos, renamed) == "birds, really"
+    assert image in members(photos, target)
+    home = q(photos, "SELECT m.cluster_id, COUNT(*) FROM cluster_members m JOIN cluster_runs r ON r.id = m.run_id "
+                     "WHERE r.name = 'kmeans16' AND m.image_id IN (SELECT value FROM json_each(?)) "
+                     "GROUP BY m.cluster_id ORDER BY 2 DESC", [json.dumps(sorted(union))])
+    assert home[0][0] in (merged_into, merged) and home[0][1] >= 0.9 * len(union), home
