@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -186,6 +188,48 @@ async def test_api_token(photos):
                        headers={**JSON, "authorization": f"Bearer {t}"})
         assert r.status_code == status, r.text
     assert user_label(photos, c) == "by token"
+    # A token of alice restricted to other actions cannot edit.
+    from datasette.tokens import TokenRestrictions
+
+    narrow = await ds.create_token("alice", restrictions=TokenRestrictions().allow_all("view-instance"))
+    r = await post(ds, "label", {"cluster": c, "label": "narrow"}, actor=None,
+                   headers={**JSON, "authorization": f"Bearer {narrow}"})
+    assert r.status_code == 403, r.text
+    assert user_label(photos, c) == "by token"
+
+
+async def test_true_grants_everyone(photos):
+    ds = ds_for(photos, permissions={"imageclust-edit": True})
+    c = clusters(photos)[1]
+    r = await post(ds, "label", {"cluster": c, "label": "anyone"}, actor=None)
+    assert r.status_code == 200, r.text
+    assert user_label(photos, c) == "anyone"
+
+
+HOLD = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+async def test_a_database_locked_by_another_program_answers_503(photos):
+    ds = ds_for(photos)
+    c = clusters(photos)[1]
+    # Another program (a process: SQLite's locks do not separate two libraries in one) writes.
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, photos], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        r = await post(ds, "label", {"cluster": c, "label": "later"})
+    finally:
+        holder.communicate(b"done\n", timeout=30)
+    assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
+    assert r.json()["ok"] is False and "busy" in r.json()["errors"][0]
+    r = await post(ds, "label", {"cluster": c, "label": "later"})
+    assert r.status_code == 200 and user_label(photos, c) == "later"
 
 
 async def test_pages_show_controls_only_to_editors(photos):

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
+import sqlite3 as std_sqlite3
 import stat
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, TypeVar
 
 import sqlite_utils
 from datasette.utils.asgi import Response
+from datasette.utils.sqlite import sqlite3  # Datasette's: pysqlite3 where installed
 
 from ..store.collection import NotFound
 from . import access
@@ -331,7 +332,7 @@ async def run_write(datasette: Datasette, database: str, fn: Callable[[sqlite_ut
         kwargs["transaction"] = False  # 1.0 would open one itself; fn makes its own
     try:
         return await db.execute_write_fn(call, **kwargs)
-    except sqlite3.OperationalError as e:
+    except (sqlite3.OperationalError, std_sqlite3.OperationalError) as e:
         low = str(e).lower()
         if "readonly" in low or "read-only" in low:
             raise Problem(403, f"database {database} is read-only: it cannot be edited")
