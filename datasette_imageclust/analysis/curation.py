@@ -341,14 +341,15 @@ def _apply(db: sqlite_utils.Database, r: dict, op: dict, *, replay: bool) -> _Ap
                    [cid, value, op["actor"], op["created"]])
         return _Applied([cid], 0, {"cluster": cid, "note": prev})
     if kind == "merge":
-        found = [c for c in (_resolve(db, r, ref, replay, missing_ok=True) for ref in args["clusters"])]
+        found = [_resolve(db, r, ref, replay, missing_ok=True) for ref in args["clusters"]]
         ids = list(dict.fromkeys(c for c in found if c is not None))
         lost = [ref["cluster"] for ref, c in zip(args["clusters"], found) if c is None]
         if lost and len(ids) < 2:
             raise _Stale(f"cluster {lost[0]} no longer exists (no cluster holds most of its images)")
         images = [i for c in ids[1:] for i in edits.members_of(db, c)]
         done = _regroup(db, r, images, ids[0] if ids else None, created=[])
-        partly = f"cluster {', '.join(map(str, lost))} no longer exist(s)" if lost else None
+        partly = (f"cluster {lost[0]} no longer exists" if len(lost) == 1 else
+                  f"clusters {', '.join(map(str, lost))} no longer exist") if lost else None
         return done._replace(clusters=ids, partly=partly)
     images = [i for i in args["images"] if i in edits.where_are(db, r["id"], args["images"])]
     if not images:
