@@ -34,6 +34,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..analysis.clustering import ClusteringError
     from ..analysis.clusterstore import StoreError
     from ..analysis.describe import DescribeError
+    from ..analysis.evaluate import EvaluationError
     from ..analysis.layout import LayoutError
     from ..analysis.search import SearchError
     from ..analysis.vlm import ServerError
@@ -44,7 +45,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..store.collection import NotFound
 
     return (OptionError, LoadError, ModelError, ImageError, ClusteringError, StoreError, LayoutError,
-            AtlasError, SearchError, NotFound, DescribeError, ServerError)
+            AtlasError, SearchError, NotFound, DescribeError, ServerError, EvaluationError)
 
 
 def as_command_error(error: Exception, database: str | None) -> CommandError | None:
