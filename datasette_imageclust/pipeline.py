@@ -9,6 +9,7 @@ commands, the benchmarks and the tests all call.
     find_similar    the nearest images to an image, a text or an image file
     describe        a vision LLM's description (and tags) of every image
     tag             CLIP zero-shot tags per image
+    move, merge, split, label, note, review, undo, operations: a run's edits (analysis/curation.py)
 
 Each step is orchestration only: the work is done by :mod:`.ingest` and
 :mod:`.analysis`. Conventions: ``db`` is an open ``sqlite_utils.Database`` (from
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import sqlite_utils
 
+from .analysis.curation import (CurationError, OpResult, cluster_state, label, merge, move, note,  # noqa: F401
+                                operations, review, split, undo)
 from .analysis.neardup import DuplicatesSummary
 from .analysis.search import IndexSummary
 from .ingest.summary import LoadSummary
@@ -44,9 +47,10 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from .analysis.tags import TagSummary
 
 __all__ = [
-    "ClusterSummary", "DescribeSummary", "DuplicatesSummary", "IndexSummary", "LoadSummary", "MapSummary", "OptionError",
-    "SimilarImage", "build_index", "build_map", "cluster_images", "describe", "find_duplicates", "find_similar", "load",
-    "tag",
+    "ClusterSummary", "CurationError", "DescribeSummary", "DuplicatesSummary", "IndexSummary", "LoadSummary",
+    "MapSummary", "OpResult", "OptionError", "SimilarImage", "build_index", "build_map", "cluster_images",
+    "cluster_state", "describe", "find_duplicates", "find_similar", "label", "load", "merge", "move", "note",
+    "operations", "review", "split", "tag", "undo",
 ]
 
 OnStatus = Callable[[str], None]
@@ -136,10 +140,7 @@ class MapSummary:
     atlas: AtlasSummary | None  # None with atlas=False
 
     def as_dict(self) -> dict:
-        out = {"layout": self.layout.as_dict()}
-        if self.atlas is not None:
-            out["atlas"] = self.atlas.as_dict()
-        return out
+        return {"layout": self.layout.as_dict(), **({} if self.atlas is None else {"atlas": self.atlas.as_dict()})}
 
 
 def build_map(db: sqlite_utils.Database, *, name: str = "default", method: str = "auto", run: str | None = None,
@@ -189,6 +190,7 @@ class ClusterSummary:
     source: str = "images"  # what was clustered: images, descriptions, tags
     left_out: int = 0  # images without descriptions / tags, not in the run
     details: dict = field(default_factory=dict)  # text model, vision model and prompt, tag source
+    edits: dict | None = None  # the run's edits re-applied after the matching (curation.Reapplied)
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -221,7 +223,7 @@ def cluster_images(db: sqlite_utils.Database, *, on: str = "images", text_model:
     ``n_clusters``, no cap with it; hdbscan from 5, no cap); ``knn`` None means the
     method's k-NN smoothing default.
     """
-    from .analysis import clustering, clusterstore
+    from .analysis import clustering, clusterstore, curation
     from .analysis import labels as labelling
     from .analysis.cluster_input import DEFAULT_LABELS, SOURCES, cluster_input
 
@@ -253,9 +255,11 @@ def cluster_images(db: sqlite_utils.Database, *, on: str = "images", text_model:
     chosen = {"describer": describer, "prompt_id": prompt_id, "tag_source": tag_source}  # for the labels too
     stored = {**params, "result": res.info, "left_out": src.left_out,
               **{k: v for k, v in chosen.items() if v is not None}, **src.params}
+    edits: list = []
     run_id = clusterstore.store_run(db, name, method, stored, ids, x, res.labels,
                                     model_id=model["id"] if model else None, seconds=seconds,
-                                    representatives=representatives, default=make_default, source=src.source)
+                                    representatives=representatives, default=make_default, source=src.source,
+                                    after_match=lambda d, rid: edits.append(curation.reapply(d, rid, on_status)))
     n_real = int(res.labels.max()) + 1 if len(res.labels) and res.labels.max() >= 0 else 0
     n_un = int((res.labels < 0).sum())
     on_status(f"{n_real} clusters, {n_un} images unclustered in {seconds:.1f}s (run {name!r})")
@@ -280,7 +284,8 @@ def cluster_images(db: sqlite_utils.Database, *, on: str = "images", text_model:
         on_status("laying out the map (--no-layout skips this)")
         laid_out = build_map(db, on_status=on_status)
     return ClusterSummary(name, run_id, method, int(len(ids)), n_real, n_un, seconds, notes, dup, info,
-                          is_default, laid_out, src.source, src.left_out, src.params)
+                          is_default, laid_out, src.source, src.left_out, src.params,
+                          edits[0].as_dict() if edits else None)
 
 
 def _check_cluster_options(n_clusters: int | None, min_size: int, max_size: int | None, representatives: int,

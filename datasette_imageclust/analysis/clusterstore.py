@@ -8,8 +8,9 @@ label (source ``user``) survives. The unclustered group is a cluster of kind
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import sqlite_utils
@@ -85,10 +86,14 @@ def _match(old: dict[int, tuple[str, set]], new: list[ClusterRow]) -> dict[int, 
 
 def store_run(db: sqlite_utils.Database, name: str, method: str, params: dict, ids: np.ndarray,
               x: np.ndarray, labels: np.ndarray, *, model_id: int | None, seconds: float | None,
-              representatives: int = 3, default: bool | None = None, source: str = "images") -> int:
+              representatives: int = 3, default: bool | None = None, source: str = "images",
+              after_match: Callable[[sqlite_utils.Database, int], Any] | None = None) -> int:
     """Write (or replace) run ``name``; returns its id. ``default`` True makes it the
     default run; None keeps the current default (or makes it default if there is none).
-    ``source``: what ``x`` is the vectors of (images, descriptions, tags)."""
+    ``source``: what ``x`` is the vectors of (images, descriptions, tags). ``after_match(db,
+    run_id)`` runs in the same transaction once the clusters are stored and matched: where
+    the run's edits are re-applied (``curation.reapply``; passed in, as curation builds on
+    this module)."""
     migrate(db, "clusters")
     rows = summarise(ids, x, labels)
     n_clusters = sum(r.kind == "cluster" for r in rows)
@@ -143,6 +148,8 @@ def store_run(db: sqlite_utils.Database, name: str, method: str, params: dict, i
         db.conn.executemany("INSERT INTO cluster_members (run_id, cluster_id, image_id, distance, rank) "
                             "VALUES (?, ?, ?, ?, ?)", members)
         refresh_best_labels(db, run_id)
+        if after_match is not None:
+            after_match(db, run_id)
     return run_id
 
 
@@ -167,15 +174,16 @@ def put_label(db: sqlite_utils.Database, cluster_id: int, source: str, label: st
         [cluster_id, source, label, None if detail is None else json.dumps(detail), now()])
 
 
-def set_user_label(db: sqlite_utils.Database, cluster_id: int, text: str | None) -> int:
-    """Set (or with None/empty, remove) a person's own label; returns the run id."""
+def set_user_label(db: sqlite_utils.Database, cluster_id: int, text: str | None, detail: Any = None) -> int:
+    """Set (or with None/empty, remove) a person's own label; returns the run id. Inside a
+    caller's transaction (curation's operations) it writes there, without committing."""
     migrate(db, "clusters")
     row = db.execute("SELECT run_id FROM clusters WHERE id = ?", [cluster_id]).fetchone()
     if not row:
         raise StoreError(f"no cluster with id {cluster_id}")
-    with db.conn:
+    with nullcontext() if db.conn.in_transaction else db.conn:
         if text and text.strip():
-            put_label(db, cluster_id, "user", text.strip())
+            put_label(db, cluster_id, "user", text.strip(), detail)
         else:
             db.execute("DELETE FROM cluster_labels WHERE cluster_id = ? AND source = 'user'", [cluster_id])
         refresh_best_labels(db, row[0])

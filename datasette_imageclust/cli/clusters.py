@@ -6,7 +6,8 @@ import json
 import click
 
 from ..store.paths import display
-from .common import CommandError, Progress, command, database_argument, echo_status, json_option, open_db
+from .common import (CommandError, Progress, command, database_argument, echo_status, json_option, open_db,
+                     run_option)
 
 
 @command()
@@ -136,13 +137,18 @@ def clusters(database, name, as_json, runs, set_default, delete):
 @database_argument
 @click.argument("cluster_id", type=int)
 @click.argument("text")
-def label(database, cluster_id, text):
+@run_option("The clustering run (default: the default run)")
+@json_option("Print what the edit did as JSON on stdout")
+def label(database, cluster_id, text, run_name, as_json):
     """Set your own label for CLUSTER_ID (an empty TEXT removes it). It wins over the
-    computed labels and is kept when the run is re-computed and the cluster matches."""
-    from ..analysis.clusterstore import set_user_label
+    computed labels; an edit like `imageclust move` (see `imageclust ops`), re-applied when
+    the run is re-computed."""
+    from ..analysis import curation
+    from .curate import report
 
-    set_user_label(open_db(database), cluster_id, text)
-    echo_status(f"cluster {cluster_id}: " + (f"label set to {text.strip()!r}" if text.strip() else "own label removed"))
+    r = curation.label(open_db(database), cluster_id, text, run=run_name)
+    report(r, as_json, f"cluster {cluster_id}: " + (f"label set to {text.strip()!r}" if text.strip()
+                                                    else "own label removed"))
 
 
 @command()

@@ -12,7 +12,7 @@ from markupsafe import Markup, escape
 from ..store.cache import TokenCache
 from ..store.collection import file_token
 from ..store.connection import ExtensionError, load_vec
-from . import access, pagedata
+from . import access, pagedata, writes
 
 MMAP_BYTES = 2**31
 
@@ -47,9 +47,9 @@ def prepare_connection(conn):
 
 @hookimpl
 def register_routes():
-    from . import mappage, media, pages, searchpage
+    from . import editapi, mappage, media, pages, searchpage
 
-    return [*pages.ROUTES, *searchpage.ROUTES, *media.ROUTES, *mappage.ROUTES]
+    return [*pages.ROUTES, *searchpage.ROUTES, *media.ROUTES, *mappage.ROUTES, *editapi.ROUTES]
 
 
 _KNOWN = TokenCache(64)
@@ -185,7 +185,9 @@ def skip_csrf(datasette, scope):
     # Datasette 0.65: a search by uploaded image only reads, so a cross-site POST can do
     # nothing a GET could not; 1.0 checks the request's origin instead.
     path = scope.get("path", "")
-    return scope.get("method") == "POST" and path.endswith("/-/imageclust/search") or None
+    if scope.get("method") == "POST" and path.endswith("/-/imageclust/search"):
+        return True
+    return writes.skip_csrf(scope)  # a JSON write, as Datasette's own rule
 
 
 async def _queries(datasette, database: str) -> dict:
@@ -218,10 +220,19 @@ def canned_queries(datasette, database, actor):
 
 
 @hookimpl
+def register_actions(datasette):
+    # Datasette 1.0: the plugin permission (0.65 knows it through permission_allowed).
+    return writes.actions()
+
+
+@hookimpl
 def permission_allowed(datasette, actor, action, resource):
-    # Datasette 0.65: view-query on a ready-made query needs view-table on its tables.
+    # Datasette 0.65: imageclust-edit (writes.py); view-query on a ready-made query needs
+    # view-table on its tables.
     from ..store.recipes import QUERIES
 
+    if action == writes.PERMISSION:
+        return writes.permission_allowed(datasette, actor, action, resource)
     if action != "view-query" or not isinstance(resource, (tuple, list)) or len(resource) != 2 \
             or resource[1] not in QUERIES:
         return None

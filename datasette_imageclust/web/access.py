@@ -35,6 +35,8 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "model": ("models",),                                        # the model's name
     "descriptions": ("descriptions", "descriptions_fts", "prompts"),  # vision-LLM descriptions, their search
     "tags": ("image_tags",),                                     # tags of images
+    "operations": ("cluster_ops",),                              # edits of a run (curation)
+    "notes": ("cluster_notes",),                                 # clusters' notes, reviewed state
 }
 
 
