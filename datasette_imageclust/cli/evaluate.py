@@ -53,7 +53,10 @@ def list_tasks(database, as_json):
     """List the evaluation tasks of DATABASE."""
     from ..analysis.evaluate import tasks
 
-    for t in tasks(open_db(database, readonly=True)):
+    found = tasks(open_db(database, readonly=True))
+    if not found:
+        echo_status("no evaluation tasks; make one with `imageclust evaluate create`")
+    for t in found:
         if as_json:
             click.echo(json.dumps(t, ensure_ascii=False))
         else:
