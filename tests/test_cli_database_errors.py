@@ -20,7 +20,7 @@ from datasette_imageclust.cli import cli
 from imagefactory import photo_folder
 
 # open read-only: a read-only file is fine for them
-READERS = {"info", "similar", "evaluate list", "evaluate report", "evaluate export"}
+READERS = {"info", "similar", "ops", "evaluate list", "evaluate report", "evaluate export"}
 
 
 def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
@@ -37,6 +37,13 @@ def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
         # (the database is refused before the server is contacted: none listens on port 9)
         "describe": ["describe", db, "--model", "llava", "--url", "http://127.0.0.1:9"],
         "tag": ["tag", db],
+        "move": ["move", db, "--to", "unclustered", "1"],
+        "merge": ["merge", db, "1", "2"],
+        "split": ["split", db, "1", "2"],
+        "note": ["note", db, "1", "a note"],
+        "review": ["review", db, "1"],
+        "undo": ["undo", db],
+        "ops": ["ops", db],
         # (the `made` database has task "t"; its answers file and export go beside the photos)
         "evaluate create": ["evaluate", "create", db, "--name", "t2", "--set-size", "1"],
         "evaluate list": ["evaluate", "list", db],
@@ -157,20 +164,24 @@ def test_a_locked_database(tmp_path, made, stand_in_model, monkeypatch):
 
 
 def test_a_lock_met_while_working_is_translated_too(tmp_path, made, monkeypatch):
-    """The lock taken after the database was opened (here: just before `label` writes)."""
-    from datasette_imageclust.analysis import clusterstore
+    """The lock taken after the database was opened (here: once `label` has found its run,
+    just before it writes)."""
+    from datasette_imageclust.analysis import curation
 
     db = tmp_path / "later.db"
     shutil.copy(made[0], db)
     monkeypatch.setattr(dbmod, "BUSY_TIMEOUT", 0.2)
     holder = Holder(db)
-    real = clusterstore.set_user_label
+    real = curation.find_run
+    locked = []
 
     def lock_then_write(*args, **kwargs):
-        holder.run("BEGIN IMMEDIATE")
+        if not locked:
+            holder.run("BEGIN IMMEDIATE")
+            locked.append(True)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(clusterstore, "set_user_label", lock_then_write)
+    monkeypatch.setattr(curation, "find_run", lock_then_write)
     try:
         r = CliRunner().invoke(cli, ["label", str(db), "1", "birds"])
     finally:

@@ -353,8 +353,9 @@ def _apply(db: sqlite_utils.Database, r: dict, op: dict, *, replay: bool) -> _Ap
     images = [i for i in args["images"] if i in edits.where_are(db, r["id"], args["images"])]
     if not images:
         raise _Stale("its images are no longer in the run")
-    partly = f"{len(args['images']) - len(images)} of its images are no longer in the run" \
-        if len(images) < len(args["images"]) else None
+    gone = len(args["images"]) - len(images)
+    partly = f"{gone} of its {len(args['images'])} images {'is' if gone == 1 else 'are'} no longer in the run" \
+        if gone else None
     created = []
     if kind == "split":
         target = edits.new_cluster(db, r, "cluster", images)

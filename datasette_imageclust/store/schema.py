@@ -83,6 +83,8 @@ def migrate(db: sqlite_utils.Database, component: str = "core") -> int:
         with db.conn:
             if not db.conn.in_transaction:
                 db.execute("BEGIN IMMEDIATE")
+            if versions(db).get(component, 0) > i:  # another writer applied it while this one waited
+                continue
             if not db["schema_versions"].exists():
                 db.execute(
                     "CREATE TABLE schema_versions (component TEXT PRIMARY KEY, "

@@ -228,11 +228,11 @@ def register_actions(datasette):
 
 @hookimpl
 def permission_allowed(datasette, actor, action, resource):
-    # Datasette 0.65: imageclust-edit (writes.py); view-query on a ready-made query needs
+    # Datasette 0.65: the plugin's permissions (writes.py); view-query on a ready-made query needs
     # view-table on its tables.
     from ..store.recipes import QUERIES
 
-    if action == writes.PERMISSION:
+    if action in writes.PERMISSIONS:
         return writes.permission_allowed(datasette, actor, action, resource)
     if action != "view-query" or not isinstance(resource, (tuple, list)) or len(resource) != 2 \
             or resource[1] not in QUERIES:

@@ -178,6 +178,13 @@ async def operations(datasette: Datasette, request):
                "operations": ops})
 
 
+def cluster_state(conn, cluster_id: int) -> dict:
+    """A cluster's note and reviewed state (the library's ``cluster_state``)."""
+    import sqlite_utils
+
+    return _curation().cluster_state(sqlite_utils.Database(conn), [cluster_id])[cluster_id]
+
+
 async def edit_context(datasette: Datasette, request, db: Database, run_ids: list[int]) -> dict | None:
     """What a page needs to show edit controls (None: show none): the API's base URL and
     the clusters of each of ``run_ids`` to offer as targets."""

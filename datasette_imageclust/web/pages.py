@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from datasette.utils.asgi import Response
 
 from ..store.collection import ImageCollection
-from . import pagedata, textdata
+from . import editapi, pagedata, textdata
 from .http import Problem, arg, int_arg, path_int, route, wants_json
 from .pagekit import (
     CARD_FEATURES,
@@ -111,7 +111,7 @@ async def index_page(datasette, request):
     })
 
 
-CLUSTER_FEATURES = (*CARD_FEATURES, "labels", "descriptions", "tags")
+CLUSTER_FEATURES = (*CARD_FEATURES, "labels", "descriptions", "tags", "notes")
 
 
 @route()
@@ -128,9 +128,11 @@ async def cluster_page(datasette, request):
         d["descriptions"] = ImageCollection(conn).shown_descriptions(ids, model=cfg.description_model) \
             if "descriptions" in acc else {}
         d["tags"] = textdata.cluster_tags(conn, cluster_id) if "tags" in acc else []
+        d["state"] = editapi.cluster_state(conn, cluster_id) if "notes" in acc else None
         return d
 
     d = await db.execute_fn(read)
+    edit = await editapi.edit_context(datasette, request, db, [d["run"]["id"]] if d["run"] else [])
     pages_info = pagination(d["n_members"], size, page)
     if page > pages_info["pages"]:
         raise Problem(404, f"page {page} is past the last page ({pages_info['pages']})")
@@ -146,7 +148,7 @@ async def cluster_page(datasette, request):
         "ok": True, "database": db.name,
         "cluster": {**c, "cohesion": None if c["cohesion"] is None else round(c["cohesion"], 4),
                     "labels": c["labels"] if "labels" in acc else []},
-        "run": d["run"], **pages_info, "members": members, "tags": d["tags"],
+        "run": d["run"], **pages_info, "members": members, "tags": d["tags"], "state": d["state"],
         "neighbours": [{**n, "url": f"{base}/cluster/{n['id']}"} for n in d["neighbours"]],
         "previous_url": f"{base}/cluster/{order['previous']}" if order["previous"] else None,
         "next_url": f"{base}/cluster/{order['next']}" if order["next"] else None,
@@ -158,7 +160,7 @@ async def cluster_page(datasette, request):
         "sql_url": _sql_url(datasette, db.name, sql, {"cluster": cluster_id}) if "files" in acc else None,
         "index_url": page_url(base, {"run": str(d["run"]["id"]) if d["run"] else None}, 1),
         "withheld": withheld(acc, CLUSTER_FEATURES),
-        "urls": urls(datasette, db),
+        "urls": urls(datasette, db), "edit": edit,
     }
     if wants_json(request):
         return Response.json(body)
@@ -201,6 +203,8 @@ async def image_page(datasette, request):
         return d
 
     d = await db.execute_fn(read)
+    edit = await editapi.edit_context(datasette, request, db, sorted({c["run_id"] for c in d["clusters"]})
+                                      if "clusters" in acc else [])
     files = []
     if "files" in acc:
         for f in d["files"]:
@@ -223,7 +227,7 @@ async def image_page(datasette, request):
         "search_url": f"{base}/search?" + urlencode({"like": image_id}) if "similar" in acc else None,
         "row_url": datasette.urls.row(db.name, "images", str(image_id)) if hasattr(datasette.urls, "row") else None,
         "withheld": withheld(acc, IMAGE_FEATURES),
-        "urls": urls(datasette, db),
+        "urls": urls(datasette, db), "edit": edit,
     }
     if wants_json(request):
         return Response.json(body, default=str)

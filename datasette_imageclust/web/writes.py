@@ -5,12 +5,17 @@ write thread.
 
 A write route is::
 
-    @write_route
+    @write_route()
     async def my_route(datasette, request):
-        db = ...                                  # the database the URL names
-        actor, body = await write_request(datasette, request, db.name)
-        result = await run_write(datasette, db.name, lambda sdb: do(sdb, body, actor=actor_id(actor)))
+        acc = await access.database(datasette, request)   # the database the URL names (404/403)
+        actor, body = await write_request(datasette, request, acc.db.name)
+        only_keys(body, ("images",)); ids = body_ids(body, "images")
+        result = await run_write(datasette, acc.db.name, lambda sdb: do(sdb, ids, actor=actor_id(actor)))
         return ok({...})
+
+A route with a permission of its own adds it to ``PERMISSIONS`` (registered and decided
+like ``imageclust-edit`` on both versions) and passes ``permission=``. Pages show their
+controls only when ``can_edit`` says so.
 
 Answers follow Datasette 1.0's JSON write API: ``{"ok": true, ...}`` with 200, or
 ``{"ok": false, "errors": ["..."]}`` with a 4xx status.
@@ -25,12 +30,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
+import sqlite3 as std_sqlite3
 import stat
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, TypeVar
 
 import sqlite_utils
 from datasette.utils.asgi import Response
+from datasette.utils.sqlite import sqlite3  # Datasette's: pysqlite3 where installed
 
 from ..store.collection import NotFound
 from . import access
@@ -44,7 +50,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 PERMISSION = "imageclust-edit"
-DESCRIPTION = "Edit image clusters (labels, notes, membership) in the browser or with the write API"
+# The plugin's permissions (name -> description), each a database action denied by default:
+# another write route adds its own here, at import (``PERMISSIONS[name] = description``).
+PERMISSIONS: dict[str, str] = {
+    PERMISSION: "Edit image clusters (labels, notes, membership) in the browser or with the write API",
+}
 MAX_BODY = 2 * 1024 * 1024  # 2 MiB: ~200k image ids in one move
 MAX_IDS = 100_000
 MAX_TEXT = 2000
@@ -55,34 +65,34 @@ JSON_TYPE = "application/json"
 
 
 def actions() -> list:
-    """Datasette 1.0's registration of the permission (``register_actions``): a database
-    action, denied unless a ``permissions`` block grants it (root: ``datasette --root``)."""
+    """Datasette 1.0's registration of the permissions (``register_actions``): database
+    actions, denied unless a ``permissions`` block grants them (root: ``datasette --root``)."""
     from datasette.permissions import Action  # type: ignore
     from datasette.resources import DatabaseResource  # type: ignore
 
-    return [Action(name=PERMISSION, abbr=None, description=DESCRIPTION,
-                   resource_class=DatabaseResource, also_requires="view-database")]
+    return [Action(name=name, abbr=None, description=description, resource_class=DatabaseResource,
+                   also_requires="view-database") for name, description in PERMISSIONS.items()]
 
 
-def _config_allow(datasette: Datasette, database: str | None) -> Any:
-    """Datasette 0.65: the ``permissions: {imageclust-edit: ALLOW}`` block that applies (the
+def _config_allow(datasette: Datasette, action: str, database: str | None) -> Any:
+    """Datasette 0.65: the ``permissions: {ACTION: ALLOW}`` block that applies (the
     database's, else the instance's), the same configuration 1.0 reads."""
     if database is not None:
         block = datasette.metadata("permissions", database=database, fallback=False)
-        if isinstance(block, dict) and PERMISSION in block:
-            return block[PERMISSION]
+        if isinstance(block, dict) and action in block:
+            return block[action]
     block = datasette.metadata("permissions")
-    if isinstance(block, dict) and PERMISSION in block:
-        return block[PERMISSION]
+    if isinstance(block, dict) and action in block:
+        return block[action]
     return None
 
 
 def permission_allowed(datasette: Datasette, actor: dict | None, action: str, resource: Any) -> bool | None:
-    """Datasette 0.65's ``permission_allowed`` for the plugin permission (None: not ours),
+    """Datasette 0.65's ``permission_allowed`` for the plugin's permissions (None: not ours),
     as 1.0 decides it: a ``permissions`` block says who has it; without one, only root."""
-    if action != PERMISSION:
+    if action not in PERMISSIONS:
         return None
-    allow = _config_allow(datasette, resource if isinstance(resource, str) else None)
+    allow = _config_allow(datasette, action, resource if isinstance(resource, str) else None)
     if allow is None:
         return bool(actor and actor.get("id") == "root")
     from datasette.utils import actor_matches_allow
@@ -331,7 +341,7 @@ async def run_write(datasette: Datasette, database: str, fn: Callable[[sqlite_ut
         kwargs["transaction"] = False  # 1.0 would open one itself; fn makes its own
     try:
         return await db.execute_write_fn(call, **kwargs)
-    except sqlite3.OperationalError as e:
+    except (sqlite3.OperationalError, std_sqlite3.OperationalError) as e:
         low = str(e).lower()
         if "readonly" in low or "read-only" in low:
             raise Problem(403, f"database {database} is read-only: it cannot be edited")
