@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -18,7 +19,8 @@ from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.cli import cli
 from imagefactory import photo_folder
 
-READERS = {"info", "similar", "ops"}  # open read-only: a read-only file is fine for them
+# open read-only: a read-only file is fine for them
+READERS = {"info", "similar", "ops", "evaluate list", "evaluate report", "evaluate export"}
 
 
 def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
@@ -42,11 +44,19 @@ def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
         "review": ["review", db, "1"],
         "undo": ["undo", db],
         "ops": ["ops", db],
+        # (the `made` database has task "t"; its answers file and export go beside the photos)
+        "evaluate create": ["evaluate", "create", db, "--name", "t2", "--set-size", "1"],
+        "evaluate list": ["evaluate", "list", db],
+        "evaluate report": ["evaluate", "report", db, "t"],
+        "evaluate export": ["evaluate", "export", db, "t", "-o", str(Path(folder).parent / "out" / "sets.csv")],
+        "evaluate import": ["evaluate", "import", db, "t", str(Path(folder).parent / "answers.csv")],
     }
 
 
 def test_every_subcommand_is_covered():
-    assert set(cli.commands) == set(commands("d", "f", "m"))
+    names = {f"{name} {sub}" if isinstance(c, click.Group) else name
+             for name, c in cli.commands.items() for sub in (getattr(c, "commands", None) or [None])}
+    assert names == set(commands("d", "f", "m"))
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +65,13 @@ def made(tmp_path_factory, stand_in_model):
     d = tmp_path_factory.mktemp("dberr")
     photo_folder(d / "p", 6)
     db = str(d / "good.db")
+    (d / "out").mkdir()
+    (d / "answers.csv").write_text("coder,set,cluster\nann,1,\n")
     for args in (["load", db, str(d / "p"), "--model", stand_in_model],
-                 ["cluster", db, "--labels", "terms", "--min-size", "1", "--no-layout"]):
+                 ["cluster", db, "--labels", "terms", "--min-size", "1", "--no-layout"],
+                 ["cluster", db, "--name", "two", "--method", "kmeans", "--clusters", "2", "--min-size", "1",
+                  "--labels", "terms", "--no-layout", "--no-default"],
+                 ["evaluate", "create", db, "--run", "two", "--name", "t", "--set-size", "1"]):
         r = CliRunner().invoke(cli, args, catch_exceptions=False)
         assert r.exit_code == 0, r.stderr
     return db, str(d / "p")

@@ -35,6 +35,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..analysis.clusterstore import StoreError
     from ..analysis.curation import CurationError
     from ..analysis.describe import DescribeError
+    from ..analysis.evaluate import EvaluationError
     from ..analysis.layout import LayoutError
     from ..analysis.search import SearchError
     from ..analysis.vlm import ServerError
@@ -45,7 +46,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..store.collection import NotFound
 
     return (OptionError, LoadError, ModelError, ImageError, ClusteringError, StoreError, LayoutError,
-            AtlasError, SearchError, NotFound, DescribeError, ServerError, CurationError)
+            AtlasError, SearchError, NotFound, DescribeError, ServerError, CurationError, EvaluationError)
 
 
 def as_command_error(error: Exception, database: str | None) -> CommandError | None:

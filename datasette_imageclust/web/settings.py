@@ -9,6 +9,7 @@
         page_size: 60                 # clusters or images per page
         similar: 12                   # similar images on an image page
         description_model: llava:13b  # whose descriptions pages show (default: each image's newest)
+        evaluation_anonymous: true    # anyone may code evaluation tasks, typing a name (default: false)
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class Settings:
     page_size: int = 60
     similar: int = 12
     description_model: str | None = None
+    evaluation_anonymous: bool = False
 
 
 def _int(value: Any, default: int, low: int, high: int) -> int:
@@ -56,4 +58,6 @@ def settings(datasette: Datasette, database: str | None = None) -> Settings:
         page_size=_int(cfg.get("page_size"), 60, 1, 500),
         similar=_int(cfg.get("similar"), 12, 0, 100),
         description_model=str(cfg["description_model"]) if cfg.get("description_model") else None,
+        # Only a real true: a stray string such as "no" must not open coding to everyone.
+        evaluation_anonymous=cfg.get("evaluation_anonymous") is True,
     )
