@@ -165,35 +165,13 @@ async def results_page(datasette, request):
 MAX_ANSWER_BYTES = 4096  # {"set": N, "cluster": id, "coder": name} is far smaller
 
 
-async def _open_request(datasette: Datasette, request: Request, database: str) -> dict:
-    """The body of an answer when the plugin setting ``evaluation_anonymous`` opens coding
-    to everyone: ``writes.write_request``'s checks except the permission (which that
-    setting waives): POST, a database that can be written, a small JSON body. CSRF is
-    ``writes.skip_csrf``'s rule (0.65) and Datasette's origin check (1.0), as for every write."""
-    if request.method != "POST":
-        raise Problem(405, "this is a write route: use POST with a JSON body", {"Allow": "POST"})
-    reason = writes.read_only_reason(datasette.get_database(database))
-    if reason:
-        raise Problem(403, reason)
-    ctype = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    if ctype != writes.JSON_TYPE:
-        raise Problem(400, f"Invalid content-type, must be {writes.JSON_TYPE}")
-    length = request.headers.get("content-length") or ""
-    if not (length.isascii() and length.isdigit()):
-        raise Problem(411, "an answer needs a Content-Length")
-    if int(length) > MAX_ANSWER_BYTES:
-        raise Problem(413, f"the body is over {MAX_ANSWER_BYTES} bytes")
-    return writes.parse_json((await request.post_body())[:MAX_ANSWER_BYTES])
-
-
 @writes.write_route(ev.EvaluationError)
 async def answer_route(datasette, request):
     acc, db, cfg, base = await _open(datasette, request)
     name = _task_name(request)
-    if cfg.evaluation_anonymous:
-        body = await _open_request(datasette, request, db.name)
-    else:
-        _, body = await writes.write_request(datasette, request, db.name)
+    # evaluation_anonymous opens answering to every visitor who may view the database
+    _, body = await writes.write_request(datasette, request, db.name, max_bytes=MAX_ANSWER_BYTES,
+                                         permission=None if cfg.evaluation_anonymous else writes.PERMISSION)
     writes.only_keys(body, ("set", "cluster", "coder"))
     set_no = writes.body_int(body, "set")
     cluster = writes.body_int(body, "cluster", required=False)

@@ -227,10 +227,12 @@ def parse_json(raw: bytes) -> dict:
 
 
 async def write_request(datasette: Datasette, request: Request, database: str, *,
-                        permission: str = PERMISSION, max_bytes: int = MAX_BODY) -> tuple[dict | None, dict]:
+                        permission: str | None = PERMISSION, max_bytes: int = MAX_BODY) -> tuple[dict | None, dict]:
     """Everything a write route checks before writing, in order: POST (405), the actor
     may view ``database`` and has ``permission`` on it (403), the database can be written
     (403 with the reason), a JSON body (400; 413 when over ``max_bytes``).
+    ``permission=None``: viewing the database is enough, for a write that the plugin's
+    configuration opened to every visitor (e.g. ``evaluation_anonymous``).
     Returns (the actor, the body)."""
     if request.method != "POST":
         raise Problem(405, "this is a write route: use POST with a JSON body", {"Allow": "POST"})
@@ -239,7 +241,10 @@ async def write_request(datasette: Datasette, request: Request, database: str, *
     except KeyError:
         raise Problem(404, f"database not found: {database}")
     actor = request.actor
-    if not await may_edit(datasette, actor, database, permission):
+    if permission is None:
+        if not await access.may_view(datasette, actor, database):
+            raise Problem(403, f"permission denied: may not view {database}")
+    elif not await may_edit(datasette, actor, database, permission):
         who = "sign in: anonymous visitors" if not actor else f"actor {actor_id(actor)!r}"
         raise Problem(403, f"permission denied: {who} may not edit {database} (needs the {permission} permission)")
     reason = read_only_reason(db)
