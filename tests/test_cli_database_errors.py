@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -20,7 +21,7 @@ from datasette_imageclust.cli import cli
 from imagefactory import photo_folder
 
 # open read-only: a read-only file is fine for them
-READERS = {"info", "similar", "ops", "evaluate list", "evaluate report", "evaluate export"}
+READERS = {"info", "similar", "ops", "evaluate list", "evaluate report", "evaluate export", "export"}
 
 
 def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
@@ -50,6 +51,8 @@ def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
         "evaluate report": ["evaluate", "report", db, "t"],
         "evaluate export": ["evaluate", "export", db, "t", "-o", str(Path(folder).parent / "out" / "sets.csv")],
         "evaluate import": ["evaluate", "import", db, "t", str(Path(folder).parent / "answers.csv")],
+        # (written to a fresh folder of its own: a reader, its output is not beside the database)
+        "export": ["export", db, "--format", "csv", "-o", os.path.join(tempfile.mkdtemp(prefix="ic-export-"), "o.csv")],
     }
 
 

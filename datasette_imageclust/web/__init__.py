@@ -47,10 +47,10 @@ def prepare_connection(conn):
 
 @hookimpl
 def register_routes():
-    from . import editapi, evaluatepage, mappage, media, pages, searchpage
+    from . import downloads, editapi, evaluatepage, mappage, media, pages, searchpage
 
     return [*pages.ROUTES, *searchpage.ROUTES, *media.ROUTES, *mappage.ROUTES, *editapi.ROUTES,
-            *evaluatepage.ROUTES]
+            *evaluatepage.ROUTES, *downloads.ROUTES]
 
 
 _KNOWN = TokenCache(64)
