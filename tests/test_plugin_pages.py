@@ -388,3 +388,26 @@ async def test_search_by_uploaded_image(ds, tux_dir, monkeypatch):
     monkeypatch.setattr(upload, "MAX_BYTES", 1000)
     r = await ds.client.post("/photos/-/imageclust/search.json", files=files)
     assert r.status_code == 413 and "limited" in r.json()["error"]
+
+
+async def test_every_pages_tabs_and_forms_lead_somewhere(ds):
+    """The tabs and search forms on each page point at the plugin's pages (Datasette's own
+    `urls` template object once shadowed ours and left every tab as href="")."""
+    import re
+
+    d = await get_json(ds, "/photos/-/imageclust.json")
+    cid = d["clusters"][0]["id"]
+    iid = d["clusters"][0]["representatives"][0]["image_id"]
+    pages = ["/photos/-/imageclust", f"/photos/-/imageclust/cluster/{cid}", f"/photos/-/imageclust/image/{iid}",
+             f"/photos/-/imageclust/search?like={iid}"]
+    for page in pages:
+        r = await ds.client.get(page)
+        assert r.status_code == 200, page
+        nav = re.search(r'<nav class="ic-tabs">(.*?)</nav>', r.text, re.S).group(1)
+        links = dict((text, href) for href, text in re.findall(r'<a href="([^"]*)"[^>]*>([^<]+)</a>', nav))
+        assert links == {"Clusters": "/photos/-/imageclust", "Search": "/photos/-/imageclust/search",
+                         "Map": "/photos/-/imageclust/map", "images table": "/photos/images"}, (page, links)
+        for href in links.values():
+            assert (await ds.client.get(href)).status_code == 200, (page, href)
+        for action in re.findall(r'<form class="ic-[^"]*"[^>]*action="([^"]*)"', r.text):
+            assert action.startswith("/photos/-/imageclust"), (page, action)

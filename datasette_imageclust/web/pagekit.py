@@ -66,7 +66,9 @@ def withheld(acc: Access, features: tuple[str, ...]) -> list[str]:
 
 
 async def render(datasette: Datasette, request: Request, template: str, context: dict) -> Response:
-    context = {**context, "imageclust_static": static_url(datasette)}
+    # Datasette puts its own `urls` object into every template's context, over ours: the
+    # templates read the plugin's links as `ic_urls`.
+    context = {**context, "imageclust_static": static_url(datasette), "ic_urls": context.get("urls")}
     return Response.html(await datasette.render_template(template, context, request=request))
 
 
