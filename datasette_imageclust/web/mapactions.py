@@ -30,6 +30,21 @@ LABEL = "Show on map"
 DESCRIPTION = "These images highlighted on the image map"
 
 
+# The Datasette query that lists a selection made on the map (``:ids`` = "1,2,3").
+SELECTION_SQL = "select * from images where id in (select value from json_each('[' || :ids || ']'))"
+
+
+def query_urls(datasette: Datasette, database: str) -> dict[str, str]:
+    """Where Datasette runs arbitrary SQL on ``database``, as a page and as CSV: 1.0 has
+    ``/<db>/-/query`` (the version with query actions), 0.65 ``/<db>?sql=``."""
+    from datasette import hookspecs
+
+    base = datasette.urls.database(database)
+    if hasattr(hookspecs, "query_actions"):
+        return {"query": base + "/-/query", "csv": base + "/-/query.csv", "selection_sql": SELECTION_SQL}
+    return {"query": base, "csv": datasette.urls.database(database, format="csv"), "selection_sql": SELECTION_SQL}
+
+
 def map_url(datasette: Datasette, database: str, sql: str, params: dict | None = None) -> str | None:
     """The map of ``database`` with the images of ``sql`` selected; None if too long."""
     args = {"sql": sql, **{k: "" if v is None else str(v) for k, v in (params or {}).items()}}

@@ -29,7 +29,7 @@ from datasette.utils.asgi import Response
 
 from ..analysis import atlas
 from ..store.collection import change_token
-from . import access, mapcolour, mapdata, selection
+from . import access, mapactions, mapcolour, mapdata, selection
 from .access import Access
 from .http import (
     Problem,
@@ -121,13 +121,13 @@ def _payload(datasette, db, state: dict) -> dict:
         "run_id": state["run_id"],
         "clusters": state["clusters"],
         "colour_options": state["colour_options"],
-        "limits": {"selection": selection.MAX_SELECTION, "colours": mapcolour.TOP},
+        "limits": {"selection": selection.MAX_SELECTION, "colours": mapcolour.TOP, "url": mapactions.MAX_URL},
         "urls": {"image": f"{base}/image/", "cluster": f"{base}/cluster/",
                  "thumb": f"{base}/thumb/" if "thumbnails" in features else None,
                  "json": f"{base}/map.json",
                  "colour": None if lay is None else f"{base}/map/colour.json?layout={lay['id']}{run}"
                                                     + (f"&atlas={build}" if build else "") + f"&v={version}",
-                 "query": datasette.urls.database(db.name), "csv": datasette.urls.database(db.name, format="csv"),
+                 **mapactions.query_urls(datasette, db.name),
                  "clusters": f"{base}/map.json" + ("" if lay is None else f"?layout={lay['id']}{run}"),
                  "page": f"{base}/map", "database": datasette.urls.database(db.name)},
     }
