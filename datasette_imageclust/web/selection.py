@@ -10,6 +10,7 @@ cut to its first :data:`MAX_SELECTION` distinct ids (``truncated``).
 """
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from . import access
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 MAX_SELECTION = 20_000
 MAX_SQL = 20_000  # characters: longer than any URL a server accepts
+_TRAILING_SEMICOLON = re.compile(r";((?:\s|--[^\n]*)*)$")
 
 
 def parse_ids(raw: str, name: str = "ids") -> list[int]:
@@ -71,8 +73,8 @@ async def run(datasette: Datasette, request: Request, db: Database, sql: str) ->
         validate_sql_select(sql)
     except InvalidSql as e:
         raise Problem(400, f"sql: {e}")
-    # A trailing ';' or '-- comment' must not break the wrapping below.
-    inner = sql.rstrip().rstrip(";")
+    # A trailing ';' (before any '-- comments') must not break the wrapping below.
+    inner = _TRAILING_SEMICOLON.sub(r"\1", sql)
     from datasette.utils import derive_named_parameters  # the query page's own rule, 0.65 and 1.0
 
     params = {name: request.args.get(name, "") for name in await derive_named_parameters(db, inner)}
