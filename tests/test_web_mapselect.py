@@ -14,12 +14,12 @@ import pytest
 
 from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.store.schema import migrate, now
-from datasette_imageclust.web.selection import MAX_SELECTION
 from test_plugin_pages import make_ds
 
 pytestmark = pytest.mark.asyncio
 MAP = "/map/-/imageclust/map"
 ROOT = {"a": {"id": "root"}}
+MAX_SELECTION = 20_000  # the README's limit of a selection
 
 
 async def _ds(path, databases=None, **kw):
