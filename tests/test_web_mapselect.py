@@ -53,6 +53,8 @@ async def test_ids_and_sql_select_those_images(map_db):
     # a trailing ';' and comment do not break it.
     sel = await _selection(ds, f"sql=select+image_id+from+cluster_members+where+cluster_id=:c;+--+c&c={cid}")
     assert sel["source"] == "sql" and sorted(sel["ids"]) == want and not sel["truncated"]
+    sel = await _selection(ds, "sql=select+3+as+image_id%3B+--+one%0A--+two%0A")
+    assert sel["ids"] == [3]
     # NULLs are skipped, duplicates counted once.
     sel = await _selection(ds, "sql=select+null+as+image_id+union+all+select+2+union+all+select+2")
     assert sel["ids"] == [2]
@@ -83,6 +85,7 @@ async def test_ids_and_sql_select_those_images(map_db):
     ("sql=select+x+from+nope", "no such table: nope"),
     ("sql=select+'abc'+as+image_id", "not 'abc'"),
     ("sql=select+-3+as+image_id", "not -3"),
+    ("sql=select+'%3B--'+as+image_id", "not ';--'"),  # a ';' inside a string is kept
     ("sql=select+1.5+as+image_id", "not 1.5"),
     ("sql=select+1+as+image_id+from", "the query failed"),
     ("sql=select+1%00", "without NUL"),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from . import access
+from .selection import without_final_semicolon
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -106,7 +107,7 @@ async def _columns(datasette: Datasette, database: str, sql: str, params: dict) 
     """The columns ``sql`` returns (prepared under LIMIT 0: its scans never run)."""
     try:
         r = await datasette.get_database(database).execute(
-            f"select * from (\n{sql.rstrip().rstrip(';')}\n) limit 0", params, log_sql_errors=False)
+            f"select * from (\n{without_final_semicolon(sql)}\n) limit 0", params, log_sql_errors=False)
     except Exception:  # the query page shows the query's own error
         return []
     return list(r.columns)

@@ -97,7 +97,8 @@ def _query(conn: Connection, tables: set[str], kind: str, arg: str) -> tuple[str
     have = [r[1] for r in conn.execute("PRAGMA table_info(images)")]
     if arg not in have or arg == "id":
         raise Problem(400, f"by: images has no column {arg[:40]!r}")
-    return f'SELECT id, "{arg}" FROM images', [], None
+    quoted = arg.replace('"', '""')
+    return f'SELECT id, "{quoted}" FROM images', [], None
 
 
 def categories(conn: Connection, s: dict, by: tuple[str, str]) -> dict:
