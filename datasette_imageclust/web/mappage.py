@@ -189,10 +189,13 @@ async def colour_json(datasette, request):
     state = await _load_state(datasette, request, acc)
     if state["layout"] is None:
         raise Problem(404, "this database has no map layout yet: run `imageclust layout`")
-    got = await acc.db.execute_fn(lambda conn: mapdata.snapshot(conn, lambda: mapcolour.categories(conn, state, by)))
+    def read(conn):  # in the SQL thread, the list of up to 100k values too
+        got = mapdata.snapshot(conn, lambda: mapcolour.categories(conn, state, by))
+        return {**got, "values": got["values"].tolist()}
+
+    got = await acc.db.execute_fn(read)
     body = {"ok": True, "by": arg(request, "by"), "count": len(got["values"]), "legend": got["legend"],
-            "other": got["other"], "missing": got["missing"], "distinct": got["distinct"],
-            "values": got["values"].tolist()}
+            "other": got["other"], "missing": got["missing"], "distinct": got["distinct"], "values": got["values"]}
     return await json_response(body, headers={"Cache-Control": "no-cache"})
 
 
