@@ -12,7 +12,7 @@ from markupsafe import Markup, escape
 from ..store.cache import TokenCache
 from ..store.collection import file_token
 from ..store.connection import ExtensionError, load_vec
-from . import access, pagedata, writes
+from . import access, mapactions, pagedata, writes
 
 MMAP_BYTES = 2**31
 
@@ -166,9 +166,44 @@ def database_actions(datasette, actor, database, request):
 
 @hookimpl
 def table_actions(datasette, actor, database, table, request):
-    if table not in IMAGE_COLUMNS and table not in ("clusters", "cluster_runs", "cluster_labels"):
+    async def inner():
+        if not await _is_imageclust(datasette, database):
+            return []
+        links = []
+        if (table in IMAGE_COLUMNS or table in ("clusters", "cluster_runs", "cluster_labels")) and \
+                await access.may_view(datasette, actor, database, "images"):
+            links = _links(datasette, database)
+        return links + await mapactions.table_action(datasette, actor, database, table, request)
+
+    return inner
+
+
+@hookimpl
+def query_actions(datasette, actor, database, query_name, request, sql, params):
+    # Datasette >= 1.0a12: "Show on map" for a query result with an image_id column.
+    async def inner():
+        if not await _is_imageclust(datasette, database):
+            return []
+        return await mapactions.query_action(datasette, actor, database, sql, params)
+
+    return inner
+
+
+@hookimpl
+def extra_body_script(template, database, table, columns, view_name, request, datasette):
+    # Datasette 0.65 has no query actions menu: a script puts the same link on the page.
+    from datasette import hookspecs
+
+    # (0.65 renders a query as the "database" view, with a query*.html template.)
+    if not str(template or "").startswith("query") or request is None or not database or hasattr(hookspecs, "query_actions"):
         return None
-    return _actions(datasette, actor, database)
+
+    async def inner():
+        if not await _is_imageclust(datasette, database):
+            return ""
+        return await mapactions.query_script(datasette, request, database, columns)
+
+    return inner
 
 
 @hookimpl

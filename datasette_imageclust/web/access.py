@@ -61,6 +61,19 @@ async def may_view(datasette: Datasette, actor: dict | None, database: str, tabl
         actor, "view-table", resource=(database, table), default=True)
 
 
+async def may_execute_sql(datasette: Datasette, actor: dict | None, database: str) -> bool:
+    """May ``actor`` run arbitrary SQL on ``database`` (Datasette's ``execute-sql``, which
+    also needs view-database)?"""
+    if not await may_view(datasette, actor, database):
+        return False
+    allowed = getattr(datasette, "allowed", None)
+    if allowed is not None:
+        from datasette.resources import DatabaseResource  # type: ignore
+
+        return bool(await allowed(action="execute-sql", resource=DatabaseResource(database=database), actor=actor))
+    return await datasette.permission_allowed(actor, "execute-sql", resource=database, default=True)
+
+
 async def check_view(datasette: Datasette, request: Request, database: str, table: str | None = "images") -> bool:
     """May the request's actor see ``database`` and ``table`` (default: ``images``)?"""
     return await may_view(datasette, request.actor if request is not None else None, database, table)

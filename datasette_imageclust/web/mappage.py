@@ -11,6 +11,11 @@ Routes (under ``/<database>/-/imageclust/``):
   and by ETag.
 - ``map/atlas/<level>/<sheet>?v=<build>``: a sprite sheet (WebP/JPEG) with ETag and
   long caching.
+- ``map/colour.json?by=<choice>&layout=..&run=..&atlas=..``: each point's colour category
+  (in ``points.bin`` order) and the legend (``mapcolour``).
+
+``map`` and ``map.json`` take a selection, ``?ids=1,2,3`` or ``?sql=<a SELECT returning
+image_id>`` (``selection``): the page highlights it.
 
 The URLs a page is given name the atlas build they belong to, so a page opened before
 ``imageclust layout`` rebuilt the atlas keeps drawing the build it started with
@@ -24,7 +29,7 @@ from datasette.utils.asgi import Response
 
 from ..analysis import atlas
 from ..store.collection import change_token
-from . import access, mapdata
+from . import access, mapactions, mapcolour, mapdata, selection
 from .access import Access
 from .http import (
     Problem,
@@ -42,7 +47,8 @@ from .http import (
 )
 from .settings import settings
 
-MAP_FEATURES = tuple(sorted(mapdata.ALL_FEATURES))
+# The map's own parts, and the tables a colour choice may read (folder: files; tag: image_tags).
+MAP_FEATURES = tuple(sorted(mapdata.ALL_FEATURES | set(mapcolour.NEEDS.values())))
 
 
 async def _map_access(datasette, request) -> Access:
@@ -61,8 +67,13 @@ async def _load_state(datasette, request, acc: Access, with_clusters: bool = Fal
 
     def read(conn):
         token = change_token(conn)  # before the snapshot: see mapdata.state
-        return mapdata.snapshot(conn, lambda: mapdata.state(
-            conn, token, layout_id, run, configured, with_clusters, wanted, acc.features))
+        def both():
+            s = mapdata.state(conn, token, layout_id, run, configured, with_clusters, wanted, acc.features)
+            s["colour_options"] = mapcolour.options(conn, token, set(s["tables"]), acc.features) \
+                if s["layout"] and "images" in s["tables"] else []
+            return s
+
+        return mapdata.snapshot(conn, both)
 
     return await acc.db.execute_fn(read)
 
@@ -109,9 +120,14 @@ def _payload(datasette, db, state: dict) -> dict:
         "atlas": {"build": build, "levels": levels},
         "run_id": state["run_id"],
         "clusters": state["clusters"],
+        "colour_options": state["colour_options"],
+        "limits": {"selection": selection.MAX_SELECTION, "colours": mapcolour.TOP, "url": mapactions.MAX_URL},
         "urls": {"image": f"{base}/image/", "cluster": f"{base}/cluster/",
                  "thumb": f"{base}/thumb/" if "thumbnails" in features else None,
                  "json": f"{base}/map.json",
+                 "colour": None if lay is None else f"{base}/map/colour.json?layout={lay['id']}{run}"
+                                                    + (f"&atlas={build}" if build else "") + f"&v={version}",
+                 **mapactions.query_urls(datasette, db.name),
                  "clusters": f"{base}/map.json" + ("" if lay is None else f"?layout={lay['id']}{run}"),
                  "page": f"{base}/map", "database": datasette.urls.database(db.name)},
     }
@@ -128,6 +144,7 @@ async def map_page(datasette, request):
     with_points = flag_arg(request, "points") if as_json else False
     state = await _load_state(datasette, request, acc, with_clusters=as_json)
     payload = _payload(datasette, db, state)
+    payload["selection"] = await selection.from_request(datasette, request, db)
     if as_json:
         if with_points and state["layout"]:
             payload["points"]["arrays"] = await db.execute_fn(lambda conn: mapdata.arrays_json(conn, state))
@@ -160,6 +177,28 @@ async def points_bin(datasette, request):
     return Response(body, headers=headers, content_type="application/octet-stream")
 
 
+@route("json")
+async def colour_json(datasette, request):
+    acc = await _map_access(datasette, request)
+    by = mapcolour.parse_by(arg(request, "by"))
+    if by is None:
+        raise Problem(400, "by is required: cluster:<run id>, folder, camera, year, tag:<source> or column:<name>")
+    needs = mapcolour.NEEDS.get(by[0])
+    if needs:
+        acc.require(needs)
+    state = await _load_state(datasette, request, acc)
+    if state["layout"] is None:
+        raise Problem(404, "this database has no map layout yet: run `imageclust layout`")
+    def read(conn):  # in the SQL thread, the list of up to 100k values too
+        got = mapdata.snapshot(conn, lambda: mapcolour.categories(conn, state, by))
+        return {**got, "values": got["values"].tolist()}
+
+    got = await acc.db.execute_fn(read)
+    body = {"ok": True, "by": arg(request, "by"), "count": len(got["values"]), "legend": got["legend"],
+            "other": got["other"], "missing": got["missing"], "distinct": got["distinct"], "values": got["values"]}
+    return await json_response(body, headers={"Cache-Control": "no-cache"})
+
+
 @route("text")
 async def atlas_sheet(datasette, request):
     acc = await _map_access(datasette, request)
@@ -189,5 +228,6 @@ _DB = r"^/(?P<database>[^/]+)/-/imageclust/map"
 ROUTES: list = [
     (_DB + r"(\.(?P<format>json))?$", map_page),
     (_DB + r"/points\.bin$", points_bin),
+    (_DB + r"/colour\.json$", colour_json),
     (_DB + r"/atlas/(?P<level>[^/]+)/(?P<sheet>[^/]+)$", atlas_sheet),
 ]

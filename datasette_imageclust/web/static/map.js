@@ -48,6 +48,8 @@
   var levels = cfg.atlas.levels || [];    // ascending cell size
   var clusters = cfg.clusters || [];
   var colors;                             // Uint8Array rgba per cluster index
+  var CAT = null, catColors = null;       // colour by a column: category per point, rgba per category
+  var SEL = null, nSel = 0;               // selection: 1 per selected point (mapselect.js sets it)
   var view = { cx: 0, cy: 0, s: 1, w: 1, h: 1, dpr: 1 };
   api.view = view;
   var mode = MODES[modeSel.value] || 1;
@@ -73,6 +75,10 @@
     }
     return c;
   }
+
+  // The colour of point i: its category when colouring by a column, else its cluster's.
+  function colourIndex(i) { return CAT ? CAT[i] : CL[i]; }
+  function palette() { return CAT ? catColors : colors; }
 
   function parsePoints(buf) {
     var dv = new DataView(buf);
@@ -281,11 +287,12 @@
   // thumbnails are large on screen, and point sprites (1 vertex an image, 6x less vertex
   // work: what matters on software WebGL) when they are small.
   var VS_QUAD = [
-    "attribute vec2 a_corner; attribute vec2 a_pos; attribute float a_ai; attribute vec4 a_color;",
+    "attribute vec2 a_corner; attribute vec2 a_pos; attribute float a_ai; attribute vec4 a_color; attribute float a_sel;",
     "uniform vec2 u_center; uniform float u_scale; uniform vec2 u_half; uniform float u_size;",
     "uniform float u_start; uniform float u_perRow;",
-    "varying vec2 v_cell; varying vec4 v_color; varying vec2 v_local;",
+    "varying vec2 v_cell; varying vec4 v_color; varying vec2 v_local; varying float v_sel;",
     "void main() {",
+    "  v_sel = a_sel;",
     "  vec2 w = a_pos + (a_corner - 0.5) * u_size;",
     "  vec2 p = (w - u_center) * u_scale / u_half;",
     "  gl_Position = vec4(p.x, -p.y, 0.0, 1.0);",
@@ -295,11 +302,12 @@
     "  v_color = a_color; v_local = a_corner;",
     "}"].join("\n");
   var VS_POINT = [
-    "attribute vec2 a_pos; attribute float a_ai; attribute vec4 a_color;",
+    "attribute vec2 a_pos; attribute float a_ai; attribute vec4 a_color; attribute float a_sel;",
     "uniform vec2 u_center; uniform float u_scale; uniform vec2 u_half; uniform float u_px;",
     "uniform float u_start; uniform float u_perRow;",
-    "varying vec2 v_cell; varying vec4 v_color;",
+    "varying vec2 v_cell; varying vec4 v_color; varying float v_sel;",
     "void main() {",
+    "  v_sel = a_sel;",
     "  vec2 p = (a_pos - u_center) * u_scale / u_half;",
     "  gl_Position = vec4(p.x, -p.y, 0.0, 1.0);",
     "  gl_PointSize = u_px;",
@@ -312,21 +320,27 @@
     return [
       "#ifdef GL_FRAGMENT_PRECISION_HIGH\nprecision highp float;\n#else\nprecision mediump float;\n#endif",
       "uniform sampler2D u_tex; uniform float u_mode; uniform float u_border; uniform float u_hasTex;",
-      "uniform vec2 u_cellUV; uniform float u_inset; uniform vec2 u_uv0;",
-      "varying vec2 v_cell; varying vec4 v_color;" + (points ? "" : " varying vec2 v_local;"),
+      "uniform vec2 u_cellUV; uniform float u_inset; uniform vec2 u_uv0; uniform float u_hasSel;",
+      "varying vec2 v_cell; varying vec4 v_color; varying float v_sel;" + (points ? "" : " varying vec2 v_local;"),
       "void main() {",
       points ? "  vec2 local = gl_PointCoord;" : "  vec2 local = v_local;",
       "  vec2 uv = u_uv0 + (v_cell + mix(vec2(u_inset), vec2(1.0 - u_inset), local)) * u_cellUV;",
       "  vec3 t = u_hasTex > 0.5 ? texture2D(u_tex, uv).rgb : mix(vec3(0.35), v_color.rgb, v_color.a * 0.7);",
-      "  if (u_mode > 2.5) { gl_FragColor = vec4(v_color.a > 0.5 ? v_color.rgb : vec3(0.45), 1.0); return; }",
-      "  if (u_mode > 1.5) { gl_FragColor = vec4(mix(t, v_color.rgb, 0.45 * v_color.a), 1.0); return; }",
       "  vec2 d = min(local, 1.0 - local);",
-      "  if (u_mode > 0.5 && v_color.a > 0.5 && min(d.x, d.y) < u_border) { gl_FragColor = vec4(v_color.rgb, 1.0); return; }",
-      "  gl_FragColor = vec4(t, 1.0);",
+      "  vec3 c = t;",
+      "  if (u_mode > 2.5) c = v_color.a > 0.5 ? v_color.rgb : vec3(0.45);",
+      "  else if (u_mode > 1.5) c = mix(t, v_color.rgb, 0.45 * v_color.a);",
+      "  else if (u_mode > 0.5 && v_color.a > 0.5 && min(d.x, d.y) < u_border) c = v_color.rgb;",
+      // A selection: the rest dimmed towards the background, the selected framed in yellow.
+      "  if (u_hasSel > 0.5) {",
+      "    if (v_sel < 0.5) c = mix(c, vec3(0.114, 0.122, 0.129), 0.8);",
+      "    else if (min(d.x, d.y) < u_border * 1.5) c = vec3(1.0, 0.84, 0.0);",
+      "  }",
+      "  gl_FragColor = vec4(c, 1.0);",
       "}"].join("\n");
   }
   var UNIFORMS = ["u_center", "u_scale", "u_half", "u_size", "u_px", "u_start", "u_perRow", "u_cellUV", "u_inset",
-                  "u_uv0", "u_tex", "u_mode", "u_border", "u_hasTex"];
+                  "u_uv0", "u_tex", "u_mode", "u_border", "u_hasTex", "u_hasSel"];
 
   function makeGL(canvas) {
     var opts = { antialias: false, alpha: false, depth: false, stencil: false, premultipliedAlpha: false };
@@ -352,30 +366,30 @@
       UNIFORMS.forEach(function (n) { P.uni[n] = gl.getUniformLocation(prog, n); });
       return P;
     }
-    var quads = program(VS_QUAD, fragment(false), ["a_pos", "a_ai", "a_color", "a_corner"]);
-    var points = program(VS_POINT, fragment(true), ["a_pos", "a_ai", "a_color"]);
+    var quads = program(VS_QUAD, fragment(false), ["a_pos", "a_ai", "a_color", "a_corner", "a_sel"]);
+    var points = program(VS_POINT, fragment(true), ["a_pos", "a_ai", "a_color", "a_sel"]);
     var maxPoint = (gl.getParameter(gl.ALIASED_POINT_SIZE_RANGE) || [1, 1])[1];
     // Quads: 6 vertices of 20 bytes an image (x, y, atlas index as float32; rgba and the
-    // corner as bytes). Plain triangles, not instancing: software WebGL (SwiftShader)
-    // runs instanced draws about as slowly as one draw call per instance.
-    // Points: 1 vertex of 16 bytes an image.
+    // corner and the selection flag as bytes). Plain triangles, not instancing: software
+    // WebGL (SwiftShader) runs instanced draws about as slowly as one draw call per instance.
+    // Points: 1 vertex of 20 bytes an image.
     var qbuf = gl.createBuffer(), pbuf = gl.createBuffer();
     var CORNERS = [0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1];
     function setInstances() {
-      var V = 6, QS = 20, PS = 16;
+      var V = 6, QS = 20, PS = 20, pal = palette();
       var qb = new ArrayBuffer(N * V * QS), qf = new Float32Array(qb), qu = new Uint8Array(qb);
       var pb = new ArrayBuffer(N * PS), pf = new Float32Array(pb), pu = new Uint8Array(pb);
       for (var i = 0; i < N; i++) {
-        var c = CL[i], r = 120, g = 120, bl = 120, al = 0;
-        if (c >= 0) { r = colors[c * 4]; g = colors[c * 4 + 1]; bl = colors[c * 4 + 2]; al = colors[c * 4 + 3]; }
+        var c = colourIndex(i), r = 120, g = 120, bl = 120, al = 0, sel = SEL && SEL[i] ? 255 : 0;
+        if (c >= 0) { r = pal[c * 4]; g = pal[c * 4 + 1]; bl = pal[c * 4 + 2]; al = pal[c * 4 + 3]; }
         var ai = AI[i] === NO_CELL ? 0 : AI[i];
-        pf[i * 4] = X[i]; pf[i * 4 + 1] = Y[i]; pf[i * 4 + 2] = ai;
-        pu[i * PS + 12] = r; pu[i * PS + 13] = g; pu[i * PS + 14] = bl; pu[i * PS + 15] = al;
+        pf[i * 5] = X[i]; pf[i * 5 + 1] = Y[i]; pf[i * 5 + 2] = ai;
+        pu[i * PS + 12] = r; pu[i * PS + 13] = g; pu[i * PS + 14] = bl; pu[i * PS + 15] = al; pu[i * PS + 16] = sel;
         for (var v = 0; v < V; v++) {
           var o = (i * V + v) * QS;
           qf[o / 4] = X[i]; qf[o / 4 + 1] = Y[i]; qf[o / 4 + 2] = ai;
           qu[o + 12] = r; qu[o + 13] = g; qu[o + 14] = bl; qu[o + 15] = al;
-          qu[o + 16] = CORNERS[v * 2]; qu[o + 17] = CORNERS[v * 2 + 1];
+          qu[o + 16] = CORNERS[v * 2]; qu[o + 17] = CORNERS[v * 2 + 1]; qu[o + 18] = sel;
         }
       }
       gl.bindBuffer(gl.ARRAY_BUFFER, qbuf);
@@ -396,11 +410,13 @@
         gl.vertexAttribPointer(L.a_ai, 1, gl.FLOAT, false, 20, 8);
         gl.vertexAttribPointer(L.a_color, 4, gl.UNSIGNED_BYTE, true, 20, 12);
         gl.vertexAttribPointer(L.a_corner, 2, gl.UNSIGNED_BYTE, false, 20, 16);
+        gl.vertexAttribPointer(L.a_sel, 1, gl.UNSIGNED_BYTE, true, 20, 18);
       } else {
         gl.bindBuffer(gl.ARRAY_BUFFER, pbuf);
-        gl.vertexAttribPointer(L.a_pos, 2, gl.FLOAT, false, 16, 0);
-        gl.vertexAttribPointer(L.a_ai, 1, gl.FLOAT, false, 16, 8);
-        gl.vertexAttribPointer(L.a_color, 4, gl.UNSIGNED_BYTE, true, 16, 12);
+        gl.vertexAttribPointer(L.a_pos, 2, gl.FLOAT, false, 20, 0);
+        gl.vertexAttribPointer(L.a_ai, 1, gl.FLOAT, false, 20, 8);
+        gl.vertexAttribPointer(L.a_color, 4, gl.UNSIGNED_BYTE, true, 20, 12);
+        gl.vertexAttribPointer(L.a_sel, 1, gl.UNSIGNED_BYTE, true, 20, 16);
       }
       current = P;
     }
@@ -439,6 +455,7 @@
         gl.uniform1f(uni.u_size, size);
         gl.uniform1f(uni.u_px, px);
         gl.uniform1f(uni.u_mode, mode);
+        gl.uniform1f(uni.u_hasSel, nSel > 0 ? 1 : 0);
         gl.uniform1f(uni.u_border, Math.min(0.5, Math.max(0.015, 2 / view.s)));
         gl.uniform1i(uni.u_tex, 0);
         gl.activeTexture(gl.TEXTURE0);
@@ -498,23 +515,28 @@
             if (Math.abs(X[i] - view.cx) > hw || Math.abs(Y[i] - view.cy) > hh) continue;
             var sx = ((X[i] - size / 2 - view.cx) * view.s + view.w / 2) * dpr;
             var sy = ((Y[i] - size / 2 - view.cy) * view.s + view.h / 2) * dpr;
-            var c = CL[i];
-            var col = c >= 0 && colors[c * 4 + 3] ? "rgb(" + colors[c * 4] + "," + colors[c * 4 + 1] + "," + colors[c * 4 + 2] + ")" : "#777";
-            if (!sh || mode === 3 || px < 3) { ctx.fillStyle = col; ctx.fillRect(sx, sy, px, px); continue; }
+            var c = colourIndex(i), pal = palette();
+            var col = c >= 0 && pal[c * 4 + 3] ? "rgb(" + pal[c * 4] + "," + pal[c * 4 + 1] + "," + pal[c * 4 + 2] + ")" : "#777";
+            drawOne(i, sh, c, col, pal, sx, sy, px);
+            if (nSel && !SEL[i]) { ctx.fillStyle = "rgba(29,31,33,0.8)"; ctx.fillRect(sx, sy, px, px); }
+            else if (nSel) { ctx.strokeStyle = "#ffd600"; ctx.lineWidth = Math.max(1, px * 0.1); ctx.strokeRect(sx, sy, px, px); }
+          }
+        }
+        function drawOne(i, sh, c, col, pal, sx, sy, px) {
+            if (!sh || mode === 3 || px < 3) { ctx.fillStyle = col; ctx.fillRect(sx, sy, px, px); return; }
             if (sh.thumb) {
               var mm = Math.min(sh.width, sh.height);
               ctx.drawImage(sh.bitmap, (sh.width - mm) / 2, (sh.height - mm) / 2, mm, mm, sx, sy, px, px);
-              continue;
+              return;
             }
             var cell = AI[i] - sh.no * sh.perSheet;
             ctx.drawImage(sh.bitmap, (cell % sh.perRow) * sh.level, Math.floor(cell / sh.perRow) * sh.level,
                           sh.level, sh.level, sx, sy, px, px);
-            if (mode === 1 && c >= 0 && colors[c * 4 + 3]) {
+            if (mode === 1 && c >= 0 && pal[c * 4 + 3]) {
               ctx.strokeStyle = col; ctx.lineWidth = Math.max(1, px * 0.06); ctx.strokeRect(sx, sy, px, px);
             } else if (mode === 2 && c >= 0) {
               ctx.globalAlpha = 0.45; ctx.fillStyle = col; ctx.fillRect(sx, sy, px, px); ctx.globalAlpha = 1;
             }
-          }
         }
       },
     };
@@ -552,6 +574,13 @@
         octx.lineWidth = 4; octx.strokeStyle = "rgba(0,0,0,0.85)"; octx.strokeText(text, p[0], p[1]);
         octx.fillStyle = "#fff"; octx.fillText(text, p[0], p[1]);
       }
+    }
+    if (selPath && selPath.length > 1) {
+      octx.beginPath();
+      selPath.forEach(function (w, k) { var q = toScreen(w[0], w[1]); if (k) octx.lineTo(q[0], q[1]); else octx.moveTo(q[0], q[1]); });
+      octx.closePath();
+      octx.fillStyle = "rgba(255,214,0,0.12)"; octx.fill();
+      octx.setLineDash([6, 4]); octx.lineWidth = 1.5; octx.strokeStyle = "#ffd600"; octx.stroke(); octx.setLineDash([]);
     }
     if (hovered >= 0) {
       var a = toScreen(X[hovered] - 0.5, Y[hovered] - 0.5);
@@ -599,11 +628,16 @@
 
   // ---- interaction ---------------------------------------------------------------------
   var pointers = new Map(), dragStart = null, moved = 0, pinchDist = 0;
+  // Selecting by dragging: a lasso in lasso mode (api.lasso), a rectangle with shift held.
+  // selPath is the outline in map coordinates while the button is down.
+  var selPath = null, selKind = null;
   function local(e) { var r = box.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }
   box.addEventListener("pointerdown", function (e) {
     box.setPointerCapture(e.pointerId);
     pointers.set(e.pointerId, local(e));
     dragStart = local(e); moved = 0;
+    selKind = pointers.size === 1 && (api.lasso || e.shiftKey) ? (api.lasso && !e.shiftKey ? "lasso" : "rect") : null;
+    selPath = selKind ? [toWorld(dragStart[0], dragStart[1])] : null;
     if (pointers.size === 2) {
       var ps = Array.from(pointers.values());
       pinchDist = Math.hypot(ps[0][0] - ps[1][0], ps[0][1] - ps[1][1]);
@@ -615,7 +649,13 @@
     if (pointers.has(e.pointerId)) {
       var prev = pointers.get(e.pointerId);
       pointers.set(e.pointerId, p);
-      if (pointers.size === 1) {
+      if (selKind && pointers.size === 1) {
+        moved += Math.abs(p[0] - prev[0]) + Math.abs(p[1] - prev[1]);
+        var w = toWorld(p[0], p[1]), w0 = selPath[0];
+        if (selKind === "rect") selPath = [w0, [w[0], w0[1]], w, [w0[0], w[1]]];
+        else if (Math.hypot(p[0] - prev[0], p[1] - prev[1]) > 0) selPath.push(w);
+        hideTip(); requestDraw();
+      } else if (pointers.size === 1) {
         view.cx -= (p[0] - prev[0]) / view.s; view.cy -= (p[1] - prev[1]) / view.s;
         moved += Math.abs(p[0] - prev[0]) + Math.abs(p[1] - prev[1]);
         hideTip(); requestDraw();
@@ -633,6 +673,14 @@
     var wasClick = pointers.size === 1 && moved < 5 && e.type === "pointerup";
     pointers.delete(e.pointerId);
     if (!pointers.size) box.classList.remove("dragging");
+    if (selKind) {
+      var path = selPath;
+      selKind = null; selPath = null; requestDraw();
+      if (!wasClick && e.type === "pointerup" && path.length > 2) {
+        window.dispatchEvent(new CustomEvent("imageclust:select", { detail: { ids: idsInside(path) } }));
+        return;
+      }
+    }
     if (wasClick) {
       var p = local(e), i = pick(p[0], p[1]);
       if (i >= 0 && e.shiftKey && CL[i] >= 0 && clusters[CL[i]].kind === "cluster") {
@@ -750,6 +798,53 @@
     var r = box.getBoundingClientRect(), i = pick(clientX - r.left, clientY - r.top); return i >= 0 ? ID[i] : null;
   };
 
+  // The ids of the points inside a polygon of map coordinates (even-odd rule).
+  function idsInside(poly) {
+    var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity, out = [];
+    poly.forEach(function (q) { x0 = Math.min(x0, q[0]); x1 = Math.max(x1, q[0]); y0 = Math.min(y0, q[1]); y1 = Math.max(y1, q[1]); });
+    for (var i = 0; i < N; i++) {
+      var x = X[i], y = Y[i];
+      if (x < x0 || x > x1 || y < y0 || y > y1) continue;
+      var inside = false;
+      for (var a = 0, b = poly.length - 1; a < poly.length; b = a++) {
+        if ((poly[a][1] > y) !== (poly[b][1] > y) &&
+            x < (poly[b][0] - poly[a][0]) * (y - poly[a][1]) / (poly[b][1] - poly[a][1]) + poly[a][0]) inside = !inside;
+      }
+      if (inside) out.push(ID[i]);
+    }
+    return out;
+  }
+  api.idsInside = idsInside;
+  var indexById = null;
+  // Highlight these image ids (null or [] clears); returns how many are on the map.
+  api.setSelection = function (ids) {
+    if (!indexById) { indexById = new Map(); for (var i = 0; i < N; i++) indexById.set(ID[i], i); }
+    SEL = new Uint8Array(N); nSel = 0;
+    (ids || []).forEach(function (id) { var k = indexById.get(id); if (k !== undefined && !SEL[k]) { SEL[k] = 1; nSel++; } });
+    if (!nSel) SEL = null;
+    api.highlighted = nSel;
+    renderer.setInstances(); requestDraw();
+    return nSel;
+  };
+  // Zoom so that every highlighted point is in view.
+  api.zoomToSelection = function () {
+    if (!nSel) return false;
+    var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (var i = 0; i < N; i++) if (SEL[i]) { x0 = Math.min(x0, X[i]); x1 = Math.max(x1, X[i]); y0 = Math.min(y0, Y[i]); y1 = Math.max(y1, Y[i]); }
+    view.cx = (x0 + x1) / 2; view.cy = (y0 + y1) / 2;
+    view.s = clampScale(Math.min(view.w / (x1 - x0 + 3), view.h / (y1 - y0 + 3), 64));
+    requestDraw();
+    return true;
+  };
+  // Colour by a column: one category (-1: none) per point in points.bin order and an rgba
+  // palette per category; null goes back to the cluster colours.
+  api.setCategories = function (values, pal) {
+    CAT = values; catColors = pal;
+    renderer.setInstances(); requestDraw();
+  };
+  api.hsl = hsl;
+  api.pointCount = function () { return N; };
+
   // ---- start ---------------------------------------------------------------------------
   // Points, clusters and the overview sheets are fetched (and decoded) in parallel.
   var t0 = performance.now();
@@ -780,6 +875,8 @@
     viewFromHash();
     countEl.textContent = N.toLocaleString() + " images" + (clusters.length ? ", " + clusters.filter(function (c) {
       return c.kind === "cluster"; }).length.toLocaleString() + " clusters" : "") + " · " + renderer.kind;
+    window.dispatchEvent(new CustomEvent("imageclust:ready"));  // mapselect.js starts here
+    api.ready = true;
     if (!sheets.length) { setStatus("no atlas: squares only"); requestDraw(); painted(); return; }
     return Promise.all(sheets[0].map(function (s) { return load(s, true); })).then(function () {
       setStatus("");
