@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from . import pipeline
 from .ingest.download import Fetched, Limits, download_all
 from .ingest.exports import read_export
+from .ingest.loader import Loader
 from .ingest.posts import ExportSummary, link, pending_urls, record_download, record_rows
 from .store import connection
 from .store.paths import display
@@ -48,6 +49,7 @@ def load_export(db_path: str | os.PathLike, export: str, *, url_column: str, id_
     limits = limits or Limits()
     rows = read_export(export, url_column=url_column, id_column=id_column, columns=columns,
                        all_columns=all_columns, separator=separator)  # a bad export stops here, nothing written
+    Loader(model, **options).prepare([])  # so do the load's options and model, before any download
     cache = os.path.abspath(cache or default_cache(db_path))
     name = display(os.path.basename(export))
     summary = ExportSummary()
@@ -95,8 +97,8 @@ def _check(concurrency: int, per_host: int, columns: Sequence[str] | None, all_c
            separator: str | None) -> None:
     if not 1 <= concurrency <= 64:
         raise pipeline.OptionError("--concurrency must be between 1 and 64")
-    if not 1 <= per_host <= concurrency:
-        raise pipeline.OptionError("--per-host must be between 1 and --concurrency")
+    if not 1 <= per_host <= 64:
+        raise pipeline.OptionError("--per-host must be between 1 and 64")
     if columns and all_columns:
         raise pipeline.OptionError("give --columns or --all-columns, not both")
     if separator == "":

@@ -36,6 +36,7 @@ class ImageServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.slow_seconds = 5.0
         self.slow_ok = 0.0
+        self.active = self.max_active = 0  # requests in flight, and the most at once
         super().__init__(("127.0.0.1", 0), Handler)
 
     @property
@@ -85,6 +86,8 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests.append(path)
             nth = self.server.seen[path] = self.server.seen.get(path, 0) + 1
+            self.server.active += 1
+            self.server.max_active = max(self.server.max_active, self.server.active)
         kind, _, name = path.lstrip("/").partition("/")
         try:
             if kind == "img":
@@ -129,3 +132,6 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(404, b"unknown path")
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             pass  # the client gave up (a timeout, a size cap): as a real server, carry on
+        finally:
+            with self.server.lock:
+                self.server.active -= 1

@@ -54,6 +54,10 @@ class DownloadProgress(Progress):
         return self.text or None
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def load_from_export(database: str, folders: tuple, export: dict, *, as_json: bool, strict: bool,
                      **load_options: Any) -> None:
     from ..ingest.download import Limits
@@ -83,8 +87,8 @@ def load_from_export(database: str, folders: tuple, export: dict, *, as_json: bo
     try:
         s = load_export(database, export["export"], url_column=export["url_column"], id_column=export["id_column"],
                         columns=columns, all_columns=export["all_columns"], separator=export["separator"],
-                        cache=export["cache"], concurrency=export["concurrency"] or 8,
-                        per_host=export["per_host"] or 2, limits=limits, retry_failed=export["retry_failed"],
+                        cache=export["cache"], concurrency=_or(export["concurrency"], 8),
+                        per_host=_or(export["per_host"], 2), limits=limits, retry_failed=export["retry_failed"],
                         on_status=echo_status, on_download=bar.update, on_skip=skip, on_progress=progress,
                         **load_options)
     finally:

@@ -132,17 +132,33 @@ def read_export(path: str, *, url_column: str, id_column: str | None = None,
             else BadRow(row, rec) for row, rec in records)
 
 
+def column_value(record: dict, name: str) -> Any:
+    """``record[name]``; failing that, a dotted ``name`` walks nested objects (NDJSON
+    from Zeeschuimer nests a post under ``data``: ``data.image_url``)."""
+    if name in record or "." not in name:
+        return record.get(name)
+    value: Any = record
+    for part in name.split("."):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return None
+    return value
+
+
 def _post(row: int, record: dict, url_column: str, id_column: str | None, columns: Sequence[str] | None,
           all_columns: bool, separator: str | None) -> ExportRow | BadRow:
     post_id = str(row)
     if id_column is not None:
-        value = record.get(id_column)
+        value = column_value(record, id_column)
         if value is None or not str(value).strip():
             return BadRow(row, f"no post id in column {id_column!r}")
         post_id = str(value).strip()
     keep = [k for k in record if k is not None] if all_columns else list(columns or ())
-    return ExportRow(row, post_id, split_urls(record.get(url_column), separator),
-                     {k: typed(record.get(k)) for k in keep})
+    return ExportRow(row, post_id, split_urls(column_value(record, url_column), separator),
+                     {k: typed(column_value(record, k)) for k in keep})
 
 
 def _csv_header(reader: Any, path: str, needed: list[str | None]) -> list[str]:

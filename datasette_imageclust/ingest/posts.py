@@ -81,7 +81,7 @@ def record_rows(db: sqlite_utils.Database, export: str, rows: Iterable[ExportRow
                 [export, r.post_id, r.row, now(), *cols.values()])
             post = db.execute("SELECT id FROM posts WHERE export = ? AND post_id = ?", [export, r.post_id]).fetchone()[0]
             db.execute("DELETE FROM post_images WHERE post = ?", [post])
-            db.executemany("INSERT INTO post_images (post, position, url) VALUES (?, ?, ?)",
+            db.conn.executemany("INSERT INTO post_images (post, position, url) VALUES (?, ?, ?)",
                            [(post, i, url) for i, url in enumerate(r.urls, 1)])
             summary.posts += 1
             summary.links += len(r.urls)
