@@ -14,7 +14,7 @@ import time
 from typing import Callable, Sequence
 
 from . import pipeline
-from .ingest.download import Fetched, Limits, download_all
+from .ingest.download import CacheError, Fetched, Limits, download_all
 from .ingest.exports import read_export
 from .ingest.loader import Loader
 from .ingest.posts import ExportSummary, link, pending_urls, record_download, record_rows
@@ -51,6 +51,10 @@ def load_export(db_path: str | os.PathLike, export: str, *, url_column: str, id_
                        all_columns=all_columns, separator=separator)  # a bad export stops here, nothing written
     Loader(model, **options).prepare([])  # so do the load's options and model, before any download
     cache = os.path.abspath(cache or default_cache(db_path))
+    try:
+        os.makedirs(cache, exist_ok=True)
+    except OSError as e:
+        raise CacheError(f"cannot use {display(cache)} as the cache folder: {e.strerror or e}") from e
     name = display(os.path.basename(export))
     summary = ExportSummary()
     db = connection.connect(db_path)
@@ -59,7 +63,6 @@ def load_export(db_path: str | os.PathLike, export: str, *, url_column: str, id_
         todo = pending_urls(db, name, cache, retry_failed, summary)
         on_status(f"{summary.posts} posts, {summary.urls} image URLs: {summary.cached} downloaded before, "
                   f"{summary.failed_before} failed before, {len(todo)} to fetch into {display(cache)}")
-        os.makedirs(cache, exist_ok=True)
 
         def done(f: Fetched) -> None:
             record_download(db, f)

@@ -194,11 +194,13 @@ def test_an_interrupted_download_resumes_without_fetching_twice(tmp_path, server
     (["--from", "{txt}", "--url-column", "images"], "cannot tell the format"),
     (["--from", "{csv}", "--url-column", "images", "--per-host", "0"], "--per-host must be between 1 and 64"),
     (["--from", "{csv}", "--url-column", "images", "--columns", "id", "--all-columns"], "not both"),
+    (["--from", "{csv}", "--url-column", "images", "--cache", "{txt}", "--model", "{model}"],
+     "as the cache folder: File exists"),
 ])
-def test_bad_options_and_exports_are_one_line_and_write_nothing(tmp_path, args, message):
+def test_bad_options_and_exports_are_one_line_and_write_nothing(tmp_path, args, message, stand_in_model):
     (tmp_path / "x.txt").write_text("id,images\n")
     paths = {"csv": str(EXPORTS / "4cat-twitter.csv"), "missing": str(tmp_path / "nope.csv"),
-             "txt": str(tmp_path / "x.txt")}
+             "txt": str(tmp_path / "x.txt"), "model": stand_in_model}
     db = tmp_path / "x.db"
     result = CliRunner().invoke(cli, ["load", str(db), *[a.format(**paths) for a in args]])
     assert result.exit_code != 0 and result.exception is None or isinstance(result.exception, SystemExit)

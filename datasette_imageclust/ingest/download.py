@@ -32,12 +32,16 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from PIL import Image
 
+from .. import __version__
+from ..store.paths import display
+from .summary import LoadError
+
 # Pillow's format -> the extension the cached file gets (one a folder load recognises).
 FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "TIFF": ".tif", "BMP": ".bmp",
                      "HEIF": ".heic", "AVIF": ".avif", "MPO": ".jpg"}
 REDIRECTS = {301, 302, 303, 307, 308}
 RETRY_STATUSES = {429, 500, 502, 503, 504}
-USER_AGENT = "datasette-imageclust (research image download; https://github.com/)"
+USER_AGENT = f"datasette-imageclust/{__version__} (image download for research)"
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,10 @@ class Fetched:
         row = asdict(self)
         row.pop("path")
         return row
+
+
+class CacheError(LoadError):
+    """The cache folder cannot be written (full, read-only): the run stops, saying so."""
 
 
 class Refused(Exception):
@@ -276,17 +284,20 @@ def _keep(url: str, body: bytes, cache: str, content_type: str | None) -> Fetche
     folder = os.path.join(cache, digest[:2])
     path = os.path.join(folder, digest + FORMAT_EXTENSIONS[fmt])
     if not os.path.exists(path):
-        partial = os.path.join(cache, ".partial")
-        os.makedirs(partial, exist_ok=True)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=partial)
+        tmp = None
         try:
+            partial = os.path.join(cache, ".partial")
+            os.makedirs(partial, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=partial)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(body)
             os.replace(tmp, path)  # whole or not at all
-        except BaseException:
-            if os.path.exists(tmp):
+        except BaseException as e:
+            if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(e, OSError):
+                raise CacheError(f"cannot write to the cache folder {display(cache)}: {e.strerror or e}") from e
             raise
     return Fetched(url, "ok", 200, digest, len(body), content_type, path=path)
 
