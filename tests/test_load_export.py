@@ -88,6 +88,7 @@ def test_a_4cat_csv_loads_posts_images_links_and_every_failure(tmp_path, server,
         ("4cat-twitter.csv", 5, "12 fields where the header has 11")]
     # 429 (Retry-After) and 503 were retried once, the image kept; the wrong content type is accepted by content.
     assert server.seen["/r429/e.jpg"] == 2 and server.seen["/r503/f.jpg"] == 2
+    assert server.seen["/img/a.jpg"] == 1 and server.seen["/img/b.jpg"] == 1  # each in two posts, fetched once
     ok = dict(rows(db, "select url, content_type from downloads where status = 'ok'"))
     assert ok[server.url("/wrongtype/d.jpg")] == "text/plain"
     # Columns typed: dates ISO, numbers numbers, JSON lists JSON; the export's "id" kept as "id_".
@@ -218,3 +219,25 @@ def test_cells_are_typed_and_split_as_documented():
     assert split_urls("http://a/1.jpg,x", None) == ["http://a/1.jpg,x"]  # no separator named: one URL
     assert split_urls([{"url": "http://a/1.jpg"}, " ", None], None) == ["http://a/1.jpg"]
     assert json.loads(typed({"k": "é"})) == {"k": "é"}
+
+
+def test_ctrl_c_during_downloads_exits_130_saying_how_to_resume(tmp_path, server, stand_in_model):
+    server.slow_ok = 0.5
+    export = tmp_path / "e.csv"
+    export.write_text("id,image\n" + "".join(f"{i},{server.url(f'/slowok/{c}.jpg')}\n" for i, c in enumerate("abcdef")))
+    db = str(tmp_path / "e.db")
+    args = [sys.executable, "-m", "datasette_imageclust", "load", db, "--from", str(export), "--url-column", "image",
+            "--concurrency", "2", "--allow-private", "--model", stand_in_model]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while server.count("/slowok/") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: run the same command again to resume" in err and "Traceback" not in err
+    kept = rows(db, "select count(*) from downloads where status = 'ok'")[0][0]
+    assert 1 <= kept < 6
+    server.slow_ok = 0
+    assert subprocess.run(args, capture_output=True).returncode == 0
+    assert rows(db, "select count(*), count(image_id) from post_images") == [(6, 6)]
