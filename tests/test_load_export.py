@@ -241,3 +241,26 @@ def test_ctrl_c_during_downloads_exits_130_saying_how_to_resume(tmp_path, server
     server.slow_ok = 0
     assert subprocess.run(args, capture_output=True).returncode == 0
     assert rows(db, "select count(*), count(image_id) from post_images") == [(6, 6)]
+
+
+def test_json_and_tsv_exports_are_read_row_by_row(tmp_path):
+    from datasette_imageclust.ingest.exports import BadRow, ExportError, read_export
+
+    j = tmp_path / "arena.json"
+    j.write_text(json.dumps({"posts": [{"id": 7, "image": {"url": "https://x/1.png"}, "created_at": "2024-01-05"},
+                                       "not a post", {"id": 8, "image": None}]}))
+    got = list(read_export(str(j), url_column="image.url", id_column="id", all_columns=True))
+    assert [(r.row, r.post_id, r.urls) for r in got if not isinstance(r, BadRow)] == [
+        (1, "7", ["https://x/1.png"]), (3, "8", [])]
+    assert got[0].columns == {"id": 7, "image": '{"url": "https://x/1.png"}', "created_at": "2024-01-05"}
+    assert [(r.row, r.reason) for r in got if isinstance(r, BadRow)] == [(2, "not a JSON object but str")]
+    t = tmp_path / "tcat.tsv"
+    t.write_bytes(b"id\tmedia_urls\ttext\n1\thttps://x/a.jpg https://x/b.jpg\tcaf\xe9\n\n2\t\tok\n")
+    rows_ = list(read_export(str(t), url_column="media_urls", separator=" ", columns=["text"]))
+    assert [(r.post_id, r.urls, r.columns) for r in rows_] == [
+        ("1", ["https://x/a.jpg", "https://x/b.jpg"], {"text": "caf\ufffd"}), ("2", [], {"text": "ok"})]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ExportError, match="is not JSON"):
+        read_export(str(tmp_path / "bad.json"), url_column="u")
+    with pytest.raises(ExportError, match="cannot read"):
+        read_export(str(tmp_path / "none.csv"), url_column="u")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import io
 import json
 import os
 import re
@@ -116,20 +115,29 @@ def read_export(path: str, *, url_column: str, id_column: str | None = None,
     :class:`BadRow` for a row that cannot be read). Raises :class:`ExportError` at once
     (before any row is read) when the file cannot be read or a named column is in no header."""
     kind = export_format(path)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+    try:  # streamed (exports run to gigabytes); a stray byte spoils one value, not the run
+        fh = open(path, encoding="utf-8-sig", errors="replace", newline="")
     except OSError as e:
         raise ExportError(f"cannot read {display(path)}: {e.strerror or e}") from e
-    text = data.decode("utf-8-sig", errors="replace")  # a stray byte spoils one value, not the run
-    if kind in ("csv", "tsv"):
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",")
-        header = _csv_header(reader, path, [url_column, id_column, *(columns or ())])
-        records = _csv_records(reader, header)
-    else:
-        records = _json_records(text, kind, path)
-    return (_post(row, rec, url_column, id_column, columns, all_columns, separator) if isinstance(rec, dict)
-            else BadRow(row, rec) for row, rec in records)
+    try:
+        if kind in ("csv", "tsv"):
+            reader = csv.reader(fh, delimiter="\t" if kind == "tsv" else ",")
+            header = _csv_header(reader, path, [url_column, id_column, *(columns or ())])
+            records = _csv_records(reader, header)
+        elif kind == "ndjson":
+            records = _json_items((line for line in fh if line.strip()), parse=True)
+        else:
+            records = _json_list(fh.read(), path)
+    except BaseException:
+        fh.close()
+        raise
+    return _posts(fh, records, url_column, id_column, columns, all_columns, separator)
+
+
+def _posts(fh: Any, records: Iterator[tuple[int, dict | str]], *args: Any) -> Iterator[ExportRow | BadRow]:
+    with fh:
+        for row, rec in records:
+            yield _post(row, rec, *args) if isinstance(rec, dict) else BadRow(row, rec)
 
 
 def column_value(record: dict, name: str) -> Any:
@@ -196,19 +204,17 @@ def _csv_records(reader: Any, header: list[str]) -> Iterator[tuple[int, dict | s
         yield row, dict(zip(header, cells))
 
 
-def _json_records(text: str, kind: str, path: str) -> Iterator[tuple[int, dict | str]]:
-    if kind == "json":
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise ExportError(f"{display(path)} is not JSON: {e}") from None
-        if isinstance(data, dict):  # {"data": [...]} and the like: the one list it holds
-            lists = [v for v in data.values() if isinstance(v, list)]
-            data = lists[0] if len(lists) == 1 else None
-        if not isinstance(data, list):
-            raise ExportError(f"{display(path)} is not a JSON list of posts")
-        return _json_items(iter(data), parse=False)
-    return _json_items((line for line in text.splitlines() if line.strip()), parse=True)
+def _json_list(text: str, path: str) -> Iterator[tuple[int, dict | str]]:
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ExportError(f"{display(path)} is not JSON: {e}") from None
+    if isinstance(data, dict):  # {"data": [...]} and the like: the one list it holds
+        lists = [v for v in data.values() if isinstance(v, list)]
+        data = lists[0] if len(lists) == 1 else None
+    if not isinstance(data, list):
+        raise ExportError(f"{display(path)} is not a JSON list of posts")
+    return _json_items(iter(data), parse=False)
 
 
 def _json_items(items: Iterator[Any], parse: bool) -> Iterator[tuple[int, dict | str]]:
