@@ -5,6 +5,7 @@
     pipeline.load on the cache folder -> images, files, thumbnails, vectors (as any folder)
     link post_images to the images
 
+and :func:`load_sidecars`, after a folder load: the posts of the JSON sidecars beside the images.
 It sits beside :mod:`.pipeline` (at its size cap) and calls its ``load``: there is one loader.
 """
 from __future__ import annotations
@@ -18,8 +19,10 @@ from .ingest.download import CacheError, Fetched, Limits, download_all
 from .ingest.exports import read_export
 from .ingest.loader import Loader
 from .ingest.posts import ExportSummary, link, pending_urls, record_download, record_rows
+from .ingest.sidecars import SidecarSummary, record_sidecars
 from .store import connection
-from .store.paths import display
+from .store.paths import display, os_path
+from .store.paths import text as paths_text
 
 
 def default_cache(db_path: str | os.PathLike) -> str:
@@ -106,3 +109,23 @@ def _check(concurrency: int, per_host: int, columns: Sequence[str] | None, all_c
         raise pipeline.OptionError("give --columns or --all-columns, not both")
     if separator == "":
         raise pipeline.OptionError("--separator must not be empty")
+
+
+def load_sidecars(db_path: str | os.PathLike, paths: Sequence[str], *, columns: Sequence[str] | None = None,
+                  all_columns: bool = False, on_skip: Callable[[str, str], None] | None = None) -> SidecarSummary:
+    """After ``pipeline.load(db_path, paths)``: a post for each gallery-dl or Instaloader
+    JSON sidecar beside the loaded files under ``paths``, linked to their images, with
+    ``columns`` (dotted names walk nested objects) or ``all_columns`` kept."""
+    if columns and all_columns:
+        raise pipeline.OptionError("give --columns or --all-columns, not both")
+    roots = [paths_text(os.path.abspath(os.path.expanduser(p))) for p in paths]
+    db = connection.connect(db_path, create=False)
+    try:
+        files = [(os_path(path, raw), sha, image_id) for path, raw, sha, image_id in db.execute(
+            "SELECT f.path, f.path_bytes, i.sha256, f.image_id FROM files f JOIN images i ON i.id = f.image_id "
+            "ORDER BY f.path")
+            if any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)]
+        return record_sidecars(db, files, columns=columns, all_columns=all_columns,
+                               on_skip=on_skip or (lambda what, reason: None))
+    finally:
+        connection.close(db)

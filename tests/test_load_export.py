@@ -190,6 +190,8 @@ def test_an_interrupted_download_resumes_without_fetching_twice(tmp_path, server
     (["--from", "{csv}", "--url-column", "pictures"], "has no column 'pictures' (its columns: id, thread_id"),
     (["--from", "{csv}", "--url-column", "images", "photos"], "give PATH... or --from EXPORT, not both"),
     (["--url-column", "images", "photos"], "--url-column goes with --from EXPORT"),
+    (["--columns", "date", "photos"], "--columns goes with --from EXPORT"),
+    (["--sidecars", "--from", "{csv}", "--url-column", "images"], "--sidecars goes with folders (PATH...), not --from"),
     ([], "give PATH... (folders or image files) or --from EXPORT"),
     (["--from", "{missing}", "--url-column", "images"], "cannot read"),
     (["--from", "{txt}", "--url-column", "images"], "cannot tell the format"),
@@ -264,3 +266,46 @@ def test_json_and_tsv_exports_are_read_row_by_row(tmp_path):
         read_export(str(tmp_path / "bad.json"), url_column="u")
     with pytest.raises(ExportError, match="cannot read"):
         read_export(str(tmp_path / "none.csv"), url_column="u")
+
+
+def test_sidecars_of_gallery_dl_and_instaloader_become_posts(tmp_path, images, stand_in_model):
+    import lzma
+
+    side = EXPORTS / "sidecars"
+    folder = tmp_path / "downloads"
+    g = folder / "gallery-dl" / "twitter" / "alice"
+    i = folder / "instaloader" / "cats"
+    g.mkdir(parents=True)
+    i.mkdir(parents=True)
+    tweet = json.loads((side / "gallery-dl-tweet.json").read_text())
+    for n, name in ((1, "a.jpg"), (2, "b.jpg")):  # gallery-dl: one sidecar per file, NAME.EXT.json
+        (g / f"1764001_{n}.jpg").write_bytes(images[name])
+        (g / f"1764001_{n}.jpg.json").write_text(json.dumps({**tweet, "num": n}))
+    for n, name in ((1, "c.jpg"), (2, "a-copy.jpg")):  # Instaloader: POST_1.jpg, POST_2.jpg, POST.json.xz
+        (i / f"2024-03-02_11-00-00_UTC_{n}.jpg").write_bytes(images[name])
+    (i / "2024-03-02_11-00-00_UTC.json.xz").write_bytes(lzma.compress((side / "instaloader-post.json").read_bytes()))
+    (folder / "lonely.jpg").write_bytes(images["d.jpg"])  # no sidecar: an image, no post
+    (folder / "broken.jpg").write_bytes(images["e.jpg"])
+    (folder / "broken.jpg.json").write_text('{"tweet_id": ')
+    db = str(tmp_path / "s.db")
+    args = ["load", db, str(folder), "--sidecars", "--model", stand_in_model, "--columns",
+            "date,author.name,hashtags,favorite_count,node.owner.username,node.taken_at_timestamp"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "sidecars: 3 posts linking 4 images, 1 unreadable" in result.output
+    assert "broken.jpg.json: not JSON" in result.output
+    posts = rows(db, 'select export, "author.name", date, hashtags, favorite_count, "node.owner.username", '
+                     '"node.taken_at_timestamp", (select count(*) from post_images where post = posts.id) '
+                     "from posts order by post_id")
+    assert [p[1:] for p in posts] == [
+        ("alice", "2024-03-02T10:11:12", '["cats"]', 12, None, None, 1),
+        ("alice", "2024-03-02T10:11:12", '["cats"]', 12, None, None, 1),
+        (None, None, None, None, "bob", 1709377200, 2)]
+    assert {p[0] for p in posts} == {"sidecars"}
+    # a.jpg is in a tweet and (as a-copy) in the Instaloader post: one image, two posts.
+    assert rows(db, "select count(*), count(distinct image_id), count(distinct post) from post_images") == [(4, 3, 3)]
+    assert rows(db, "select count(*) from images") == [(5,)]
+    assert rows(db, "select reason like 'not JSON:%' from export_errors") == [(1,)]
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert rows(db, "select (select count(*) from posts), (select count(*) from post_images)") == [(3, 4)]

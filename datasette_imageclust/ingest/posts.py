@@ -53,6 +53,28 @@ def _ensure_columns(db: sqlite_utils.Database, names: Iterable[str], known: dict
             known[name.lower()] = name
 
 
+def upsert_post(db: sqlite_utils.Database, export: str, post_id: str, row: int, columns: dict,
+                known: dict[str, str]) -> int:
+    """Insert or update a post (its kept ``columns`` added to the table as needed): its id."""
+    cols = {column_name(k): v for k, v in columns.items()}
+    _ensure_columns(db, cols, known)
+    names = [known[k.lower()] for k in cols]
+    sets = "".join(f", {quote(n)} = excluded.{quote(n)}" for n in names)
+    db.execute(
+        f"INSERT INTO posts (export, post_id, row, loaded{''.join(', ' + quote(n) for n in names)}) "
+        f"VALUES (?, ?, ?, ?{', ?' * len(names)}) ON CONFLICT (export, post_id) DO UPDATE SET "
+        f"row = excluded.row{sets}",
+        [export, post_id, row, now(), *cols.values()])
+    return db.execute("SELECT id FROM posts WHERE export = ? AND post_id = ?", [export, post_id]).fetchone()[0]
+
+
+def replace_links(db: sqlite_utils.Database, post: int, links: list[tuple[str | None, str | None, int | None]]) -> None:
+    """A post's image links, in order: (url, sha256, image id)."""
+    db.execute("DELETE FROM post_images WHERE post = ?", [post])
+    db.conn.executemany("INSERT INTO post_images (post, position, url, sha256, image_id) VALUES (?, ?, ?, ?, ?)",
+                        [(post, i, *link) for i, link in enumerate(links, 1)])
+
+
 def record_rows(db: sqlite_utils.Database, export: str, rows: Iterable[ExportRow | BadRow],
                 summary: ExportSummary, on_bad: Callable[[int, str], None], batch: int = 500) -> None:
     """Upsert the posts of ``rows`` (export file name ``export``) and replace their links;
@@ -64,25 +86,13 @@ def record_rows(db: sqlite_utils.Database, export: str, rows: Iterable[ExportRow
     try:
         for r in rows:
             if isinstance(r, BadRow):
-                db.execute("INSERT OR REPLACE INTO export_errors (export, row, reason, time) VALUES (?, ?, ?, ?)",
-                           [export, r.row, r.reason, now()])
+                record_bad(db, export, r.row, r.reason)
                 summary.bad_rows += 1
                 on_bad(r.row, r.reason)
                 continue
-            cols = {column_name(k): v for k, v in r.columns.items()}
-            _ensure_columns(db, cols, known)
-            names = [known[k.lower()] for k in cols]
             db.execute("DELETE FROM export_errors WHERE export = ? AND row = ?", [export, r.row])
-            sets = "".join(f", {quote(n)} = excluded.{quote(n)}" for n in names)
-            db.execute(
-                f"INSERT INTO posts (export, post_id, row, loaded{''.join(', ' + quote(n) for n in names)}) "
-                f"VALUES (?, ?, ?, ?{', ?' * len(names)}) ON CONFLICT (export, post_id) DO UPDATE SET "
-                f"row = excluded.row{sets}",
-                [export, r.post_id, r.row, now(), *cols.values()])
-            post = db.execute("SELECT id FROM posts WHERE export = ? AND post_id = ?", [export, r.post_id]).fetchone()[0]
-            db.execute("DELETE FROM post_images WHERE post = ?", [post])
-            db.conn.executemany("INSERT INTO post_images (post, position, url) VALUES (?, ?, ?)",
-                           [(post, i, url) for i, url in enumerate(r.urls, 1)])
+            post = upsert_post(db, export, r.post_id, r.row, r.columns, known)
+            replace_links(db, post, [(url, None, None) for url in r.urls])
             summary.posts += 1
             summary.links += len(r.urls)
             pending += 1
@@ -94,6 +104,11 @@ def record_rows(db: sqlite_utils.Database, export: str, rows: Iterable[ExportRow
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def record_bad(db: sqlite_utils.Database, export: str, row: int, reason: str) -> None:
+    db.execute("INSERT OR REPLACE INTO export_errors (export, row, reason, time) VALUES (?, ?, ?, ?)",
+               [export, row, reason, now()])
 
 
 def cached_sha256s(cache: str) -> set[str]:
@@ -139,4 +154,5 @@ def link(db: sqlite_utils.Database) -> None:
         db.execute("""UPDATE post_images SET
                         sha256 = (SELECT d.sha256 FROM downloads d WHERE d.url = post_images.url AND d.status = 'ok'),
                         image_id = (SELECT i.id FROM downloads d JOIN images i ON i.sha256 = d.sha256
-                                    WHERE d.url = post_images.url AND d.status = 'ok')""")
+                                    WHERE d.url = post_images.url AND d.status = 'ok')
+                      WHERE url IS NOT NULL""")  # a sidecar's links name their image directly

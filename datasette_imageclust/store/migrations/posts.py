@@ -15,8 +15,8 @@ def _posts_v1(db: sqlite_utils.Database) -> None:
         -- number stays a number: dates as ISO 8601 text, numbers, JSON lists as JSON text).
         CREATE TABLE posts (
             id INTEGER PRIMARY KEY,
-            export TEXT NOT NULL,            -- the export's file name
-            post_id TEXT NOT NULL,           -- the --id-column value, else the row number
+            export TEXT NOT NULL,            -- the export's file name, or 'sidecars'
+            post_id TEXT NOT NULL,           -- the --id-column value, else the row number; a sidecar's path
             row INTEGER NOT NULL,            -- 1 = the first post of the export
             loaded TEXT NOT NULL,
             UNIQUE (export, post_id)
@@ -26,7 +26,7 @@ def _posts_v1(db: sqlite_utils.Database) -> None:
         CREATE TABLE post_images (
             post INTEGER NOT NULL REFERENCES posts(id),
             position INTEGER NOT NULL,       -- 1 = the first URL of the post
-            url TEXT NOT NULL,
+            url TEXT,                        -- NULL for an image of a folder load (--sidecars)
             sha256 TEXT,                     -- of the downloaded file (NULL: not downloaded)
             image_id INTEGER,                -- images.id once loaded (no foreign key: --prune)
             PRIMARY KEY (post, position)
@@ -46,10 +46,10 @@ def _posts_v1(db: sqlite_utils.Database) -> None:
             error TEXT                       -- why it failed
         );
         CREATE INDEX downloads_sha256 ON downloads(sha256);
-        -- Rows of an export that could not be read (skipped, loading nothing).
+        -- Rows of an export (or sidecars) that could not be read (skipped, loading nothing).
         CREATE TABLE export_errors (
-            export TEXT NOT NULL,
-            row INTEGER NOT NULL,            -- line (NDJSON) or record (CSV) number
+            export TEXT NOT NULL,            -- the export's file name, or a sidecar's path
+            row INTEGER NOT NULL,            -- line (NDJSON) or record (CSV) number; 0 for a sidecar
             reason TEXT NOT NULL,
             time TEXT NOT NULL,
             PRIMARY KEY (export, row)
