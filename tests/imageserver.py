@@ -12,6 +12,7 @@ ways real hosts misbehave, chosen by the path:
     /gone404, /gone410 404 Not Found, 410 Gone
     /slow              headers, a few bytes, then silence for `slow_seconds` (a read timeout)
     /loop              302 -> /loop2 -> /loop ... (a redirect loop)
+    /tofile            302 to file:///etc/passwd (a redirect out of http)
     /endless           200 without Content-Length, bytes until the client hangs up
 
 Every request is counted in ``requests`` (path list), so a test can assert that a re-run
@@ -119,6 +120,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"\xff\xd8\xff")
                 self.wfile.flush()
                 time.sleep(self.server.slow_seconds)
+            elif kind == "tofile":
+                self._send(302, headers={"Location": "file:///etc/passwd"})
             elif kind in ("loop", "loop2"):
                 self._send(302, headers={"Location": "/loop2" if kind == "loop" else "/loop"})
             elif kind == "endless":

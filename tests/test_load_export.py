@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from datasette_imageclust.cli import cli
-from datasette_imageclust.ingest.download import Limits, download_all
+from datasette_imageclust.ingest.download import Limits, address_kind, download_all, fetch
 from datasette_imageclust.ingest.exports import split_urls, typed
 from datasette_imageclust.pipeline_exports import load_export
 from imageserver import ImageServer
@@ -309,3 +309,18 @@ def test_sidecars_of_gallery_dl_and_instaloader_become_posts(tmp_path, images, s
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
     assert rows(db, "select (select count(*) from posts), (select count(*) from post_images)") == [(3, 4)]
+
+
+def test_every_redirect_hop_is_checked_and_internal_addresses_are_named(tmp_path, server):
+    import ipaddress
+
+    f = fetch(server.url("/tofile"), str(tmp_path), FAST)
+    assert (f.status, f.error) == ("failed", "only http and https URLs are fetched, not file:")
+    kinds = {a: address_kind(ipaddress.ip_address(a)) for a in (
+        "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "::1", "fe80::1",
+        "::ffff:127.0.0.1", "100.64.0.1", "0.0.0.0", "224.0.0.1", "8.8.8.8", "2606:4700:4700::1111")}
+    assert kinds == {"127.0.0.1": "a loopback", "10.1.2.3": "a private", "172.16.0.1": "a private",
+                     "192.168.1.1": "a private", "169.254.169.254": "a link-local", "::1": "a loopback",
+                     "fe80::1": "a link-local", "::ffff:127.0.0.1": "a loopback", "100.64.0.1": "a non-public",
+                     "0.0.0.0": "a private", "224.0.0.1": "a multicast", "8.8.8.8": None,
+                     "2606:4700:4700::1111": None}
