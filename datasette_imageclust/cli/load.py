@@ -15,11 +15,12 @@ from .common import (
     echo_status,
     json_option,
 )
+from .exports import export_options, load_from_export
 
 
 @command()
 @database_argument
-@click.argument("folders", nargs=-1, required=True, type=click.Path(), metavar="PATH...")
+@click.argument("folders", nargs=-1, type=click.Path(), metavar="PATH...")
 @click.option("--model", help="Hub repo id or local model directory (default: Xenova/clip-vit-base-patch32)")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Descend into sub-folders")
 @click.option("--hidden", is_flag=True, help="Include hidden files and folders (names starting with '.')")
@@ -32,17 +33,34 @@ from .common import (
 @click.option("--prune", is_flag=True, help="Remove files that are gone from disk from the database")
 @click.option("--reembed", is_flag=True, help="Replace all vectors using --model (needed to switch model)")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any file could not be loaded")
+@click.option("--sidecars", is_flag=True, help="Read the JSON that gallery-dl or Instaloader wrote beside each image "
+                                               "into posts (keep fields with --columns or --all-columns)")
+@export_options
 @json_option()
 def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_format, batch_size,
-         workers, threads, prune, reembed, strict, as_json):
+         workers, threads, prune, reembed, strict, sidecars, as_json, **export):
     """Load the images in each PATH (a folder, scanned for images, or an image file)
-    into DATABASE (created if needed).
+    into DATABASE (created if needed); or, with --from EXPORT, the posts of a platform
+    export (CSV, TSV, NDJSON, JSON) and the images at their URLs.
 
     Re-runs are incremental: unchanged files are skipped, moved and copied files are
     recognised by their sha256, and an interrupted run resumes where it stopped.
     """
     from .. import pipeline
 
+    if export["export"] is not None or folders == ():
+        if sidecars:
+            raise CommandError("--sidecars goes with folders (PATH...), not --from")
+        return load_from_export(database, folders, export, as_json=as_json, strict=strict, model=model,
+                                hidden=hidden, thumbnail_size=thumbnail_size, thumbnail_format=thumbnail_format,
+                                batch_size=batch_size, workers=workers, threads=threads, prune=prune,
+                                reembed=reembed)
+    given = [k for k, v in export.items()
+             if v not in (None, False, ()) and not (sidecars and k in ("columns", "all_columns"))]
+    if given:
+        raise CommandError(f"--{given[0].replace('_', '-')} goes with --from EXPORT")
+    if export["columns"] and export["all_columns"]:
+        raise CommandError("give --columns or --all-columns, not both")
     progress = Progress()
 
     def skip(path: str, reason: str) -> None:
@@ -56,8 +74,15 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
         )
     finally:
         progress.close()
+    side = None
+    if sidecars and not s.interrupted:
+        from ..pipeline_exports import load_sidecars
+
+        columns = [c.strip() for c in export["columns"].split(",")] if export["columns"] else None
+        side = load_sidecars(database, folders, columns=columns, all_columns=export["all_columns"], on_skip=skip)
+        echo_status(f"sidecars: {side.posts} posts linking {side.links} images, {side.unreadable} unreadable")
     if as_json:
-        click.echo(json.dumps(s.as_dict()))
+        click.echo(json.dumps({**s.as_dict(), **({"sidecars": side.as_dict()} if side else {})}))
     echo_status(
         f"{s.scanned} files: {s.new} new images, {s.unchanged} unchanged, {s.duplicates} duplicates"
         + (f", {s.reembedded} re-embedded" if s.reembedded else "")

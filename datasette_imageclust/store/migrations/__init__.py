@@ -6,4 +6,4 @@ package imports it, so the registry is full before anything under ``store/`` run
 ever adds, and one that has shipped is never edited: a change is a new migration at the
 end of its component (and a new fixture: tests/make_schema_fixtures.py).
 """
-from . import clusters, core, curation, evaluation, map, search, text  # noqa: F401  (importing registers them)
+from . import clusters, core, curation, evaluation, map, posts, search, text  # noqa: F401  (importing registers them)

@@ -1,0 +1,334 @@
+"""Downloading image URLs into a content-addressed cache folder, politely and safely.
+
+Each URL is fetched at most once per run, by at most ``concurrency`` threads in all and
+``per_host`` per host; 429, 5xx and connection errors are retried after a full-jitter
+backoff (or the server's ``Retry-After``, capped). Everything a URL could make us do is
+bounded: only http(s), at most ``max_redirects`` hops (each checked again), connect and
+read timeouts, a size cap, and no private, loopback or link-local address unless allowed
+(the resolved address is checked and the connection made to that very address, so a
+name cannot resolve to something else between check and use). The body must be an image
+(Pillow identifies it by its bytes; the content type is only reported). Files are named
+by the sha256 of their bytes: ``<cache>/<sha256[:2]>/<sha256>.<ext>``, written whole
+(through ``<cache>/.partial/``, which a folder load skips as hidden) or not at all.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import email.utils
+import hashlib
+import http.client
+import io
+import ipaddress
+import os
+import random
+import socket
+import ssl
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable
+from urllib.parse import quote, urljoin, urlsplit
+
+from PIL import Image
+
+from .. import __version__
+from ..store.paths import display
+from .summary import LoadError
+
+# Pillow's format -> the extension the cached file gets (one a folder load recognises).
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "TIFF": ".tif", "BMP": ".bmp",
+                     "HEIF": ".heic", "AVIF": ".avif", "MPO": ".jpg"}
+REDIRECTS = {301, 302, 303, 307, 308}
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+USER_AGENT = f"datasette-imageclust/{__version__} (image download for research)"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 50 * 1024 * 1024
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0  # between two reads of the socket
+    total_timeout: float = 300.0  # for one response, however slowly it trickles
+    max_redirects: int = 5
+    retries: int = 3
+    backoff: float = 1.0  # the first retry waits up to this long, doubling after
+    max_wait: float = 60.0  # the cap on Retry-After and backoff waits
+    allow_private: bool = False
+
+
+@dataclass
+class Fetched:
+    url: str
+    status: str  # ok or failed
+    http_status: int | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    content_type: str | None = None
+    error: str | None = None
+    path: str | None = None  # the cached file (ok only)
+
+    def as_row(self) -> dict:
+        row = asdict(self)
+        row.pop("path")
+        return row
+
+
+class CacheError(LoadError):
+    """The cache folder cannot be written (full, read-only): the run stops, saying so."""
+
+
+class Refused(Exception):
+    """This URL is not fetched (scheme, address, redirects, size, content): the reason."""
+
+
+class Retryable(Exception):
+    """Worth another try (429, 5xx, a dropped connection); ``wait`` from Retry-After."""
+
+    def __init__(self, reason: str, http_status: int | None = None, wait: float | None = None):
+        super().__init__(reason)
+        self.http_status = http_status
+        self.wait = wait
+
+
+def host_of(url: str) -> str:
+    """The host a URL's requests count against (for ``per_host``)."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def check_scheme(url: str) -> None:
+    """Refuse anything but an absolute http(s) URL (no file://, data:, ftp:, ...)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as e:
+        raise Refused(f"not a valid URL: {e}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise Refused(f"only http and https URLs are fetched, not {parts.scheme or 'a relative'}:"
+                      if parts.scheme else "not an absolute http(s) URL")
+    if not parts.hostname:
+        raise Refused("no host in the URL")
+
+
+def address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """None for a public address, else what it is (these are refused without --allow-private)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    for test, kind in (("is_loopback", "a loopback"), ("is_link_local", "a link-local"),
+                       ("is_private", "a private"), ("is_multicast", "a multicast"),
+                       ("is_unspecified", "an unspecified"), ("is_reserved", "a reserved")):
+        if getattr(ip, test):
+            return kind
+    return None if ip.is_global else "a non-public"
+
+
+def resolve(host: str, port: int, allow_private: bool) -> str:
+    """The address to connect to: every address ``host`` resolves to must be public
+    (unless ``allow_private``), so a name cannot mix a public and an internal answer."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise Refused(f"cannot resolve host {host!r}: {getattr(e, 'strerror', None) or e}") from None
+    addresses = [info[4][0] for info in infos]
+    if not allow_private:
+        for a in addresses:
+            kind = address_kind(ipaddress.ip_address(a.split("%")[0]))
+            if kind:
+                said = f"{a} is" if a == host.strip("[]") else f"{host} resolves to {a},"
+                raise Refused(f"{said} {kind} address (--allow-private fetches it)")
+    return addresses[0]
+
+
+class _Pinned(http.client.HTTPConnection):
+    """HTTP to one checked address (the Host header still names the host)."""
+
+    def __init__(self, host: str, port: int, address: str, limits: Limits):
+        super().__init__(host, port, timeout=limits.read_timeout)
+        self.address, self.connect_timeout = address, limits.connect_timeout
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.connect_timeout)
+        self.sock.settimeout(self.timeout)
+
+
+class _PinnedTLS(_Pinned):
+    default_port = 443
+    context = ssl.create_default_context()
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
+
+
+def _retry_after(value: str | None, limits: Limits) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), limits.max_wait)
+
+
+def _read_body(resp: http.client.HTTPResponse, limits: Limits, started: float) -> bytes:
+    length = resp.getheader("Content-Length")
+    if length and length.isdigit() and int(length) > limits.max_bytes:
+        raise Refused(f"too large: {int(length)} bytes (the cap is {limits.max_bytes})")
+    buf = io.BytesIO()
+    while True:
+        chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
+        if not chunk:
+            return buf.getvalue()
+        buf.write(chunk)
+        if buf.tell() > limits.max_bytes:
+            raise Refused(f"too large: more than {limits.max_bytes} bytes")
+        if time.monotonic() - started > limits.total_timeout:
+            raise TimeoutError(f"the body took more than {limits.total_timeout:g}s")
+
+
+def _request(url: str, limits: Limits) -> tuple[int, dict, bytes, str | None]:
+    """One request (no redirects followed): status, headers, body (200 only), Location."""
+    check_scheme(url)
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    address = resolve(parts.hostname, port, limits.allow_private)
+    cls = _PinnedTLS if parts.scheme.lower() == "https" else _Pinned
+    conn = cls(parts.hostname, port, address, limits)
+    target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~") + (
+        "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?") if parts.query else "")
+    started = time.monotonic()
+    try:
+        conn.request("GET", target, headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"})
+        resp = conn.getresponse()
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        if resp.status in RETRY_STATUSES:
+            raise Retryable(f"HTTP {resp.status} {resp.reason}", resp.status,
+                            _retry_after(headers.get("retry-after"), limits))
+        if resp.status in REDIRECTS and headers.get("location"):
+            return resp.status, headers, b"", urljoin(url, headers["location"])
+        body = _read_body(resp, limits, started) if resp.status == 200 else b""
+        return resp.status, headers, body, None
+    finally:
+        conn.close()
+
+
+def _attempt(url: str, limits: Limits) -> tuple[int, dict, bytes]:
+    """Follow redirects (each hop checked like the first) to a final answer."""
+    for _ in range(limits.max_redirects + 1):
+        status, headers, body, location = _request(url, limits)
+        if location is None:
+            return status, headers, body
+        url = location
+    raise Refused(f"more than {limits.max_redirects} redirects")
+
+
+def _failure(url: str, reason: str, http_status: int | None = None, content_type: str | None = None) -> Fetched:
+    return Fetched(url, "failed", http_status=http_status, content_type=content_type, error=reason)
+
+
+def fetch(url: str, cache: str, limits: Limits) -> Fetched:
+    """Download ``url`` into ``cache`` (retrying what is worth it): a :class:`Fetched`,
+    never an exception for anything the URL or its server does."""
+    attempt = 0
+    while True:
+        try:
+            status, headers, body = _attempt(url, limits)
+            break
+        except Refused as e:
+            return _failure(url, str(e))
+        except ssl.SSLError as e:  # before ValueError: a certificate error is both
+            return _failure(url, f"TLS error: {e}")
+        except (ValueError, UnicodeError) as e:  # http.client.InvalidURL, a name IDNA cannot encode
+            return _failure(url, f"not a valid URL: {e}")
+        except (Retryable, ConnectionError, TimeoutError, socket.timeout, http.client.HTTPException,
+                OSError) as e:
+            reason = _reason(e)
+            if attempt >= limits.retries:
+                return _failure(url, reason + (f" (after {attempt} retries)" if attempt else ""),
+                                getattr(e, "http_status", None))
+            wait = getattr(e, "wait", None)
+            attempt += 1
+            time.sleep(wait if wait is not None else random.uniform(0, min(limits.max_wait,
+                                                                             limits.backoff * 2 ** (attempt - 1))))
+    content_type = headers.get("content-type")
+    if status != 200:
+        return _failure(url, f"HTTP {status} {http.client.responses.get(status, '')}".strip(), status, content_type)
+    return _keep(url, body, cache, content_type)
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, (TimeoutError, socket.timeout)):
+        return f"timed out{': ' + str(e) if str(e) and str(e) != 'timed out' else ''}"
+    if isinstance(e, Retryable):
+        return str(e)
+    return f"connection failed: {getattr(e, 'strerror', None) or e or type(e).__name__}"
+
+
+def _keep(url: str, body: bytes, cache: str, content_type: str | None) -> Fetched:
+    """Keep ``body`` if its bytes are an image a folder load reads."""
+    try:
+        with Image.open(io.BytesIO(body)) as im:
+            fmt = im.format
+    except Exception:
+        return _failure(url, f"not an image (content type {content_type or 'not given'}, {len(body)} bytes)",
+                        200, content_type)
+    if fmt not in FORMAT_EXTENSIONS:
+        return _failure(url, f"an image format imageclust does not load ({fmt})", 200, content_type)
+    digest = hashlib.sha256(body).hexdigest()
+    folder = os.path.join(cache, digest[:2])
+    path = os.path.join(folder, digest + FORMAT_EXTENSIONS[fmt])
+    if not os.path.exists(path):
+        tmp = None
+        try:
+            partial = os.path.join(cache, ".partial")
+            os.makedirs(partial, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=partial)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(body)
+            os.replace(tmp, path)  # whole or not at all
+        except BaseException as e:
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
+            if isinstance(e, OSError):
+                raise CacheError(f"cannot write to the cache folder {display(cache)}: {e.strerror or e}") from e
+            raise
+    return Fetched(url, "ok", 200, digest, len(body), content_type, path=path)
+
+
+def download_all(urls: Iterable[str], cache: str, limits: Limits, *, concurrency: int = 8, per_host: int = 2,
+                 on_result: Callable[[Fetched], None]) -> None:
+    """Fetch each of ``urls`` (distinct) into ``cache``, calling ``on_result`` in this
+    thread as each finishes. A host never has more than ``per_host`` requests in flight
+    (its URLs wait in its own queue, so one slow host cannot take every thread)."""
+    queues: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
+    for url in urls:
+        try:
+            check_scheme(url)  # no thread for what is refused on sight
+        except Refused as e:
+            on_result(_failure(url, str(e)))
+            continue
+        queues[host_of(url)].append(url)
+    busy: collections.Counter[str] = collections.Counter()
+    running: dict[cf.Future, str] = {}
+    pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="download")
+    try:
+        while queues or running:
+            for host in list(queues):
+                while queues[host] and busy[host] < per_host and len(running) < concurrency:
+                    running[pool.submit(fetch, queues[host].popleft(), cache, limits)] = host
+                    busy[host] += 1
+                if not queues[host]:
+                    del queues[host]
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                busy[running.pop(future)] -= 1
+                on_result(future.result())
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
