@@ -19,9 +19,7 @@ callbacks are ``on_status(line)``, ``on_progress(done, total)`` and ``on_skip(pa
 reason)``; a step reports its sub-steps through ``on_status`` and returns its result as a
 dataclass with ``as_dict()``; bad input raises an exception of the layer that found it,
 whose message is one line for the user (:class:`OptionError` for options checked here).
-
-Heavy modules (scikit-learn, onnxruntime) are imported inside the steps that need them,
-so ``imageclust --help`` and a no-op ``load`` start fast.
+Heavy modules are imported inside the steps, so ``imageclust --help`` starts fast.
 """
 from __future__ import annotations
 
@@ -49,10 +47,9 @@ if TYPE_CHECKING:  # pragma: no cover - types only
 
 __all__ = [
     "ClusterSummary", "CurationError", "DescribeSummary", "DuplicatesSummary", "IndexSummary", "LoadSummary",
-    "MapSummary", "OpResult", "OptionError", "SimilarImage", "build_index", "build_map", "cluster_images",
-    "cluster_state", "describe", "export", "find_duplicates", "find_similar", "label", "load", "merge", "move", "note",
-    "operations", "review", "split", "tag", "undo",
-]
+    "MapSummary", "OpResult", "OptionError", "SimilarImage", "build_index", "build_map", "cluster_images", "cluster_state",
+    "describe", "export", "find_duplicates", "find_similar", "label", "load", "merge", "move", "note", "operations",
+    "review", "split", "tag", "undo"]
 
 OnStatus = Callable[[str], None]
 

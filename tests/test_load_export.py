@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from datasette_imageclust.cli import cli
 from datasette_imageclust.ingest.download import Limits, address_kind, download_all, fetch
 from datasette_imageclust.ingest.exports import split_urls, typed
-from datasette_imageclust.pipeline_exports import load_export
+from datasette_imageclust.pipeline_posts import load_export
 from imageserver import ImageServer
 
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"

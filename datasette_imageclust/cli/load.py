@@ -15,7 +15,7 @@ from .common import (
     echo_status,
     json_option,
 )
-from .exports import export_options, load_from_export
+from .posts import export_options, load_from_export
 
 
 @command()
@@ -76,7 +76,7 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
         progress.close()
     side = None
     if sidecars and not s.interrupted:
-        from ..pipeline_exports import load_sidecars
+        from ..pipeline_posts import load_sidecars
 
         columns = [c.strip() for c in export["columns"].split(",")] if export["columns"] else None
         side = load_sidecars(database, folders, columns=columns, all_columns=export["all_columns"], on_skip=skip)

@@ -61,7 +61,7 @@ def _or(value: Any, default: Any) -> Any:
 def load_from_export(database: str, folders: tuple, export: dict, *, as_json: bool, strict: bool,
                      **load_options: Any) -> None:
     from ..ingest.download import Limits
-    from ..pipeline_exports import load_export
+    from ..pipeline_posts import load_export
 
     if export["export"] is None:
         raise CommandError("give PATH... (folders or image files) or --from EXPORT")
