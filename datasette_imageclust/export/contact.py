@@ -107,7 +107,7 @@ def sheet(db: Connection, cluster: dict | None, ids: list[int], dpi: float, *, r
     pt = dpi / 72
     page = Page(page_raster(width, height), dpi)
     room = width - 2 * margin
-    title = clean(cluster.get("label") or f"cluster {cluster['id']}", 120) if cluster else "not in any cluster"
+    title = (clean(cluster.get("label"), 120) or f"cluster {cluster['id']}") if cluster else "not in any cluster"
     page.items.append(textbox(fit(title, 16 * pt, room), margin, margin, 16 * pt,
                               cluster_id=cluster["id"] if cluster else None, role="label"))
     facts = []

@@ -83,7 +83,8 @@ def _title(selection: Selection) -> str:
 
 
 def _label_of(cluster: dict) -> str:
-    return clean(cluster.get("label") or f"cluster {cluster['id']}")
+    """The label as drawn: cleaned, else (a cluster no labeller could name) its id."""
+    return clean(cluster.get("label")) or f"cluster {cluster['id']}"
 
 
 def map_page(db: Connection, selection: Selection, width: int, dpi: float) -> tuple[Page, dict]:
