@@ -9,6 +9,7 @@ commands, the benchmarks and the tests all call.
     find_similar    the nearest images to an image, a text or an image file
     describe        a vision LLM's description (and tags) of every image
     tag             CLIP zero-shot tags per image
+    export          the selected images as a table, folder/ZIP, network or figure
 
 Each step is orchestration only: the work is done by :mod:`.ingest` and
 :mod:`.analysis`. Conventions: ``db`` is an open ``sqlite_utils.Database`` (from
@@ -34,7 +35,7 @@ from .analysis.neardup import DuplicatesSummary
 from .analysis.search import IndexSummary
 from .ingest.summary import LoadSummary
 from .store import connection
-from .store.collection import ImageCollection
+from .store.collection import ImageCollection, database_file
 from .store.paths import display
 
 if TYPE_CHECKING:  # pragma: no cover - types only
@@ -45,8 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover - types only
 
 __all__ = [
     "ClusterSummary", "DescribeSummary", "DuplicatesSummary", "IndexSummary", "LoadSummary", "MapSummary", "OptionError",
-    "SimilarImage", "build_index", "build_map", "cluster_images", "describe", "find_duplicates", "find_similar", "load",
-    "tag",
+    "SimilarImage", "build_index", "build_map", "cluster_images", "describe", "export", "find_duplicates", "find_similar",
+    "load", "tag",
 ]
 
 OnStatus = Callable[[str], None]
@@ -239,7 +240,7 @@ def cluster_images(db: sqlite_utils.Database, *, on: str = "images", text_model:
                         tag_source=tag_source, seed=seed, on_status=on_status, on_progress=on_progress)
     ids, x = src.ids, src.x
     if len(ids) == 0:
-        raise OptionError(f"{_db_name(db)} has no image vectors: run `imageclust load` first" if on == "images"
+        raise OptionError(f"{display(database_file(db) or 'the database')} has no image vectors: run `imageclust load` first" if on == "images"
                           else f"no image has {on} to cluster")
     if src.left_out:
         on_status(f"{src.left_out} images without {on} are left out of this run")
@@ -302,12 +303,6 @@ def _check_cluster_options(n_clusters: int | None, min_size: int, max_size: int 
     bad = [s for s in sources if s not in labelling.SOURCES]
     if bad:
         raise OptionError(f"unknown label source {bad[0]!r}: choose from {', '.join(labelling.SOURCES)}")
-
-
-def _db_name(db: sqlite_utils.Database) -> str:
-    """The database's file, for messages."""
-    row = db.execute("PRAGMA database_list").fetchone()
-    return display(row[2]) if row and row[2] else "the database"
 
 
 # --- tags ------------------------------------------------------------------------------------
@@ -443,3 +438,11 @@ def _check_describe_options(url: str | None, api: str, prompt: str | None, promp
         raise OptionError("--timeout must be more than 0")
     if not 0 <= retries <= 20:
         raise OptionError("--retries must be between 0 and 20")
+
+
+def export(db: sqlite_utils.Database, format: str, out: str | os.PathLike, *, run: str | None = None,
+           clusters: list[int] | None = None, sql: str | None = None, force: bool = False, **options) -> dict:
+    """Write ``run``'s images (of ``clusters``, ``sql``'s image_ids) to ``out`` as ``format`` (:mod:`.export`)."""
+    from .export import run as exporting
+
+    return exporting.export(db, format, out, run=run, clusters=clusters, sql=sql, force=force, **options)

@@ -1,7 +1,8 @@
 """The ``imageclust`` command line: each command parses its options, calls one function
 of :mod:`datasette_imageclust.pipeline` (or a store/analysis query) and prints.
 
-Commands live in one module per family (``load``, ``clusters``, ``map``, ``search``, ``describe``, ``tags``);
+Commands live in one module per family (``load``, ``clusters``, ``map``, ``search``, ``describe``, ``tags``,
+``export``);
 what they share (errors, options, opening a database, progress) in :mod:`.common`.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import clusters, describe, load, map, search, tags
+from . import clusters, describe, export, load, map, search, tags
 
 
 @click.group()
@@ -18,6 +19,6 @@ def cli() -> None:
     """Turn folders of images into a SQLite database to cluster and explore in Datasette."""
 
 
-for _module in (load, clusters, search, map, describe, tags):
+for _module in (load, clusters, search, map, describe, tags, export):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

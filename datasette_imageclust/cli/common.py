@@ -37,6 +37,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..analysis.layout import LayoutError
     from ..analysis.search import SearchError
     from ..analysis.vlm import ServerError
+    from ..export.selection import ExportError
     from ..ingest.decode import ImageError
     from ..ingest.summary import LoadError
     from ..models import ModelError
@@ -44,7 +45,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..store.collection import NotFound
 
     return (OptionError, LoadError, ModelError, ImageError, ClusteringError, StoreError, LayoutError,
-            AtlasError, SearchError, NotFound, DescribeError, ServerError)
+            AtlasError, SearchError, NotFound, DescribeError, ServerError, ExportError)
 
 
 def as_command_error(error: Exception, database: str | None) -> CommandError | None:

@@ -45,7 +45,8 @@ def writing(out: Path, *, force: bool = False, directory: bool = False) -> Itera
     (e.g. no space left) becomes one :class:`ExportError` line."""
     out = Path(out)
     check_output(out, force=force)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.part")
+    # The suffix stays last: a writer that picks its kind by the extension (figure) sees it.
+    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.part{out.suffix}")
     try:
         if directory:
             tmp.mkdir()

@@ -88,12 +88,12 @@ def select(db: Connection, *, run: str | int | None = None, clusters: list[int] 
                 ids.append(iid)
                 cluster_of[iid] = None
     present = set(cluster_of.values())
-    out = [{"id": cid, "kind": kind, "label": _best(labels.get(cid), label), "size": size, "cohesion": cohesion}
+    out = [{"id": cid, "kind": kind, "label": best_label(labels.get(cid), label), "size": size, "cohesion": cohesion}
            for cid, kind, label, size, cohesion in rows if cid in present]
     return Selection(the_run, ids, cluster_of, out)
 
 
-def _best(labels: list[dict] | None, stored: str | None) -> str:
+def best_label(labels: list[dict] | None, stored: str | None) -> str:
     """The best label by LABEL_PRECEDENCE (``labels`` come best first), else the stored one."""
     return labels[0]["label"] if labels else (stored or "")
 

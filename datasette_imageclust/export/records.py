@@ -1,0 +1,70 @@
+"""One record per selected image, read in chunks: what the tables, the archive manifest
+and the network nodes all describe an image with (so they agree)."""
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+from ..store.collection import ImageCollection, raw_connection
+from ..store.connection import Connection
+from .selection import Selection
+
+CHUNK = 500  # images read per round of queries: memory stays flat whatever the selection's size
+
+#: The columns of a record, in order (``tabular`` writes them; README "Exporting" lists them).
+COLUMNS = ("image_id", "path", "paths", "path_escaped", "sha256", "run", "cluster_id", "cluster_label", "distance",
+           "rank", "representative", "x", "y", "tags", "description", "taken", "camera", "format", "width",
+           "height")
+
+
+def records(db: Connection, selection: Selection, *, chunk: int = CHUNK) -> Iterator[dict]:
+    """Yield one dict per image of ``selection`` (keys :data:`COLUMNS`, in export order).
+
+    ``path`` is the first of the image's files (by path) as the store keeps it: readable
+    text, with the bytes of a name that is not UTF-8 as ``\\xNN`` (then ``path_escaped``);
+    ``paths`` every file with this content. ``tags`` are (tag, score) pairs of the default
+    tag source, ``description`` the one the pages show; ``x``/``y`` from the default layout.
+    """
+    col = ImageCollection(db)
+    conn = raw_connection(db)
+    run = selection.run
+    layout = col.layout()
+    tag_source = col.tag_source()
+    reps = run["representatives"] if run else 0
+    for start in range(0, len(selection.image_ids), chunk):
+        ids = selection.image_ids[start:start + chunk]
+        arg = json.dumps(ids)
+        images = {r[0]: r for r in conn.execute(
+            "SELECT id, sha256, taken, camera, format, width, height FROM images "
+            "WHERE id IN (SELECT value FROM json_each(?))", [arg])}
+        files: dict[int, list[tuple[str, bool]]] = {}
+        for iid, path, raw in conn.execute("SELECT image_id, path, path_bytes IS NOT NULL FROM files "
+                                           "WHERE image_id IN (SELECT value FROM json_each(?)) ORDER BY path", [arg]):
+            files.setdefault(iid, []).append((path, bool(raw)))
+        members = {} if run is None else {r[0]: r[1:] for r in conn.execute(
+            "SELECT image_id, distance, rank FROM cluster_members WHERE run_id = ? "
+            "AND image_id IN (SELECT value FROM json_each(?))", [run["id"], arg])}
+        points = {} if layout is None else {r[0]: r[1:] for r in conn.execute(
+            "SELECT image_id, x, y FROM layout_points WHERE layout_id = ? "
+            "AND image_id IN (SELECT value FROM json_each(?))", [layout["id"], arg])}
+        tags = col.tags(tag_source, ids) if tag_source else {}
+        texts = col.shown_descriptions(ids)
+        for iid in ids:
+            img = images.get(iid)
+            if img is None:
+                continue  # deleted since the selection was made
+            cid = selection.cluster_of.get(iid)
+            cluster = selection.cluster(cid)
+            distance, rank = members.get(iid, (None, None))
+            x, y = points.get(iid, (None, None))
+            fs = files.get(iid, [])
+            yield {
+                "image_id": iid, "path": fs[0][0] if fs else None, "paths": [p for p, _ in fs],
+                "path_escaped": bool(fs and fs[0][1]), "sha256": img[1], "run": run["name"] if run else None,
+                "cluster_id": cid, "cluster_label": cluster["label"] if cluster else None,
+                "distance": distance, "rank": rank,
+                "representative": bool(cluster and cluster["kind"] == "cluster" and rank is not None and rank <= reps),
+                "x": x, "y": y, "tags": [{"tag": t, "score": s} for t, s in tags.get(iid, [])],
+                "description": texts[iid]["text"] if iid in texts else None,
+                "taken": img[2], "camera": img[3], "format": img[4], "width": img[5], "height": img[6],
+            }

@@ -1,0 +1,97 @@
+"""``csv``, ``json`` and ``parquet``: one row per selected image (columns:
+:data:`.records.COLUMNS`), written as the rows are read, so memory stays flat.
+
+CSV cells that hold lists (``paths``, ``tags``) are JSON arrays; JSON is one array of
+objects; Parquet needs the ``[parquet]`` extra (pyarrow) and keeps lists as lists.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ..store.connection import Connection
+from .records import COLUMNS, records
+from .selection import ExportError, Selection
+
+FORMATS = ("csv", "json", "parquet")
+BATCH = 1000  # rows per Parquet row group write
+
+
+def write(db: Connection, selection: Selection, out: Path, *, format: str = "csv", **options) -> dict:
+    """Write the selection's rows to ``out`` (a temporary name: see :mod:`.atomic`)."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown table format {format!r} (formats: {', '.join(FORMATS)})")
+    rows = records(db, selection)
+    if format == "csv":
+        n = _csv(rows, out)
+    elif format == "json":
+        n = _json(rows, out)
+    else:
+        n = _parquet(rows, out)
+    return {"format": format, "rows": n}
+
+
+def _csv(rows, out: Path) -> int:
+    n = 0
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in rows:
+            r = dict(r, paths=json.dumps(r["paths"], ensure_ascii=False),
+                     tags=json.dumps(r["tags"], ensure_ascii=False) if r["tags"] else "",
+                     path_escaped=int(r["path_escaped"]), representative=int(r["representative"]))
+            w.writerow(["" if r[c] is None else r[c] for c in COLUMNS])
+            n += 1
+    return n
+
+
+def _json(rows, out: Path) -> int:
+    n = 0
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("[")
+        for r in rows:
+            f.write(("\n" if n == 0 else ",\n") + json.dumps(r, ensure_ascii=False))
+            n += 1
+        f.write("\n]\n")
+    return n
+
+
+def parquet_available() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _parquet(rows, out: Path) -> int:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ExportError("parquet needs pyarrow: pip install 'datasette-imageclust[parquet]' "
+                          "(or export --format csv)") from None
+    tag = pa.struct([("tag", pa.string()), ("score", pa.float64())])
+    schema = pa.schema([
+        ("image_id", pa.int64()), ("path", pa.string()), ("paths", pa.list_(pa.string())),
+        ("path_escaped", pa.bool_()), ("sha256", pa.string()), ("run", pa.string()), ("cluster_id", pa.int64()),
+        ("cluster_label", pa.string()), ("distance", pa.float64()), ("rank", pa.int64()),
+        ("representative", pa.bool_()), ("x", pa.float64()), ("y", pa.float64()), ("tags", pa.list_(tag)),
+        ("description", pa.string()), ("taken", pa.string()), ("camera", pa.string()), ("format", pa.string()),
+        ("width", pa.int64()), ("height", pa.int64()),
+    ])
+    assert tuple(schema.names) == COLUMNS
+    n = 0
+    with pq.ParquetWriter(str(out), schema) as w:
+        batch: list[dict] = []
+        for r in rows:
+            batch.append(r)
+            if len(batch) == BATCH:
+                w.write_table(pa.Table.from_pylist(batch, schema=schema))
+                n += len(batch)
+                batch = []
+        if batch or n == 0:
+            w.write_table(pa.Table.from_pylist(batch, schema=schema))
+            n += len(batch)
+    return n
