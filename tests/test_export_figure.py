@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from datasette_imageclust.export import contact, figure, placement, scene
+from datasette_imageclust.export import figure, placement, scene
 from datasette_imageclust.export.selection import ExportError, select
+from datasette_imageclust.pipeline import export
 from datasette_imageclust.store import connection as dbmod
 
 pypdf = pytest.importorskip("pypdf", reason="pypdf (the test extra) reads the PDFs back")
@@ -75,7 +76,7 @@ def test_map_png_has_the_width_and_dpi(tux_map, tmp_path):
     db = _open(tux_map)
     sel = select(db)
     out = tmp_path / "map.png"
-    summary = figure.write(db, sel, out)  # the defaults: 3,000 px at 300 dpi
+    summary = export(db, "figure", out)  # the defaults: 3,000 px at 300 dpi
     with Image.open(out) as im:
         assert im.format == "PNG" and im.width == 3000
         assert tuple(round(v) for v in im.info["dpi"]) == (300, 300)
@@ -90,7 +91,7 @@ def test_map_svg_has_one_text_per_cluster_and_no_overlapping_labels(tux_map, tmp
     db = _open(tux_map)
     sel = select(db)
     out = tmp_path / "map.svg"
-    figure.write(db, sel, out, width=1600, dpi=150)
+    export(db, "figure", out, width=1600, dpi=150)
     labels = _svg_labels(out)
     want = {c["id"]: scene.clean(c["label"]) or f"cluster {c['id']}" for c in _labelled(sel)}
     assert {int(g.get("data-cluster-id")): g.find(f"{SVG}text").text for g in labels} == want
@@ -106,7 +107,7 @@ def test_svg_keeps_labels_with_markup_as_text(map_db, tmp_path):
     db = _open(map_db)
     sel = select(db)
     out = tmp_path / "map.svg"
-    figure.write(db, sel, out, width=1200)
+    export(db, "figure", out, width=1200)
     texts = [g.find(f"{SVG}text").text for g in _svg_labels(out)]
     assert len(texts) == 12 and all(t.startswith('<img src=x onerror="') for t in texts)
     assert b"<img" not in out.read_bytes()
@@ -116,7 +117,7 @@ def test_map_pdf_has_the_labels_as_text(tux_map, tmp_path):
     db = _open(tux_map)
     sel = select(db)
     out = tmp_path / "map.pdf"
-    summary = figure.write(db, sel, out, width=2400, dpi=200)
+    summary = export(db, "figure", out, width=2400, dpi=200)
     reader = pypdf.PdfReader(out)
     assert len(reader.pages) == 1 and summary["pages"] == 1
     box = reader.pages[0].mediabox
@@ -133,13 +134,13 @@ def test_map_pdf_has_the_labels_as_text(tux_map, tmp_path):
 def test_thousand_image_map_places_every_label_readably(crowded_map, tmp_path):
     db = _open(crowded_map)
     sel = select(db)
-    png = figure.write(db, sel, tmp_path / "map.png")
+    png = export(db, "figure", tmp_path / "map.png")
     assert png["images_drawn"] == 1000
     assert png["labels"] == 40 and png["labels_omitted"] == 0
     assert png["min_label_pt"] >= 3000 * figure.MIN_LABEL_SIZE / 300 * 72 - 0.1  # >= ~6.5 pt at 300 dpi
     with Image.open(tmp_path / "map.png") as im:
         assert im.width == 3000
-    figure.write(db, sel, tmp_path / "map.svg")
+    export(db, "figure", tmp_path / "map.svg")
     labels = _svg_labels(tmp_path / "map.svg")
     assert len(labels) == 40
     _no_overlaps([_box(g) for g in labels])
@@ -151,12 +152,12 @@ def test_thousand_image_map_places_every_label_readably(crowded_map, tmp_path):
 def test_grid_figure_png_and_svg(tux_map, tmp_path):
     db = _open(tux_map)
     sel = select(db)
-    summary = figure.write(db, sel, tmp_path / "grid.png", figure="grid", width=1800, dpi=150)
+    summary = export(db, "figure", tmp_path / "grid.png", figure="grid", width=1800, dpi=150)
     with Image.open(tmp_path / "grid.png") as im:
         assert im.width == 1800 and tuple(round(v) for v in im.info["dpi"]) == (150, 150)
     groups = [c for c in sel.clusters if any(sel.cluster_of[i] == c["id"] for i in sel.image_ids)]
     assert summary["clusters_drawn"] == len(groups) and summary["clusters_omitted"] == 0
-    figure.write(db, sel, tmp_path / "grid.svg", figure="grid", width=1800)
+    export(db, "figure", tmp_path / "grid.svg", figure="grid", width=1800)
     labels = _svg_labels(tmp_path / "grid.svg")
     assert [int(g.get("data-cluster-id")) for g in labels] == [c["id"] for c in groups]
 
@@ -165,7 +166,7 @@ def test_contact_sheet_has_a_page_per_cluster(tux_map, tmp_path):
     db = _open(tux_map)
     sel = select(db)
     out = tmp_path / "sheet.pdf"
-    summary = contact.write(db, sel, out, dpi=100)
+    summary = export(db, "contact-sheet", out, dpi=100)
     reader = pypdf.PdfReader(out)
     groups = [c for c in sel.clusters if any(sel.cluster_of[i] == c["id"] for i in sel.image_ids)]
     assert len(reader.pages) == len(groups) == summary["pages"]
@@ -189,8 +190,7 @@ def test_contact_sheet_has_a_page_per_cluster(tux_map, tmp_path):
 def test_contact_sheet_of_chosen_clusters_says_how_many_more(crowded_map, tmp_path):
     db = _open(crowded_map)
     big = max(select(db).clusters, key=lambda c: c["size"])
-    sel = select(db, clusters=[big["id"]])
-    summary = contact.write(db, sel, tmp_path / "one.pdf", dpi=100)
+    summary = export(db, "contact-sheet", tmp_path / "one.pdf", clusters=[big["id"]], dpi=100)
     text = pypdf.PdfReader(tmp_path / "one.pdf").pages[0].extract_text()
     assert summary["pages"] == 1
     shown = summary["images_shown"]
@@ -206,10 +206,10 @@ def test_characters_outside_winansi_are_counted_in_pdf_and_kept_in_svg(map_db, t
     with db.conn:
         db.execute("UPDATE cluster_labels SET label = 'Ελληνικά café ' || cluster_id")
     sel = select(db)
-    pdf = figure.write(db, sel, tmp_path / "map.pdf", width=1200)
+    pdf = export(db, "figure", tmp_path / "map.pdf", width=1200)
     assert pdf["replaced_characters"] == 8 * 12
     assert "cafe" in pypdf.PdfReader(tmp_path / "map.pdf").pages[0].extract_text().replace("é", "e")
-    figure.write(db, sel, tmp_path / "map.svg", width=1200)
+    export(db, "figure", tmp_path / "map.svg", width=1200)
     assert all(g.find(f"{SVG}text").text.startswith("Ελληνικά café") for g in _svg_labels(tmp_path / "map.svg"))
 
 
@@ -219,7 +219,7 @@ def test_png_renders_without_any_system_font(map_db, tmp_path, monkeypatch):
     scene.font.cache_clear()
     try:
         db = _open(map_db)
-        summary = figure.write(db, select(db), tmp_path / "map.png", width=1200)
+        summary = export(db, "figure", tmp_path / "map.png", width=1200)
         assert summary["labels"] == 12 and summary["labels_omitted"] == 0
         with Image.open(tmp_path / "map.png") as im:
             assert im.width == 1200
@@ -237,7 +237,7 @@ def test_png_renders_without_any_system_font(map_db, tmp_path, monkeypatch):
 def test_bad_figure_options_are_one_line_and_write_nothing(map_db, tmp_path, name, options, message):
     db = _open(map_db)
     with pytest.raises(ExportError, match=message):
-        figure.write(db, select(db), tmp_path / name, **options)
+        export(db, "figure", tmp_path / name, **options)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -246,11 +246,11 @@ def test_existing_output_is_kept_unless_force(map_db, tmp_path):
     out = tmp_path / "map.png"
     out.write_bytes(b"mine")
     with pytest.raises(ExportError, match="already exists"):
-        figure.write(db, select(db), out, width=800)
+        export(db, "figure", out, width=800)
     assert out.read_bytes() == b"mine"
     with pytest.raises(ExportError, match="contact sheet is a PDF"):
-        contact.write(db, select(db), tmp_path / "sheet.png")
-    figure.write(db, select(db), out, width=800, force=True)
+        export(db, "contact-sheet", tmp_path / "sheet.png")
+    export(db, "figure", out, width=800, force=True)
     assert Image.open(out).width == 800
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]  # no temporary left
 
@@ -258,7 +258,7 @@ def test_existing_output_is_kept_unless_force(map_db, tmp_path):
 def test_map_figure_needs_a_layout(tux_db, tmp_path):
     db = _open(tux_db)  # loaded, never laid out
     with pytest.raises(ExportError, match="no map layout"):
-        figure.write(db, select(db), tmp_path / "map.png")
+        export(db, "figure", tmp_path / "map.png")
 
 
 def test_placement_never_overlaps_and_leaves_out_what_cannot_fit():

@@ -20,7 +20,7 @@ import numpy as np
 from ..store.collection import ImageCollection, raw_connection
 from ..store.connection import Connection
 from ..store.paths import display
-from . import atomic, render, thumbs
+from . import render, thumbs
 from .pdf import page_raster
 from .scene import Page, clean, fit, measure, textbox
 from .selection import ExportError, Selection
@@ -31,15 +31,16 @@ COLUMNS = 5
 DPI_RANGE = (72, 600)
 
 
-def write(db: Connection, selection: Selection, out: Path, *, dpi: float = 300, force: bool = False,
+def write(db: Connection, selection: Selection, out: Path, *, dpi: float | None = 300, output: Path | None = None,
           on_status: Callable[[str], None] | None = None, **_other: object) -> dict:
-    """Write the contact sheet PDF to ``out``; returns the summary (for ``--json``)."""
-    out = Path(out)
-    if render.format_of(out) != "pdf":
-        raise ExportError(f"a contact sheet is a PDF: name the output ….pdf, not {display(os.fspath(out))}")
-    if not DPI_RANGE[0] <= float(dpi) <= DPI_RANGE[1]:
-        raise ExportError(f"--dpi for a contact sheet must be {DPI_RANGE[0]}..{DPI_RANGE[1]}, not {dpi}")
-    atomic.check_output(out, force=force)
+    """Write the contact sheet PDF to ``out`` (the temporary name :func:`.run.export`
+    gives; ``output``: the final name, which must end in .pdf)."""
+    dpi = 300.0 if dpi is None else float(dpi)
+    name = Path(output or out)
+    if render.format_of(name) != "pdf":
+        raise ExportError(f"a contact sheet is a PDF: name the output ….pdf, not {display(os.fspath(name))}")
+    if not DPI_RANGE[0] <= dpi <= DPI_RANGE[1]:
+        raise ExportError(f"--dpi for a contact sheet must be {DPI_RANGE[0]}..{DPI_RANGE[1]}, not {dpi:g}")
     groups = _groups(selection)
     if not groups:
         raise ExportError("the selection holds no images: nothing to put on a contact sheet")
@@ -50,14 +51,14 @@ def write(db: Connection, selection: Selection, out: Path, *, dpi: float = 300, 
 
     def pages() -> Iterator[Page]:
         for n, (cluster, ids) in enumerate(groups, 1):
-            page, k = sheet(db, cluster, ids, float(dpi), run=run, number=(n, len(groups)))
+            page, k = sheet(db, cluster, ids, dpi, run=run, number=(n, len(groups)))
             shown[0] += k
             yield page
 
-    with atomic.writing(out, force=force) as tmp, open(tmp, "wb") as f:
+    with open(out, "wb") as f:
         facts = render.write_pages(pages(), "pdf", f, title=f"imageclust contact sheet: {run or 'all images'}")
-    return {"format": "contact-sheet", "output": display(os.fspath(out)), "clusters": len(groups),
-            "images": len(selection.image_ids), "images_shown": shown[0], "dpi": dpi, **facts}
+    return {"pages": facts["pages"], "clusters_shown": len(groups), "images_shown": shown[0], "dpi": dpi,
+            "replaced_characters": facts["replaced_characters"]}
 
 
 def _groups(selection: Selection) -> list[tuple[dict | None, list[int]]]:

@@ -22,7 +22,7 @@ import numpy as np
 from ..store.collection import ImageCollection, raw_connection
 from ..store.connection import Connection
 from ..store.paths import display
-from . import atomic, render, thumbs
+from . import render, thumbs
 from .pdf import page_raster
 from .placement import place
 from .scene import Page, clean, fit, measure, textbox
@@ -54,23 +54,28 @@ def check_options(out: Path, *, figure: str = "map", width: int = 3000, dpi: flo
     return fmt
 
 
-def write(db: Connection, selection: Selection, out: Path, *, figure: str = "map", width: int = 3000,
-          dpi: float = 300, force: bool = False, on_status: Callable[[str], None] | None = None,
+def write(db: Connection, selection: Selection, out: Path, *, figure: str | None = "map", width: int | None = 3000,
+          dpi: float | None = 300, output: Path | None = None, on_status: Callable[[str], None] | None = None,
           **_other: object) -> dict:
-    """Write the figure to ``out``; returns the summary (for ``--json``)."""
+    """Write the figure to ``out`` (the temporary name :func:`.run.export` gives; ``output``
+    is the final name, whose extension picks PNG, SVG or PDF; without it, ``out``'s)."""
     out = Path(out)
-    fmt = check_options(out, figure=figure, width=width, dpi=dpi)
-    atomic.check_output(out, force=force)
+    # None: the CLI passes only the options given.
+    figure = "map" if figure is None else figure
+    width, dpi = 3000 if width is None else int(width), 300.0 if dpi is None else float(dpi)
+    fmt = check_options(Path(output or out), figure=figure, width=width, dpi=dpi)
     if not selection.image_ids:
         raise ExportError("the selection holds no images: nothing to draw")
     say = on_status or (lambda _msg: None)
     say(f"drawing a {figure} figure of {len(selection.image_ids):,} images")
-    page, facts = (map_page if figure == "map" else grid_page)(db, selection, int(width), float(dpi))
-    with atomic.writing(out, force=force) as tmp, open(tmp, "wb") as f:
+    page, facts = (map_page if figure == "map" else grid_page)(db, selection, width, dpi)
+    with open(out, "wb") as f:
         facts.update(render.write_pages([page], fmt, f, title=_title(selection)))
     labels = page.labels()
-    return {"format": "figure", "figure": figure, "file_format": fmt, "output": display(os.fspath(out)),
-            "width": page.size[0], "height": page.size[1], "dpi": dpi, "images": len(selection.image_ids),
+    if facts.get("labels_omitted"):
+        say(f"{facts['labels_omitted']} cluster labels found no free place and were left out: "
+            "choose fewer clusters (--cluster) or a larger --width")
+    return {"figure": figure, "file_format": fmt, "width": page.size[0], "height": page.size[1], "dpi": dpi,
             "labels": len(labels), "min_label_pt": _pt(min((t.size for t in labels), default=0), dpi), **facts}
 
 
