@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.cli import cli
 from imagefactory import photo_folder
 
-READERS = {"info", "similar"}  # open read-only: a read-only file is fine for them
+READERS = {"info", "similar", "export"}  # open read-only: a read-only file is fine for them
 
 
 def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
@@ -35,6 +36,8 @@ def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
         # (the database is refused before the server is contacted: none listens on port 9)
         "describe": ["describe", db, "--model", "llava", "--url", "http://127.0.0.1:9"],
         "tag": ["tag", db],
+        # (written to a fresh folder of its own: a reader, its output is not beside the database)
+        "export": ["export", db, "--format", "csv", "-o", os.path.join(tempfile.mkdtemp(prefix="ic-export-"), "o.csv")],
     }
 
 

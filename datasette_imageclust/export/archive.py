@@ -190,7 +190,7 @@ def write(db: Connection, selection: Selection, out: Path, *, format: str = "zip
                 else:
                     name, source, note = "", "missing", "the original is gone or changed and there is no thumbnail"
                 counts[source] += 1
-                w.writerow([f"{where}/{name}" if name else "", source, iid, cluster["id"] if cluster else "",
+                w.writerow([paths.text(f"{where}/{name}") if name else "", source, iid, cluster["id"] if cluster else "",
                             cluster["label"] if cluster else "", "" if rank is None else rank, sha, shown, note])
             manifest.flush()
             raw.seek(0)

@@ -93,9 +93,9 @@ def select(db: Connection, *, run: str | int | None = None, clusters: list[int] 
     return Selection(the_run, ids, cluster_of, out)
 
 
-def best_label(labels: list[dict] | None, stored: str | None) -> str:
-    """The best label by LABEL_PRECEDENCE (``labels`` come best first), else the stored one."""
-    return labels[0]["label"] if labels else (stored or "")
+def best_label(labels: list[dict] | None, stored: str | None) -> str | None:
+    """The best label by LABEL_PRECEDENCE (``labels`` come best first), else the stored one (None: unlabelled)."""
+    return labels[0]["label"] if labels else (stored or None)
 
 
 # --- --sql ---------------------------------------------------------------------------------
