@@ -6,7 +6,7 @@ contact sheet at growing sizes, and the screenshot in docs/.
 
 Databases are synthetic (tests/synthdb.py: real SQLite, WebP thumbnails, a default run,
 the layout and atlas built by the library). Each export runs in a fresh process, so its
-peak RSS (``ru_maxrss``) is that export's alone; the database build is not timed.
+peak RSS (VmHWM) is that export's alone; the database build is not timed.
 --screenshot: the 1,000-image, 40-cluster map (as in tests/test_export_figure.py) at
 3,000 px, saved downscaled to 1,500 px.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,8 +39,17 @@ def run_export(db: str, fmt: str, out: str, figure: str = "map") -> None:
     else:
         summary = fig.write(conn, sel, Path(out), figure=figure, force=True)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    summary["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(summary))
+
+
+def peak_rss_mb() -> int:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the parent
+    across fork + exec, so a child of a process that just built a big database would report
+    the parent's size."""
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return round(kb / 1024)
 
 
 def measure(db: str, fmt: str, out: str, figure: str = "map") -> dict:
@@ -53,8 +61,8 @@ def measure(db: str, fmt: str, out: str, figure: str = "map") -> dict:
 
 def baseline() -> int:
     """Peak RSS (MB) of a process that only imports the package and opens nothing."""
-    code = "import resource, datasette_imageclust.export.figure; " \
-           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import datasette_imageclust.export.figure; " \
+           "import figure as b; print(b.peak_rss_mb())"
     return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 

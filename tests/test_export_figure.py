@@ -274,3 +274,26 @@ def test_placement_never_overlaps_and_leaves_out_what_cannot_fit():
     kept = [p for p in tight if p is not None]
     assert 0 < len(kept) < 30
     _no_overlaps([p.box for p in kept])
+
+
+def test_cli_writes_a_figure_and_a_contact_sheet(map_db, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from datasette_imageclust.cli import cli
+
+    out = tmp_path / "grid.svg"
+    r = CliRunner().invoke(cli, ["export", map_db, "--format", "figure", "--figure", "grid", "--width", "1000",
+                                 "--dpi", "150", "-o", str(out), "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["figure"] == "grid" and summary["file_format"] == "svg" and summary["width"] == 1000
+    assert len(_svg_labels(out)) == 12
+    r = CliRunner().invoke(cli, ["export", map_db, "--format", "contact-sheet", "--dpi", "80",
+                                 "-o", str(tmp_path / "sheet.pdf")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert len(pypdf.PdfReader(tmp_path / "sheet.pdf").pages) == 12
+    r = CliRunner().invoke(cli, ["export", map_db, "--format", "figure", "-o", str(tmp_path / "map.gif")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "as .png, .svg or .pdf" in r.output and len(r.output.strip().splitlines()) == 1
