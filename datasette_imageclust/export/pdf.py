@@ -115,7 +115,10 @@ class PDF:
         natural = helvetica_width(t.text) * size
         scale = 100.0 if natural <= 0 else min(100.0, 100.0 * room / natural)  # fit the measured box
         base = hpt - (y0 + pad) - size * 0.84  # baseline: Helvetica centred in the measured line height
-        text = (f"0 0 0 rg BT /F1 {size:.2f} Tf {scale:.1f} Tz {x0 + pad:.2f} {base:.2f} Td (".encode()
+        # Helvetica is narrower than the font the box was measured with: centre it in a
+        # backed box (a label), start it at the box's left edge otherwise (captions align).
+        left = x0 + pad + (max(0.0, room - natural) / 2 if t.backed else 0.0)
+        text = (f"0 0 0 rg BT /F1 {size:.2f} Tf {scale:.1f} Tz {left:.2f} {base:.2f} Td (".encode()
                 + self._encode(t.text) + b") Tj ET")
         return b"\n".join(o.encode() for o in ops) + (b"\n" if ops else b"") + text
 
