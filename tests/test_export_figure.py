@@ -105,7 +105,6 @@ def test_map_svg_has_one_text_per_cluster_and_no_overlapping_labels(tux_map, tmp
 def test_svg_keeps_labels_with_markup_as_text(map_db, tmp_path):
     # map_db's labels begin with an <img onerror=...> tag: text in the SVG, never markup.
     db = _open(map_db)
-    sel = select(db)
     out = tmp_path / "map.svg"
     export(db, "figure", out, width=1200)
     texts = [g.find(f"{SVG}text").text for g in _svg_labels(out)]
@@ -133,7 +132,6 @@ def test_map_pdf_has_the_labels_as_text(tux_map, tmp_path):
 
 def test_thousand_image_map_places_every_label_readably(crowded_map, tmp_path):
     db = _open(crowded_map)
-    sel = select(db)
     png = export(db, "figure", tmp_path / "map.png")
     assert png["images_drawn"] == 1000
     assert png["labels"] == 40 and png["labels_omitted"] == 0
@@ -205,7 +203,6 @@ def test_characters_outside_winansi_are_counted_in_pdf_and_kept_in_svg(map_db, t
     db = _open(str(path))
     with db.conn:
         db.execute("UPDATE cluster_labels SET label = 'Ελληνικά café ' || cluster_id")
-    sel = select(db)
     pdf = export(db, "figure", tmp_path / "map.pdf", width=1200)
     assert pdf["replaced_characters"] == 8 * 12
     assert "cafe" in pypdf.PdfReader(tmp_path / "map.pdf").pages[0].extract_text().replace("é", "e")

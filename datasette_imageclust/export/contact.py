@@ -21,21 +21,23 @@ from ..store.collection import ImageCollection, raw_connection
 from ..store.connection import Connection
 from ..store.paths import display
 from . import render, thumbs
-from .pdf import page_raster
-from .scene import Page, clean, fit, measure, textbox
+from .scene import Page, blank, clean, fit, measure, textbox
 from .selection import ExportError, Selection
 
 A4_MM = (210.0, 297.0)
 MARGIN_MM = 12.0
 COLUMNS = 5
 DPI_RANGE = (72, 600)
+#: A cell is ~35 mm wide: at 200 dpi that is ~270 px, the stored thumbnails' own size (256 px
+#: by default), so more would only upscale them and slow every page down.
+DEFAULT_DPI = 200
 
 
-def write(db: Connection, selection: Selection, out: Path, *, dpi: float | None = 300, output: Path | None = None,
+def write(db: Connection, selection: Selection, out: Path, *, dpi: float | None = None, output: Path | None = None,
           on_status: Callable[[str], None] | None = None, **_other: object) -> dict:
     """Write the contact sheet PDF to ``out`` (the temporary name :func:`.run.export`
     gives; ``output``: the final name, which must end in .pdf)."""
-    dpi = 300.0 if dpi is None else float(dpi)
+    dpi = float(DEFAULT_DPI if dpi is None else dpi)
     name = Path(output or out)
     if render.format_of(name) != "pdf":
         raise ExportError(f"a contact sheet is a PDF: name the output ….pdf, not {display(os.fspath(name))}")
@@ -106,7 +108,7 @@ def sheet(db: Connection, cluster: dict | None, ids: list[int], dpi: float, *, r
     width, height = int(A4_MM[0] * mm), int(A4_MM[1] * mm)
     margin = MARGIN_MM * mm
     pt = dpi / 72
-    page = Page(page_raster(width, height), dpi)
+    page = Page(blank(width, height), dpi)
     room = width - 2 * margin
     title = (clean(cluster.get("label"), 120) or f"cluster {cluster['id']}") if cluster else "not in any cluster"
     page.items.append(textbox(fit(title, 16 * pt, room), margin, margin, 16 * pt,

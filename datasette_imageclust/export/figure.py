@@ -23,9 +23,8 @@ from ..store.collection import ImageCollection, raw_connection
 from ..store.connection import Connection
 from ..store.paths import display
 from . import render, thumbs
-from .pdf import page_raster
 from .placement import place
-from .scene import Page, clean, fit, measure, textbox
+from .scene import Page, blank, clean, fit, measure, textbox
 from .selection import ExportError, Selection
 
 FIGURES = ("map", "grid")
@@ -115,7 +114,7 @@ def map_page(db: Connection, selection: Selection, width: int, dpi: float) -> tu
     px = max(1, int(scale * 0.92))  # a hairline gap between thumbnails
     inset = (scale - px) / 2
     cells = {int(i): (int(x - scale / 2 + inset), int(y - scale / 2 + inset)) for i, (x, y) in zip(ids, xy)}
-    raster = page_raster(width, height)
+    raster = blank(width, height)
     source = thumbs.paint_squares(db, raster, cells, px)
     del cells
 
@@ -183,7 +182,7 @@ def grid_page(db: Connection, selection: Selection, width: int, dpi: float) -> t
     rows = math.ceil(len(shown) / cols)
     more = len(clusters) - len(shown)
     height = int(math.ceil(2 * margin + rows * block_h + (2 * line if more else 0)))
-    raster = page_raster(width, height)
+    raster = blank(width, height)
     page = Page(raster, dpi)
     thumb = int((block - (GRID_SIDE - 1) * block * 0.02) / GRID_SIDE)
     step = (block - thumb) / (GRID_SIDE - 1) if GRID_SIDE > 1 else 0

@@ -14,8 +14,6 @@ import unicodedata
 import zlib
 from typing import BinaryIO
 
-from PIL import Image
-
 from .scene import Page, Text, leader_ends
 
 # Helvetica advance widths (1/1000 em) of ASCII 32..126, from the standard AFM metrics.
@@ -139,8 +137,3 @@ class PDF:
 
 def _stream(dictionary: bytes, data: bytes) -> bytes:
     return b"<< " + dictionary + f" /Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream"
-
-
-def page_raster(width: int, height: int) -> Image.Image:
-    """A white RGB page to paint thumbnails on."""
-    return Image.new("RGB", (int(width), int(height)), (255, 255, 255))

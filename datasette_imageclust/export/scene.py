@@ -57,6 +57,11 @@ class Page:
         return [t for t in self.items if t.role == "label"]
 
 
+def blank(width: float, height: float) -> Image.Image:
+    """A white RGB raster to paint thumbnails on (print: white paper)."""
+    return Image.new("RGB", (int(width), int(height)), (255, 255, 255))
+
+
 def clean(text: object, limit: int = MAX_LABEL) -> str:
     """One printable line: control characters dropped, whitespace collapsed, cut at
     ``limit`` characters with an ellipsis."""
