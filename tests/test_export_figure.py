@@ -49,7 +49,9 @@ def crowded_map(tmp_path_factory) -> str:
 
 
 def _open(path: str):
-    return dbmod.connect(path)
+    # Read-only: exports only read, and the shared fixtures must stay as they are
+    # (a writable connection left open would leave them in WAL mode).
+    return dbmod.connect(path, readonly=True, create=False)
 
 
 def _svg_labels(path: Path) -> list[ET.Element]:
@@ -200,9 +202,11 @@ def test_contact_sheet_of_chosen_clusters_says_how_many_more(crowded_map, tmp_pa
 def test_characters_outside_winansi_are_counted_in_pdf_and_kept_in_svg(map_db, tmp_path):
     path = tmp_path / "copy.db"
     shutil.copy(map_db, path)
-    db = _open(str(path))
+    db = dbmod.connect(str(path))
     with db.conn:
         db.execute("UPDATE cluster_labels SET label = 'Ελληνικά café ' || cluster_id")
+    dbmod.close(db)
+    db = _open(str(path))
     pdf = export(db, "figure", tmp_path / "map.pdf", width=1200)
     assert pdf["replaced_characters"] == 8 * 12
     assert "cafe" in pypdf.PdfReader(tmp_path / "map.pdf").pages[0].extract_text().replace("é", "e")
