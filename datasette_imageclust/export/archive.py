@@ -73,6 +73,23 @@ def _sha256(path: str) -> str | None:
     return h.hexdigest()
 
 
+def _usable(path: str, originals: bool, under: str | None) -> bool:
+    if not originals:
+        return False
+    if under is None:
+        return True
+    # realpath on both sides: a symlink inside the folder cannot point outside it.
+    real, root = os.path.realpath(path), os.path.realpath(under)
+    return os.path.commonpath([real, root]) == root
+
+
+def _why(files: list, originals: bool, under: str | None) -> str:
+    """Why an image has no original in the archive, for the manifest."""
+    if any(_usable(p, originals, under) for p, _ in files):
+        return "the original is gone or changed"
+    return "originals are not served from here"
+
+
 def _items(db: Connection, selection: Selection) -> Iterator[tuple[int, str, list[tuple[str, str | None]], tuple]]:
     """(image id, sha256, [(OS path, stored path text)], (thumbnail format, rank)) per image, by chunks."""
     conn = raw_connection(db)
@@ -151,8 +168,11 @@ class _Sink:
 
 
 def write(db: Connection, selection: Selection, out: Path, *, format: str = "zip", symlink: bool = False,
-          **options) -> dict:
-    """Write the archive to ``out`` (a temporary file, or an empty folder, from :mod:`.atomic`)."""
+          originals: bool = True, originals_under: str | None = None, **options) -> dict:
+    """Write the archive to ``out`` (a temporary file, or an empty folder, from :mod:`.atomic`).
+
+    ``originals`` false: stored thumbnails only; ``originals_under``: only originals whose real
+    path is inside this folder (a web download serves no file outside the plugin's ``originals_root``)."""
     if format not in ("folder", "zip"):
         raise ExportError(f"unknown archive format {format!r} (formats: folder, zip)")
     if symlink and format != "folder":
@@ -171,7 +191,8 @@ def write(db: Connection, selection: Selection, out: Path, *, format: str = "zip
                 where = folder_name(cluster)
                 if where != folder:  # export order is cluster by cluster: one name set at a time
                     folder, taken = where, set()
-                original = next((p for p, _ in files if _sha256(p) == sha), None)
+                original = next((p for p, _ in files if _usable(p, originals, originals_under) and _sha256(p) == sha),
+                                None)
                 base = os.path.basename(files[0][0]) if files else f"image-{iid}"
                 name, note = sink.name_of(os.path.basename(original) if original else base)
                 shown = files[0][1] if files else ""
@@ -186,9 +207,11 @@ def write(db: Connection, selection: Selection, out: Path, *, format: str = "zip
                     data = conn.execute("SELECT data FROM thumbnails WHERE image_id = ?", [iid]).fetchone()[0]
                     sink.add_bytes(name, bytes(data), where)
                     source = "thumbnail"
-                    note = "; ".join(filter(None, ["the original is gone or changed: its stored thumbnail", note]))
+                    note = "; ".join(filter(None, [f"{_why(files, originals, originals_under)}: its stored thumbnail",
+                                                   note]))
                 else:
-                    name, source, note = "", "missing", "the original is gone or changed and there is no thumbnail"
+                    name, source = "", "missing"
+                    note = f"{_why(files, originals, originals_under)} and there is no thumbnail"
                 counts[source] += 1
                 w.writerow([paths.text(f"{where}/{name}") if name else "", source, iid, cluster["id"] if cluster else "",
                             cluster["label"] if cluster else "", "" if rank is None else rank, sha, shown, note])

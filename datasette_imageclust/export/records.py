@@ -17,19 +17,21 @@ COLUMNS = ("image_id", "path", "paths", "path_escaped", "sha256", "run", "cluste
            "height")
 
 
-def records(db: Connection, selection: Selection, *, chunk: int = CHUNK) -> Iterator[dict]:
+def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
+            omit: frozenset[str] = frozenset()) -> Iterator[dict]:
     """Yield one dict per image of ``selection`` (keys :data:`COLUMNS`, in export order).
 
     ``path`` is the first of the image's files (by path) as the store keeps it: readable
     text, with the bytes of a name that is not UTF-8 as ``\\xNN`` (then ``path_escaped``);
     ``paths`` every file with this content. ``tags`` are (tag, score) pairs of the default
     tag source, ``description`` the one the pages show; ``x``/``y`` from the default layout.
+    ``omit`` ("map", "tags", "descriptions"): leave those columns empty (a web actor may not view their tables).
     """
     col = ImageCollection(db)
     conn = raw_connection(db)
     run = selection.run
-    layout = col.layout()
-    tag_source = col.tag_source()
+    layout = None if "map" in omit else col.layout()
+    tag_source = None if "tags" in omit else col.tag_source()
     reps = run["representatives"] if run else 0
     for start in range(0, len(selection.image_ids), chunk):
         ids = selection.image_ids[start:start + chunk]
@@ -48,7 +50,7 @@ def records(db: Connection, selection: Selection, *, chunk: int = CHUNK) -> Iter
             "SELECT image_id, x, y FROM layout_points WHERE layout_id = ? "
             "AND image_id IN (SELECT value FROM json_each(?))", [layout["id"], arg])}
         tags = col.tags(tag_source, ids) if tag_source else {}
-        texts = col.shown_descriptions(ids)
+        texts = {} if "descriptions" in omit else col.shown_descriptions(ids)
         for iid in ids:
             img = images.get(iid)
             if img is None:

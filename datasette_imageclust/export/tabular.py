@@ -18,11 +18,13 @@ FORMATS = ("csv", "json", "parquet")
 BATCH = 1000  # rows per Parquet row group write
 
 
-def write(db: Connection, selection: Selection, out: Path, *, format: str = "csv", **options) -> dict:
-    """Write the selection's rows to ``out`` (a temporary name: see :mod:`.atomic`)."""
+def write(db: Connection, selection: Selection, out: Path, *, format: str = "csv",
+          omit: frozenset[str] = frozenset(), **options) -> dict:
+    """Write the selection's rows to ``out`` (a temporary name: see :mod:`.atomic`); ``omit``: see
+    :func:`.records.records`."""
     if format not in FORMATS:
         raise ExportError(f"unknown table format {format!r} (formats: {', '.join(FORMATS)})")
-    rows = records(db, selection)
+    rows = records(db, selection, omit=frozenset(omit))
     if format == "csv":
         n = _csv(rows, out)
     elif format == "json":

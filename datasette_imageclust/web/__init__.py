@@ -47,9 +47,9 @@ def prepare_connection(conn):
 
 @hookimpl
 def register_routes():
-    from . import mappage, media, pages, searchpage
+    from . import downloads, mappage, media, pages, searchpage
 
-    return [*pages.ROUTES, *searchpage.ROUTES, *media.ROUTES, *mappage.ROUTES]
+    return [*pages.ROUTES, *searchpage.ROUTES, *media.ROUTES, *mappage.ROUTES, *downloads.ROUTES]
 
 
 _KNOWN = TokenCache(64)

@@ -1,0 +1,102 @@
+"""Downloads: a run's or a cluster's images as CSV, JSON or a ZIP, written by the export
+library (``pipeline.export``) in a worker thread, then streamed from a temporary file.
+
+    /<database>/-/imageclust/export?format=csv|json|zip&run=<name or id>&cluster=<id>
+
+The file carries data from several tables: the actor must be able to view ``images``,
+``files`` (paths), the clustering tables and ``cluster_labels``; map positions, tags and
+descriptions are left out unless they may view those tables too. A ZIP holds original
+files only under the plugin's ``originals_root`` (as the original-file route), else the
+stored thumbnails (then ``thumbnails`` must be viewable).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+
+from .. import pipeline
+from ..export.selection import ExportError
+from ..store import connection
+from . import access
+from .http import Problem, arg, int_arg, route, text_arg
+from .settings import settings
+
+FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8", "zip": "application/zip"}
+PARAMS = {"format", "run", "cluster"}
+OPTIONAL = {"map": "map", "tags": "tags", "descriptions": "descriptions"}  # feature -> records' omit name
+BLOCK = 1 << 20
+
+
+@route("text")
+async def export(datasette, request):
+    unknown = sorted(set(request.args.keys()) - PARAMS)
+    if unknown:
+        raise Problem(400, f"unknown parameter {unknown[0]!r} (parameters: format, run, cluster)")
+    fmt = arg(request, "format") or "csv"
+    if fmt not in FORMATS:
+        raise Problem(400, f"format must be one of {', '.join(FORMATS)}")
+    run = text_arg(request, "run", 200) or None
+    cluster = int_arg(request, "cluster", None)
+    acc = await access.database(datasette, request, ("files", "clusters", "labels", "thumbnails", *OPTIONAL))
+    for feature in ("files", "clusters", "labels"):
+        acc.require(feature)
+    options: dict = {"omit": frozenset(name for f, name in OPTIONAL.items() if f not in acc)}
+    if fmt == "zip":
+        root = settings(datasette, acc.db.name).originals_root
+        options = {"originals": bool(root), "originals_under": root}
+        acc.require("thumbnails")  # what stands in for the originals it may not or cannot hold
+    path = acc.db.path
+    if acc.db.is_memory or not path:
+        raise Problem(400, "an in-memory database cannot be exported")
+    tmp = tempfile.mkdtemp(prefix="imageclust-download-")
+    name = f"{acc.db.name}-{'cluster-%d' % cluster if cluster is not None else 'images'}.{fmt}"
+    out = os.path.join(tmp, name)
+
+    def work() -> dict:
+        db = connection.connect(path, readonly=True)
+        try:
+            return pipeline.export(db, fmt, out, run=run, clusters=None if cluster is None else [cluster], **options)
+        finally:
+            connection.close(db)
+
+    try:
+        # Its own thread and read-only connection: a long ZIP holds neither the event loop
+        # nor one of Datasette's SQL threads.
+        await asyncio.to_thread(work)
+    except ExportError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        msg = str(e)
+        raise Problem(404 if msg.startswith(("no cluster", "no clustering run")) else 400, msg)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    return _FileStream(out, tmp, {"content-type": FORMATS[fmt],
+                                  "content-disposition": f'attachment; filename="{name}"',
+                                  "x-content-type-options": "nosniff", "cache-control": "private, no-store"})
+
+
+class _FileStream:
+    """An ASGI answer streaming file ``path`` in blocks, then removing folder ``tmp``."""
+
+    def __init__(self, path: str, tmp: str, headers: dict[str, str]) -> None:
+        self.path, self.tmp, self.headers = path, tmp, headers
+
+    async def asgi_send(self, send) -> None:
+        try:
+            size = os.path.getsize(self.path)
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in
+                       {**self.headers, "content-length": str(size)}.items()]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            with open(self.path, "rb") as f:
+                while block := await asyncio.to_thread(f.read, BLOCK):
+                    await send({"type": "http.response.body", "body": block, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_DB = r"^/(?P<database>[^/]+)/-/imageclust"
+ROUTES: list = [(_DB + r"/export$", export)]

@@ -1,0 +1,132 @@
+"""Downloads (/<db>/-/imageclust/export) through a real Datasette: CSV, JSON and ZIP read
+back, strict parameters, and the permission rules of the pages (every table the file
+carries must be viewable, or its columns are left out). Run under Datasette 0.65 and 1.0."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import sqlite3
+import zipfile
+
+import pytest
+
+import plugin_dbs
+from test_plugin_pages import make_ds
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def dbs(tux_db, tmp_path_factory) -> dict[str, str]:
+    """The plugin tests' clustered tux database, plus a map layout (t-SNE, no atlas)."""
+    from datasette_imageclust.pipeline import build_map
+    from datasette_imageclust.store import connection
+
+    path = plugin_dbs.clustered(tux_db, tmp_path_factory.mktemp("downloads") / "photos.db")
+    db = connection.connect(path)
+    build_map(db, method="tsne", atlas=False)
+    connection.close(db)
+    return {"photos": path}
+
+
+def _ds(dbs, *, root: str | None = None, deny: str | None = None):
+    def tables() -> dict:  # a dict each: Datasette 1.0 rewrites its config in place
+        return {deny: {"allow": False}} if deny else {}
+
+    return make_ds(list(dbs.values()), plugin={"originals_root": root} if root else None,
+                   databases={"photos": {"tables": tables()}})
+
+
+def _rows(body: bytes) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(body.decode("utf-8"))))
+
+
+def _biggest_cluster(path: str) -> tuple[int, set[int]]:
+    c = sqlite3.connect(path)
+    cid = c.execute("SELECT c.id FROM clusters c JOIN cluster_runs r ON r.id = c.run_id WHERE r.is_default "
+                    "AND c.kind = 'cluster' ORDER BY c.size DESC, c.id LIMIT 1").fetchone()[0]
+    members = {r[0] for r in c.execute("SELECT image_id FROM cluster_members WHERE cluster_id = ?", [cid])}
+    c.close()
+    return cid, members
+
+
+async def test_csv_json_and_zip_of_a_cluster(dbs, tux_dir):
+    ds = _ds(dbs, root=str(tux_dir))
+    cid, members = _biggest_cluster(dbs["photos"])
+    r = await ds.client.get(f"/photos/-/imageclust/export?format=csv&cluster={cid}")
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["content-type"].startswith("text/csv") and "attachment" in r.headers["content-disposition"]
+    rows = _rows(r.content)
+    assert {int(x["image_id"]) for x in rows} == members and all(int(x["cluster_id"]) == cid for x in rows)
+    r = await ds.client.get(f"/photos/-/imageclust/export?format=json&cluster={cid}&run=kmeans16")
+    assert r.status_code == 200 and {x["image_id"] for x in json.loads(r.content)} == members
+    r = await ds.client.get("/photos/-/imageclust/export?format=csv&run=kmeans8")
+    assert r.status_code == 200 and {x["run"] for x in _rows(r.content)} == {"kmeans8"}
+    r = await ds.client.get(f"/photos/-/imageclust/export?format=zip&cluster={cid}")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        manifest = _rows(z.read("manifest.csv"))
+        assert {int(m["image_id"]) for m in manifest} == members
+        assert {m["source"] for m in manifest} == {"original"}  # under originals_root
+        for m in manifest:
+            assert hashlib.sha256(z.read(m["file"])).hexdigest() == m["sha256"]
+
+
+async def test_zip_without_originals_root_holds_thumbnails(dbs, tmp_path):
+    cid, members = _biggest_cluster(dbs["photos"])
+    for ds in (_ds(dbs), _ds(dbs, root=str(tmp_path))):  # none set; set, but the files lie elsewhere
+        r = await ds.client.get(f"/photos/-/imageclust/export?format=zip&cluster={cid}")
+        assert r.status_code == 200, r.text[:300]
+        with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+            manifest = _rows(z.read("manifest.csv"))
+            assert len(manifest) == len(members) and {m["source"] for m in manifest} == {"thumbnail"}
+            assert all("originals are not served from here" in m["note"] for m in manifest)
+            assert all(z.read(m["file"]) for m in manifest)
+
+
+@pytest.mark.parametrize("query,status,words", [
+    ("format=xlsx", 400, "format must be one of"),
+    ("format=csv&cluster=abc", 400, "whole number"),
+    ("format=csv&cluster=1&cluster=2", 400, "once"),
+    ("format=csv&bogus=1", 400, "unknown parameter 'bogus'"),
+    ("format=csv&cluster=999999", 404, "no cluster 999999"),
+    ("format=csv&run=nope", 404, "no clustering run named 'nope'"),
+    ("format=csv&run=" + "x" * 300, 400, "longer than"),
+])
+async def test_parameters_are_strict(dbs, query, status, words):
+    r = await _ds(dbs).client.get(f"/photos/-/imageclust/export?{query}")
+    assert r.status_code == status and words in r.text, (r.status_code, r.text[:300])
+
+
+@pytest.mark.parametrize("table,fmt", [("images", "csv"), ("files", "csv"), ("clusters", "json"),
+                                       ("cluster_members", "csv"), ("cluster_labels", "csv"),
+                                       ("thumbnails", "zip")])
+async def test_a_table_the_file_carries_must_be_viewable(dbs, table, fmt):
+    r = await _ds(dbs, deny=table).client.get(f"/photos/-/imageclust/export?format={fmt}")
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+    r = await _ds(dbs).client.get(f"/photos/-/imageclust/export?format={fmt}")
+    assert r.status_code == 200, r.text[:300]
+
+
+async def test_map_positions_left_out_unless_viewable(dbs):
+    r = await _ds(dbs).client.get("/photos/-/imageclust/export?format=csv")
+    assert r.status_code == 200
+    assert all(x["x"] and x["y"] for x in _rows(r.content))
+    r = await _ds(dbs, deny="layout_points").client.get("/photos/-/imageclust/export?format=csv")
+    assert r.status_code == 200
+    rows = _rows(r.content)
+    assert rows and all(x["x"] == "" and x["y"] == "" for x in rows)
+
+
+async def test_the_pages_link_to_downloads(dbs):
+    ds = _ds(dbs)
+    cid, members = _biggest_cluster(dbs["photos"])
+    page = (await ds.client.get(f"/photos/-/imageclust/cluster/{cid}")).text
+    link = f"/photos/-/imageclust/export?format=zip&amp;cluster={cid}&amp;run=kmeans16"
+    assert link in page
+    r = await ds.client.get(link.replace("&amp;", "&"))
+    assert r.status_code == 200
+    index = (await ds.client.get("/photos/-/imageclust")).text
+    assert "/photos/-/imageclust/export?format=csv&amp;run=kmeans16" in index
