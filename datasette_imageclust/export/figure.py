@@ -49,7 +49,7 @@ def check_options(out: Path, *, figure: str = "map", width: int = 3000, dpi: flo
     if not WIDTH_RANGE[0] <= int(width) <= WIDTH_RANGE[1]:
         raise ExportError(f"--width must be {WIDTH_RANGE[0]}..{WIDTH_RANGE[1]} px, not {width}")
     if not DPI_RANGE[0] <= float(dpi) <= DPI_RANGE[1]:
-        raise ExportError(f"--dpi must be {DPI_RANGE[0]}..{DPI_RANGE[1]}, not {dpi}")
+        raise ExportError(f"--dpi must be {DPI_RANGE[0]}..{DPI_RANGE[1]}, not {float(dpi):g}")
     return fmt
 
 
