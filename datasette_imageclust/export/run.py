@@ -44,6 +44,6 @@ def export(db: Connection, format: str, out: str | os.PathLike, *, run: str | in
     if not selection.image_ids:
         raise ExportError("nothing to export: the selection holds no images")
     with writing(out, force=force, directory=FORMATS[format][1]) as tmp:
-        summary = module.write(db, selection, tmp, format=format, **options)
+        summary = module.write(db, selection, tmp, format=format, output=out, **options)
     return {"format": format, "output": display(os.fspath(out)), "run": selection.run["name"] if selection.run else None,
             "images": len(selection.image_ids), "clusters": len(selection.clusters), **summary}
