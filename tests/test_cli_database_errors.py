@@ -20,7 +20,7 @@ from datasette_imageclust.cli import cli
 from imagefactory import photo_folder
 
 # open read-only: a read-only file is fine for them
-READERS = {"info", "similar", "ops", "evaluate list", "evaluate report", "evaluate export"}
+READERS = {"info", "similar", "ops", "evaluate list", "evaluate report", "evaluate export", "publish-copy"}
 
 
 def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
@@ -50,6 +50,8 @@ def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
         "evaluate report": ["evaluate", "report", db, "t"],
         "evaluate export": ["evaluate", "export", db, "t", "-o", str(Path(folder).parent / "out" / "sets.csv")],
         "evaluate import": ["evaluate", "import", db, "t", str(Path(folder).parent / "answers.csv")],
+        # (the source is only read; the copy goes beside the photos)
+        "publish-copy": ["publish-copy", db, str(Path(folder).parent / "out" / "public.db"), "--force"],
     }
 
 
