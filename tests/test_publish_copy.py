@@ -4,7 +4,9 @@ must not hold the folder, the GPS values or the private EXIF strings, and every 
 answer on it served immutable."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import struct
@@ -64,6 +66,9 @@ def source(tmp_path_factory, stand_in_model, tux_dir) -> tuple[str, Path]:
             _with_exif(f, root / "Interviewee-3" / cat / f"{f.stem}.jpg", n)
             n += 1
     (root / "Interviewee-3" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    # a name that is not UTF-8 (stored in path_bytes), an exact duplicate of the first image
+    first = next((root / "Interviewee-3" / "birds").iterdir())
+    open(os.path.join(os.fsencode(root / "Interviewee-3"), b"caf\xe9.jpg"), "wb").write(first.read_bytes())
     db = str(tmp / "source.db")
     for args in (["load", db, str(root), "--model", stand_in_model],
                  ["cluster", db, "--method", "kmeans", "--clusters", "2", "--labels", "terms", "--min-size", "1"],
@@ -131,6 +136,8 @@ def test_default_copy_holds_no_private_bytes(source, tmp_path, stand_in_model):
     c = sqlite3.connect(out)
     assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert all(not p.startswith("/") for (p,) in c.execute("SELECT path FROM files UNION ALL SELECT path FROM errors"))
+    assert c.execute("SELECT path_bytes FROM files WHERE path_bytes IS NOT NULL").fetchall() == [
+        (b"Interviewee-3/caf\xe9.jpg",)]
     assert c.execute("SELECT name FROM models").fetchone()[0] == Path(stand_in_model).name
     exif = json.loads(c.execute("SELECT exif FROM images WHERE id = 1").fetchone()[0])
     assert set(exif) <= SAFE_EXIF and exif["Make"] == "Canon" and exif["ISOSpeedRatings"] == 200
@@ -182,7 +189,8 @@ async def test_originals_of_a_relative_copy_are_found_under_originals_root(sourc
                    metadata={"plugins": {"datasette-imageclust": {"originals_root": str(root)}}})
     img = (await ds.client.get("/pub/-/imageclust/image/1.json")).json()
     r = await ds.client.get(img["files"][0]["original_url"])
-    assert r.status_code == 200 and r.content == (root / img["files"][0]["path"]).read_bytes()
+    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == img["image"]["sha256"]
+    assert img["files"][0]["path"] == "Interviewee-3/caf\\xe9.jpg"  # served by its exact bytes
 
 
 def test_options(source, tmp_path):
@@ -192,7 +200,7 @@ def test_options(source, tmp_path):
                     "--drop-errors", "--drop-thumbnails")[0] == 0
     c = sqlite3.connect(out)
     names = [p for (p,) in c.execute("SELECT path FROM files ORDER BY id")]
-    assert all("/" not in p and p.endswith(".jpg") for p in names) and len(set(names)) == len(names) == 10
+    assert all("/" not in p and p.endswith(".jpg") for p in names) and len(set(names)) == len(names) == 11
     coords = c.execute("SELECT latitude, longitude FROM images ORDER BY id").fetchall()
     assert coords[0] == (round(GPS[0][0], 2), round(GPS[0][1], 2))
     assert c.execute("SELECT count(*) FROM images WHERE exif IS NOT NULL OR camera IS NOT NULL").fetchone()[0] == 0
@@ -206,7 +214,7 @@ def test_options(source, tmp_path):
     out = tmp_path / "n.db"
     assert _publish(db, str(out), "--paths", "none", "--location", "keep", "--exif", "keep")[0] == 0
     c = sqlite3.connect(out)
-    assert [p for (p,) in c.execute("SELECT path FROM files ORDER BY id")] == [str(i) for i in range(1, 11)]
+    assert [p for (p,) in c.execute("SELECT path FROM files ORDER BY id")] == [str(i) for i in range(1, 12)]
     assert c.execute("SELECT latitude FROM images WHERE id = 1").fetchone()[0] == round(GPS[0][0], 7)
     assert PRIVATE[1] in c.execute("SELECT exif FROM images WHERE id = 1").fetchone()[0]
     assert c.execute("SELECT count(*) FROM errors WHERE path LIKE 'error %'").fetchone()[0] == 1
