@@ -34,7 +34,7 @@ def publish_copy(source, dest, paths_mode, location, exif, drop_errors, drop_thu
         raise CommandError(str(e)) from e
     if as_json:
         click.echo(json.dumps(s.as_dict()))
-    removed = ", ".join(s.removed) or "nothing else"
+    removed = ", ".join(s.removed) or "nothing"
     echo_status(f"wrote {display(s.dest)} ({s.bytes / 1e6:.1f} MB): {s.files} file paths made "
                 f"{s.paths}, location {s.location}, EXIF {s.exif}; removed: {removed}; "
                 f"{s.models_renamed} model directories recorded by name, {s.texts_swept} other values cleaned")
