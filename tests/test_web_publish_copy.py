@@ -92,12 +92,14 @@ def source(tmp_path_factory, stand_in_model, tux_dir) -> tuple[str, Path]:
 
 
 def _counts(db: str) -> dict[str, int]:
-    c = sqlite3.connect(db)
-    names = [n for (n,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE "
-                                     "'CREATE VIRTUAL%' AND name NOT LIKE '%fts%' AND name NOT LIKE '%vectors%'"
-                                     " AND name NOT LIKE 'search_%'")]
-    out = {n: c.execute(f"SELECT count(*) FROM [{n}]").fetchone()[0] for n in names}
-    c.close()
+    """Rows of every table, the vec0 and FTS tables included (their shadow tables not)."""
+    from datasette_imageclust.store.connection import close, connect
+
+    d = connect(db, readonly=True)
+    virtual = {n for (n,) in d.execute("SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL%'")}
+    names = [n for n in d.table_names() if not any(n.startswith(v + "_") for v in virtual)]
+    out = {n: d.execute(f"SELECT count(*) FROM [{n}]").fetchone()[0] for n in names}
+    close(d)
     return out
 
 
@@ -146,6 +148,8 @@ def test_default_copy_holds_no_private_bytes(source, tmp_path, stand_in_model):
     assert c.execute("SELECT count(*) FROM descriptions_fts WHERE descriptions_fts MATCH 'bird'").fetchone()[0] == 1
     c.close()
     src_counts, out_counts = _counts(db), _counts(str(out))
+    assert {"image_vectors", "descriptions_fts", "cluster_members", "layout_points", "atlas_sheets", "image_tags",
+            "eval_tasks", "eval_sets", "search_vectors"} <= set(out_counts)
     assert {k: v for k, v in out_counts.items() if k != "imageclust_meta"} == \
         {k: v for k, v in src_counts.items() if k != "imageclust_meta"}
     assert not [p for p in tmp_path.iterdir() if p.name != "public.db"]  # no temporary left
