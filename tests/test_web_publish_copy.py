@@ -10,6 +10,7 @@ import os
 import shutil
 import sqlite3
 import struct
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,41 @@ def test_info_and_load_warn_about_gps_and_absolute_paths(source, tmp_path, stand
     r = CliRunner().invoke(cli, ["load", str(work), str(root), "--model", stand_in_model], catch_exceptions=False)
     assert r.exit_code == 0, r.stderr
     assert "imageclust publish-copy" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("where", ["beside", "elsewhere"])
+def test_two_load_folders(source, tmp_path, stand_in_model, tux_dir, where):
+    """Named relative to their common parent; with none but "/", each by its own name
+    (never relative to "/", which would keep the absolute path minus its slash)."""
+    db, root = source
+    work = tmp_path / "two.db"
+    shutil.copy(db, work)
+    if where == "elsewhere" and not os.access("/var/tmp", os.W_OK):
+        pytest.skip("/var/tmp is not writable: no second folder outside /tmp")
+    second = Path(tempfile.mkdtemp(dir="/var/tmp" if where == "elsewhere" else tmp_path)) / "Second"
+    try:
+        second.mkdir()
+        shutil.copy(sorted((tux_dir / "fish").iterdir())[0], second / "fish.png")
+        r = CliRunner().invoke(cli, ["load", str(work), str(second), "--model", stand_in_model],
+                               catch_exceptions=False)
+        assert r.exit_code == 0, r.stderr
+        out = tmp_path / "pub2.db"
+        assert _publish(str(work), str(out))[0] == 0
+    finally:
+        if where == "elsewhere":
+            shutil.rmtree(second.parent)
+    common = Path(os.path.commonpath([root, second]))
+    if where == "elsewhere":
+        assert str(common) == "/"
+        names = (ROOT_NAME, "Second")
+    else:
+        names = (str(root.relative_to(common)), str(second.relative_to(common)))
+    c = sqlite3.connect(out)
+    rows = dict(c.execute("SELECT root, count(*) FROM files GROUP BY root").fetchall())
+    assert rows == {names[0]: 11, names[1]: 1}
+    assert c.execute("SELECT path, relpath FROM files WHERE root = ?", [names[1]]).fetchone() == (
+        f"{names[1]}/fish.png", "fish.png")
+    c.close()
+    data = out.read_bytes()
+    for s in (str(root), str(second), str(second.parent), str(root.parent)):
+        assert s.encode() not in data, s

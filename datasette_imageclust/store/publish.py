@@ -188,6 +188,8 @@ def _redact(tmp: str, s: PublishSummary, drop_errors: bool, drop_thumbnails: boo
         tables = set(db.table_names())
         roots = sorted({r for (r,) in db.execute("SELECT DISTINCT root FROM files") if os.path.isabs(r)})
         common = os.path.commonpath(roots) if roots else None
+        if common and os.path.dirname(common) == common:  # "/": no common folder, each root by its name
+            common = None
         model_dirs = sorted({n for t in ("models", "text_models") if t in tables
                              for (n,) in db.execute(f"SELECT name FROM {t}") if os.path.isabs(n)})
         with db.conn:
@@ -252,16 +254,29 @@ def _public(path: str, common: str | None, mode: str) -> str:
     return os.path.basename(path)
 
 
+def _root_name(root: str, common: str | None) -> str:
+    """A load folder as the copy names it: relative to the folders' common parent, else its name."""
+    return os.path.relpath(root, common) if common else os.path.basename(root.rstrip("/"))
+
+
+def _file_public(full: str, root: str, common: str | None, mode: str) -> str:
+    """A file's path as the copy shows it (relative: below its load folder's name)."""
+    if mode == "relative" and os.path.isabs(root) and full.startswith(root.rstrip("/") + "/"):
+        return os.path.normpath(os.path.join(_root_name(root, common), os.path.relpath(full, root)))
+    return _public(full, common, mode)
+
+
 def _rename_files(db: sqlite_utils.Database, common: str | None, mode: str) -> int:
     rows = db.execute("SELECT id, path, path_bytes, root, relpath FROM files ORDER BY id").fetchall()
     if mode == "none":
         new = {i: str(i) for i, *_ in rows}
     else:
-        new = _unique([(i, _public(paths.os_path(p, raw), common, mode)) for i, p, raw, _, _ in rows])
+        new = _unique([(i, _file_public(paths.os_path(p, raw), root, common, mode))
+                       for i, p, raw, root, _ in rows])
     updates = []
     for i, p, raw, root, relpath in rows:
         shown, raw_new = paths.to_db(new[i])
-        root_new = _public(root, common, mode) if mode == "relative" and os.path.isabs(root) else ""
+        root_new = _root_name(root, common) if mode == "relative" and os.path.isabs(root) else ""
         rel = relpath if mode == "relative" else paths.text(new[i])
         updates.append((shown, raw_new, paths.text(root_new), rel, i))
     db.execute("DROP INDEX IF EXISTS files_path")  # renamed in any order; recreated below
@@ -316,7 +331,7 @@ def _replacements(roots: list[str], common: str | None, model_dirs: list[str], m
     """(local text, what the copy says instead), longest first, each also as JSON escapes it."""
     pairs = [(d, os.path.basename(d.rstrip("/"))) for d in model_dirs]
     for r in roots:
-        pairs.append((r, _public(r, common, "relative") if mode == "relative" else "<folder>"))
+        pairs.append((r, _root_name(r, common) if mode == "relative" else "<folder>"))
     if common:
         pairs.append((common, "." if mode == "relative" else "<folder>"))
     home = os.path.expanduser("~")
