@@ -346,6 +346,9 @@ def _replacements(roots: list[str], common: str | None, model_dirs: list[str], m
     return sorted(set(out), key=lambda p: -len(p[0]))
 
 
+_GROUP = 100  # replacements per UPDATE
+
+
 def _sweep(db: sqlite_utils.Database, pairs: list[tuple[str, str]]) -> int:
     """Replace local folders in every text value of every ordinary table."""
     if not pairs:
@@ -356,11 +359,20 @@ def _sweep(db: sqlite_utils.Database, pairs: list[tuple[str, str]]) -> int:
     for t in db.table_names():
         if t in virtual or any(t.startswith(v + "_") for v in virtual) or t.startswith("sqlite_"):
             continue
-        for col in [r[1] for r in db.execute(f"PRAGMA table_info([{t}])")]:
-            for old, new in pairs:
-                changed += db.execute(f"UPDATE [{t}] SET [{col}] = replace([{col}], ?, ?) "
-                                      f"WHERE typeof([{col}]) = 'text' AND instr([{col}], ?) > 0",
-                                      [old, new, old]).rowcount
+        for col, declared in [(r[1], (r[2] or "").upper()) for r in db.execute(f"PRAGMA table_info([{t}])")]:
+            if declared and not any(k in declared for k in ("CHAR", "CLOB", "TEXT")):
+                continue  # INTEGER, REAL, BLOB columns: no text to sweep (and no scan of big blobs)
+            # One pass per column and group of replacements (nested, longest first; grouped
+            # because SQLite limits an expression's depth).
+            for g in range(0, len(pairs), _GROUP):
+                group = pairs[g:g + _GROUP]
+                expr = f"[{col}]"
+                for _ in group:
+                    expr = f"replace({expr}, ?, ?)"
+                hit = " OR ".join(f"instr([{col}], ?) > 0" for _ in group)
+                changed += db.execute(
+                    f"UPDATE [{t}] SET [{col}] = {expr} WHERE typeof([{col}]) = 'text' AND ({hit})",
+                    [v for pair in group for v in pair] + [old for old, _ in group]).rowcount
     return changed
 
 
