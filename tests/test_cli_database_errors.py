@@ -21,7 +21,8 @@ from datasette_imageclust.cli import cli
 from imagefactory import photo_folder
 
 # open read-only: a read-only file is fine for them
-READERS = {"info", "similar", "ops", "evaluate list", "evaluate report", "evaluate export", "export"}
+READERS = {"info", "similar", "ops", "evaluate list", "evaluate report", "evaluate export", "export",
+           "publish-copy"}
 
 
 def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
@@ -53,6 +54,8 @@ def commands(db: str, folder: str, model: str) -> dict[str, list[str]]:
         "evaluate import": ["evaluate", "import", db, "t", str(Path(folder).parent / "answers.csv")],
         # (written to a fresh folder of its own: a reader, its output is not beside the database)
         "export": ["export", db, "--format", "csv", "-o", os.path.join(tempfile.mkdtemp(prefix="ic-export-"), "o.csv")],
+        # (the source is only read; the copy goes beside the photos)
+        "publish-copy": ["publish-copy", db, str(Path(folder).parent / "out" / "public.db"), "--force"],
     }
 
 

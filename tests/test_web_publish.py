@@ -17,8 +17,10 @@ from pathlib import Path
 
 import datasette
 import pytest
+from click.testing import CliRunner
 
 from browser import datasette_server
+from datasette_imageclust.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 DS1 = not datasette.__version__.startswith("0.")
@@ -53,11 +55,12 @@ def _get(base: str, path: str, data: bytes | None = None, headers: dict | None =
 def test_datasette_package_recipe(tux_db, stand_in_model, tux_dir, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
-    # The database as built on another machine: the model path it records is not in the image.
-    shutil.copy(tux_db, work / "photos.db")
+    # The README's first step: a redacted copy (no local paths, GPS or private EXIF; the
+    # model recorded by its name, so the shipped copy must be configured).
+    r = CliRunner().invoke(cli, ["publish-copy", tux_db, str(work / "photos.db")])
+    assert r.exit_code == 0, r.stderr
     conn = sqlite3.connect(work / "photos.db")
-    conn.execute("UPDATE models SET name = '/home/someone/models/stand-in'")
-    conn.commit()
+    assert conn.execute("SELECT name FROM models").fetchone()[0] == Path(stand_in_model).name
     conn.close()
     wheel = _wheel(work)
     names = zipfile.ZipFile(wheel).namelist()
@@ -109,6 +112,7 @@ def test_datasette_package_recipe(tux_db, stand_in_model, tux_dir, tmp_path, mon
     with datasette_server(*serve) as base:
         index = _get(base, "/photos/-/imageclust.json")
         assert len(index["images"]) == 7  # page_size reached the plugin
+        assert _get(base, "/photos/-/imageclust/image/1.json")["redacted"].startswith("redacted: paths relative")
         form = _get(base, "/photos/-/imageclust/search.json")
         assert form["upload_search"]["available"], form["upload_search"]  # the shipped model copy
         sample = sorted((tux_dir / "fish").iterdir())[0]

@@ -91,6 +91,7 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
     if s.gone:
         echo_status(f"{s.gone} files are gone from disk" + (" and were removed" if s.pruned else
                                                             " (--prune removes them)"))
+    _warn_leaks(database)
     if s.interrupted:
         echo_status("interrupted: run the same command again to resume")
         sys.exit(130)
@@ -106,6 +107,7 @@ def info(database, as_json):
     from ..store.info import database_info
 
     data = database_info(database)
+    _warn_leaks(database)
     if as_json:
         click.echo(json.dumps(data.as_dict(), indent=2))
         return
@@ -120,6 +122,15 @@ def info(database, as_json):
     ]
     width = max(len(k) for k, _ in fields) + 2
     click.echo("\n".join(f"{k + ':':<{width}}{v}" for k, v in fields))
+
+
+def _warn_leaks(database: str) -> None:
+    """One stderr line when the database would give away GPS or absolute paths if served."""
+    from ..store.publish import leak_warning
+
+    line = leak_warning(database)
+    if line:
+        echo_status(line)
 
 
 COMMANDS = (load, info)

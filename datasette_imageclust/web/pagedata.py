@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis import search
-from ..store import paths
+from ..store import paths, publish
 from ..store.cache import TokenCache
 from ..store.collection import ImageCollection, change_token
 from ..store.connection import Connection
@@ -213,7 +213,18 @@ def image_detail(conn: Connection, image_id: int, k_similar: int, exact: bool = 
         similar = [{"image_id": i, "distance": round(d, 6)}
                    for i, d in search.similar(conn, image_id, k_similar, exact=exact)]
     return {"image": img, "files": files, "thumbnail": thumb, "clusters": clusters,
-            "near_duplicates": near, "similar": similar}
+            "near_duplicates": near, "similar": similar, "redacted": redaction(conn)}
+
+
+def redaction(conn: Connection) -> str | None:
+    """What a copy made by ``imageclust publish-copy`` says it removed, as one line; None
+    for an ordinary database (or an unreadable note: the page must not fail on it)."""
+    row = conn.execute("SELECT value FROM imageclust_meta WHERE key = ?", [publish.META_KEY]).fetchone()
+    try:
+        note = json.loads(row[0]) if row and row[0] else None
+    except ValueError:
+        note = None
+    return publish.describe(note) if isinstance(note, dict) else None
 
 
 def original_file(conn: Connection, file_id: int, root: str | None) -> dict:
@@ -226,7 +237,8 @@ def original_file(conn: Connection, file_id: int, root: str | None) -> dict:
                   "JOIN images i ON i.id = f.image_id WHERE f.id = ?", [file_id])
     if f is None:
         raise Problem(404, f"no file {file_id}")
-    real = os.path.realpath(paths.os_path(f["path"], f.pop("path_bytes")))  # the exact name on disk
+    # The exact name on disk; a published copy's paths are relative (to originals_root).
+    real = os.path.realpath(os.path.join(root, paths.os_path(f["path"], f.pop("path_bytes"))))
     # realpath on both sides: a symlink inside the root cannot point outside it.
     if os.path.commonpath([real, root]) != root or not os.path.isfile(real):
         raise Problem(404, "this file is not available from this server")

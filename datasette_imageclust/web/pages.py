@@ -218,7 +218,7 @@ async def image_page(datasette, request):
         "thumbnail_url": f"{base}/thumb/{image_id}" if thumbnail else None,
         "clusters": [{**c, "url": f"{base}/cluster/{c['cluster_id']}"} for c in d["clusters"]]
         if "clusters" in acc else [],
-        "descriptions": d["descriptions"], "tags": d["tags"],
+        "descriptions": d["descriptions"], "tags": d["tags"], "redacted": d["redacted"],
         "exact_duplicates": (len(files) - 1 if files else 0) if "files" in acc else None,
         "near_duplicates": [card(base, d["cards"].get(n["image_id"]), n["image_id"], acc)
                             for n in d["near_duplicates"]] if "duplicates" in acc else [],
