@@ -5,6 +5,7 @@ answer on it served immutable."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -296,3 +297,32 @@ def test_two_load_folders(source, tmp_path, stand_in_model, tux_dir, where):
     data = out.read_bytes()
     for s in (str(root), str(second), str(second.parent), str(root.parent)):
         assert s.encode() not in data, s
+
+
+@pytest.mark.asyncio
+async def test_exports_work_on_the_copy(source, tmp_path):
+    """The copy's paths are relative and its originals are elsewhere: exports still work,
+    carry the relative paths and fall back to the stored thumbnails."""
+    import csv
+    import zipfile
+
+    from datasette.app import Datasette
+
+    db, root = source
+    out = tmp_path / "pub.db"
+    assert _publish(db, str(out))[0] == 0
+    rows_csv, zip_path = tmp_path / "rows.csv", tmp_path / "c.zip"
+    for fmt, dest in (("csv", rows_csv), ("zip", zip_path)):
+        r = CliRunner().invoke(cli, ["export", str(out), "--format", fmt, "-o", str(dest)])
+        assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(rows_csv.open(encoding="utf-8")))
+    assert rows and all(r["path"].startswith("Interviewee-3/") for r in rows)
+    assert ROOT_NAME not in rows_csv.read_text(encoding="utf-8")
+    with zipfile.ZipFile(zip_path) as z:
+        manifest = [m for m in z.namelist() if m.endswith("manifest.csv")]
+        assert manifest
+        listed = list(csv.DictReader(io.TextIOWrapper(z.open(manifest[0]), encoding="utf-8")))
+        assert listed and {r["source"] for r in listed} == {"thumbnail"}
+    ds = Datasette(immutables=[str(out)])
+    r = await ds.client.get("/pub/-/imageclust/export?format=csv")
+    assert r.status_code == 200 and ROOT_NAME not in r.text and "Interviewee-3/" in r.text
