@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from datasette.utils.asgi import Response
 
@@ -100,6 +100,35 @@ def text_arg(request: Request, name: str, max_len: int) -> str:
 
 def wants_json(request: Request) -> bool:
     return request.url_vars.get("format") == "json"
+
+
+async def body_chunks(request: Any, limit: int, too_big: str, interrupted: str) -> AsyncIterator[bytes]:
+    """The request body as it arrives, for routes that must not hold more than ``limit``
+    bytes of it: 400 for a malformed Content-Length, 413 (``too_big``) when the body
+    declares or sends more than ``limit`` (before reading it all), 400 (``interrupted``)
+    when the client goes away."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = parse_int(declared.strip(), "Content-Length", high=2**62)
+        except Problem:
+            raise Problem(400, "bad Content-Length header")
+        if size > limit:
+            raise Problem(413, too_big)
+    received = 0
+    while True:
+        message = await request.receive()
+        if message.get("type") == "http.disconnect":
+            raise Problem(400, interrupted)
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise Problem(413, too_big)
+        more = message.get("more_body", False)
+        if chunk:
+            yield chunk
+        if not more:
+            return
 
 
 # --- errors ----------------------------------------------------------------------------

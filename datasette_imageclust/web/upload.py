@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .http import Problem, in_thread, parse_int
+from .http import Problem, body_chunks, in_thread
 
 if TYPE_CHECKING:
     from datasette.utils.asgi import Request
@@ -122,37 +122,21 @@ async def read_image(request: Request, field: str = "image", max_bytes: int | No
     boundary = params.get(b"boundary", b"")
     if ctype != b"multipart/form-data" or not 1 <= len(boundary) <= 200:
         raise Problem(400, f"upload an image as multipart/form-data (field '{field}')")
-    length = request.headers.get("content-length")
-    if length is not None:
-        try:
-            size = parse_int(length.strip(), "Content-Length")
-        except Problem:
-            raise Problem(400, "bad Content-Length header")
-        if size > max_bytes:
-            raise Problem(413, f"uploads are limited to {_megabytes(max_bytes)}")
     form = _Form(field)
     parser = MultipartParser(boundary, form.callbacks())
-    received = 0
-    more = True
-    while more and not form.found:
-        message = await request.receive()
-        if message.get("type") == "http.disconnect":
-            raise Problem(400, "the upload was interrupted")
-        chunk = message.get("body", b"")
-        received += len(chunk)
-        if received > max_bytes:
-            raise Problem(413, f"uploads are limited to {_megabytes(max_bytes)}")
-        more = message.get("more_body", False)
-        if chunk:
-            try:
-                await in_thread(parser.write, chunk)
-            except _Found:
-                break
-            except Problem:
-                raise
-            except Exception as e:  # python-multipart's parse errors (and its own header limits)
-                why = str(e).split(" at index")[0][:120]
-                raise Problem(400, f"malformed multipart body: {why}")
+    async for chunk in body_chunks(request, max_bytes, f"uploads are limited to {_megabytes(max_bytes)}",
+                                   "the upload was interrupted"):
+        try:
+            await in_thread(parser.write, chunk)
+        except _Found:
+            break
+        except Problem:
+            raise
+        except Exception as e:  # python-multipart's parse errors (and its own header limits)
+            why = str(e).split(" at index")[0][:120]
+            raise Problem(400, f"malformed multipart body: {why}")
+        if form.found:
+            break
     if not form.found:
         raise Problem(400, f"no complete form field '{field}' in the upload")
     data = b"".join(form.chunks)

@@ -40,7 +40,7 @@ from datasette.utils.sqlite import sqlite3  # Datasette's: pysqlite3 where insta
 
 from ..store.collection import NotFound
 from . import access
-from .http import MAX_ID, Problem, in_thread
+from .http import MAX_ID, Problem, body_chunks, in_thread
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -175,25 +175,8 @@ def skip_csrf(scope: dict) -> bool | None:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) more than ``limit`` bytes without reading them all."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isascii() or not declared.isdigit():
-            raise Problem(400, "Content-Length must be a number")
-        if int(declared) > limit:
-            raise Problem(413, f"the body is over {limit} bytes")
-    chunks, size = [], 0
-    while True:
-        message = await request.receive()
-        if message.get("type") == "http.disconnect":
-            raise Problem(400, "the client went away before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, f"the body is over {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    return b"".join([chunk async for chunk in body_chunks(request, limit, f"the body is over {limit} bytes",
+                                                           "the client went away before sending the whole body")])
 
 
 def _no_constant(name: str) -> Any:
