@@ -110,7 +110,7 @@ def build_index(db: sqlite_utils.Database) -> IndexSummary:
 
 
 def _refresh_index(db: sqlite_utils.Database, on_status: OnStatus) -> None:
-    """Keep the index (read by the plugin, which never writes) current after a load."""
+    """Keep the index (read by the plugin, which never builds it) current after a load."""
     from .analysis import search
 
     if not search.status(db).fresh:

@@ -86,6 +86,29 @@ async def test_zip_without_originals_root_holds_thumbnails(dbs, tmp_path):
             assert all(z.read(m["file"]) for m in manifest)
 
 
+async def test_a_selection_of_ids_exports_exactly_those_images(dbs):
+    """The map's selection downloads (``ids=``): exactly those images, each with its
+    cluster in the run asked for, as CSV and in a ZIP."""
+    cid, members = _biggest_cluster(dbs["photos"])
+    c = sqlite3.connect(dbs["photos"])
+    others = [r[0] for r in c.execute("SELECT image_id FROM cluster_members m JOIN cluster_runs r ON "
+                                      "r.id = m.run_id WHERE r.name = 'kmeans8' AND m.cluster_id != ? "
+                                      "ORDER BY image_id LIMIT 3", [cid])]
+    c.close()
+    wanted = list(dict.fromkeys(sorted(members)[:2] + others))  # distinct, in this order
+    ds = _ds(dbs)
+    r = await ds.client.get(f"/photos/-/imageclust/export?format=csv&run=kmeans8&ids={','.join(map(str, wanted))}")
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["content-disposition"].endswith('-selection.csv"')
+    rows = _rows(r.content)
+    assert sorted(int(x["image_id"]) for x in rows) == sorted(wanted)
+    assert {x["run"] for x in rows} == {"kmeans8"}
+    r = await ds.client.get(f"/photos/-/imageclust/export?format=zip&ids={wanted[0]},{wanted[-1]}")
+    assert r.status_code == 200, r.text[:300]
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert sorted(int(m["image_id"]) for m in _rows(z.read("manifest.csv"))) == sorted({wanted[0], wanted[-1]})
+
+
 @pytest.mark.parametrize("query,status,words", [
     ("format=xlsx", 400, "format must be one of"),
     ("format=csv&cluster=abc", 400, "whole number"),
@@ -94,6 +117,13 @@ async def test_zip_without_originals_root_holds_thumbnails(dbs, tmp_path):
     ("format=csv&cluster=999999", 404, "no cluster 999999"),
     ("format=csv&run=nope", 404, "no clustering run named 'nope'"),
     ("format=csv&run=" + "x" * 300, 400, "longer than"),
+    ("format=csv&ids=1,x", 400, "whole number"),
+    ("format=csv&ids=", 400, "must list image ids"),
+    ("format=csv&ids=1,,2", 400, "empty item"),
+    ("format=csv&ids=0", 400, "each id in ids"),
+    ("format=csv&ids=1&ids=2", 400, "once"),
+    ("format=csv&ids=1&cluster=1", 400, "either cluster or ids"),
+    ("format=csv&ids=" + ",".join(["1"] * 20_001), 400, "at most 20,000"),
 ])
 async def test_parameters_are_strict(dbs, query, status, words):
     r = await _ds(dbs).client.get(f"/photos/-/imageclust/export?{query}")

@@ -18,7 +18,7 @@ recall needs); (2) an asymmetric estimate <query - mean, +-1 bits> of the best
 PREFILTER x C of those; (3) exact cosine over the best C, read from ``search_vectors``.
 Without an index, or with a stale one (vector count, largest id or model changed), it
 falls back to sqlite-vec's exact scan.
-The plugin never writes, so only the CLI builds the index.
+The plugin writes only curation edits, never the index, so only the CLI builds it.
 """
 from __future__ import annotations
 

@@ -2,6 +2,10 @@
 library (``pipeline.export``) in a worker thread, then streamed from a temporary file.
 
     /<database>/-/imageclust/export?format=csv|json|zip&run=<name or id>&cluster=<id>
+    /<database>/-/imageclust/export?format=csv|json|zip&run=<name or id>&ids=1,2,3
+
+``ids`` (a map selection; parsed and capped as the map's, ``selection.parse_ids``) is an
+alternative to ``cluster``: those images, with their clusters in the run.
 
 The file carries data from several tables: the actor must be able to view ``images``,
 ``files`` (paths), the clustering tables and ``cluster_labels``; map positions, tags and
@@ -21,10 +25,11 @@ from ..export.selection import ExportError
 from ..store import connection
 from . import access
 from .http import Problem, arg, int_arg, route, text_arg
+from .selection import parse_ids
 from .settings import settings
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8", "zip": "application/zip"}
-PARAMS = {"format", "run", "cluster"}
+PARAMS = {"format", "run", "cluster", "ids"}
 OPTIONAL = {"map": "map", "tags": "tags", "descriptions": "descriptions"}  # feature -> records' omit name
 BLOCK = 1 << 20
 
@@ -33,12 +38,18 @@ BLOCK = 1 << 20
 async def export(datasette, request):
     unknown = sorted(set(request.args.keys()) - PARAMS)
     if unknown:
-        raise Problem(400, f"unknown parameter {unknown[0]!r} (parameters: format, run, cluster)")
+        raise Problem(400, f"unknown parameter {unknown[0]!r} (parameters: format, run, cluster, ids)")
     fmt = arg(request, "format") or "csv"
     if fmt not in FORMATS:
         raise Problem(400, f"format must be one of {', '.join(FORMATS)}")
     run = text_arg(request, "run", 200) or None
     cluster = int_arg(request, "cluster", None)
+    raw_ids = arg(request, "ids")
+    if raw_ids is not None and cluster is not None:
+        raise Problem(400, "give either cluster or ids, not both")
+    # Our own SQL over ids parsed as whole numbers: the library's --sql path (read-only).
+    ids_sql = None if raw_ids is None else \
+        "SELECT value AS image_id FROM json_each('[%s]')" % ",".join(map(str, parse_ids(raw_ids)))
     acc = await access.database(datasette, request, ("files", "clusters", "labels", "thumbnails", *OPTIONAL))
     for feature in ("files", "clusters", "labels"):
         acc.require(feature)
@@ -51,13 +62,15 @@ async def export(datasette, request):
     if acc.db.is_memory or not path:
         raise Problem(400, "an in-memory database cannot be exported")
     tmp = tempfile.mkdtemp(prefix="imageclust-download-")
-    name = f"{acc.db.name}-{'cluster-%d' % cluster if cluster is not None else 'images'}.{fmt}"
+    part = "cluster-%d" % cluster if cluster is not None else "selection" if ids_sql else "images"
+    name = f"{acc.db.name}-{part}.{fmt}"
     out = os.path.join(tmp, name)
 
     def work() -> dict:
         db = connection.connect(path, readonly=True)
         try:
-            return pipeline.export(db, fmt, out, run=run, clusters=None if cluster is None else [cluster], **options)
+            return pipeline.export(db, fmt, out, run=run, clusters=None if cluster is None else [cluster],
+                                   sql=ids_sql, **options)
         finally:
             connection.close(db)
 

@@ -15,7 +15,8 @@ Routes (under ``/<database>/-/imageclust/``):
   (in ``points.bin`` order) and the legend (``mapcolour``).
 
 ``map`` and ``map.json`` take a selection, ``?ids=1,2,3`` or ``?sql=<a SELECT returning
-image_id>`` (``selection``): the page highlights it.
+image_id>`` (``selection``): the page highlights it, offers its download (``downloads``) and,
+to an actor who may edit, its curation (``editapi``; ``static/mapedit.js``).
 
 The URLs a page is given name the atlas build they belong to, so a page opened before
 ``imageclust layout`` rebuilt the atlas keeps drawing the build it started with
@@ -29,7 +30,7 @@ from datasette.utils.asgi import Response
 
 from ..analysis import atlas
 from ..store.collection import change_token
-from . import access, mapactions, mapcolour, mapdata, selection
+from . import access, editapi, mapactions, mapcolour, mapdata, selection
 from .access import Access
 from .http import (
     Problem,
@@ -129,7 +130,8 @@ def _payload(datasette, db, state: dict) -> dict:
                                                     + (f"&atlas={build}" if build else "") + f"&v={version}",
                  **mapactions.query_urls(datasette, db.name),
                  "clusters": f"{base}/map.json" + ("" if lay is None else f"?layout={lay['id']}{run}"),
-                 "page": f"{base}/map", "database": datasette.urls.database(db.name)},
+                 "page": f"{base}/map", "database": datasette.urls.database(db.name),
+                 "export": f"{base}/export"},
     }
 
 
@@ -153,6 +155,12 @@ async def map_page(datasette, request):
     # The page embeds everything but the clusters (10,000 of them at 100k images): the
     # script fetches those from map.json in parallel with the points and atlas sheets.
     page_config = {**payload, "clusters": None}
+    # Curation of the selection (mapedit.js): only for an actor who may edit a writable
+    # database, and only on a map that shows a run.
+    edit = None if payload["run_id"] is None else \
+        await editapi.edit_context(datasette, request, db, [payload["run_id"]])
+    page_config["edit"] = None if edit is None else {"api": edit["api"], "run": payload["run_id"],
+                                                      "clusters": edit["clusters"][str(payload["run_id"])]}
     return Response.html(await datasette.render_template(
         "imageclust_map.html",
         {"database": db.name, "config": page_config, "imageclust_static": static_url(datasette), "title": f"Map of {db.name}",

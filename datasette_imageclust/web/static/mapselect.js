@@ -15,6 +15,7 @@
   function $(id) { return document.getElementById(id); }
   var bar = $("icm-sel"), countEl = $("icm-sel-count"), noteEl = $("icm-sel-note");
   var queryLink = $("icm-sel-query"), csvLink = $("icm-sel-csv"), actionsEl = $("icm-sel-actions");
+  var exportLinks = { csv: $("icm-sel-export-csv"), zip: $("icm-sel-export-zip") };
   var lassoBtn = $("icm-lasso"), byEl = $("icm-colour-by"), legend = $("icm-legend");
   var limits = cfg.limits || { selection: 20000, url: 8000, colours: 12 };
   window.__imageclustSelection = [];
@@ -69,6 +70,18 @@
       csvLink.href = cfg.urls.csv + q + "&_stream=on";
     } else if (ids.length) {
       notes.push("too many to open as a query (the link would pass " + limits.url.toLocaleString() + " characters)");
+    }
+    // The export of the selection (imageclust export's csv / zip) with its clusters in this
+    // map's run. A GET link: a selection whose link passes the URL limit is not offered.
+    var exportUrl = cfg.urls.export + "?" + (cfg.run_id == null ? "" : "run=" + cfg.run_id + "&") + "ids=" + ids.join(",");
+    var exportFits = (exportUrl + "&format=csv").length <= limits.url;
+    Object.keys(exportLinks).forEach(function (fmt) {
+      exportLinks[fmt].hidden = !exportFits;
+      if (exportFits) exportLinks[fmt].href = exportUrl + "&format=" + fmt;
+    });
+    if (!exportFits && ids.length) {
+      notes.push("too many to download from here (the link would pass " + limits.url.toLocaleString() +
+                 " characters): use imageclust export --sql");
     }
     noteEl.textContent = notes.join("; ");
     if (source !== "init") setUrl(ids, source);
