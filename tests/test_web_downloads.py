@@ -160,3 +160,24 @@ async def test_the_pages_link_to_downloads(dbs):
     assert r.status_code == 200
     index = (await ds.client.get("/photos/-/imageclust")).text
     assert "/photos/-/imageclust/export?format=csv&amp;run=kmeans16" in index
+
+
+async def test_downloads_beyond_the_slots_wait_then_get_429(dbs, monkeypatch):
+    """Each export holds a thread: with every slot taken, another download waits, then is
+    refused with 429 and Retry-After; once a slot is free it runs."""
+    from datasette_imageclust.web import downloads
+
+    monkeypatch.setattr(downloads, "SLOT_WAIT", 0.2)
+    ds = _ds(dbs)
+    holders = [downloads.SLOTS.held(0) for _ in range(downloads.DOWNLOADSLOTS)]
+    for h in holders:
+        await h.__aenter__()
+    try:
+        r = await ds.client.get("/photos/-/imageclust/export?format=csv")
+        assert r.status_code == 429 and r.headers["retry-after"] == "5", r.text[:200]
+        assert f"{downloads.DOWNLOADSLOTS} at a time" in r.text
+    finally:
+        for h in holders:
+            await h.__aexit__(None, None, None)
+    assert downloads.SLOTS.used == 0
+    assert (await ds.client.get("/photos/-/imageclust/export?format=csv")).status_code == 200

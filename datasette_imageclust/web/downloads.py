@@ -24,7 +24,7 @@ from .. import pipeline
 from ..export.selection import ExportError
 from ..store import connection
 from . import access
-from .http import Problem, arg, int_arg, route, text_arg
+from .http import Problem, Slots, arg, int_arg, route, text_arg
 from .selection import parse_ids
 from .settings import settings
 
@@ -32,6 +32,9 @@ FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=
 PARAMS = {"format", "run", "cluster", "ids"}
 OPTIONAL = {"map": "map", "tags": "tags", "descriptions": "descriptions"}  # feature -> records' omit name
 BLOCK = 1 << 20
+# Each export holds a thread and reads the whole selection: two at once, then 429.
+DOWNLOADSLOTS, SLOT_WAIT = 2, 3.0
+SLOTS = Slots(DOWNLOADSLOTS, "downloads")
 
 
 @route("text")
@@ -77,7 +80,8 @@ async def export(datasette, request):
     try:
         # Its own thread and read-only connection: a long ZIP holds neither the event loop
         # nor one of Datasette's SQL threads.
-        await asyncio.to_thread(work)
+        async with SLOTS.held(SLOT_WAIT):
+            await asyncio.to_thread(work)
     except ExportError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         msg = str(e)

@@ -7,9 +7,12 @@ use them, so a parameter is parsed, and an error answered, the same way everywhe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -129,6 +132,41 @@ async def body_chunks(request: Any, limit: int, too_big: str, interrupted: str) 
             yield chunk
         if not more:
             return
+
+
+class Slots:
+    """At most ``size`` of one costly kind of work (uploads, downloads) at once, so a burst
+    of requests cannot take every thread: a request waits up to ``wait`` seconds for a
+    slot, then gets 429 with Retry-After. A lock-free count for the event loop's side;
+    the lock only guards the count."""
+
+    def __init__(self, size: int, what: str) -> None:
+        self.size, self.what, self.used = size, what, 0
+        self._lock = threading.Lock()
+
+    def _take(self) -> bool:
+        with self._lock:
+            if self.used >= self.size:
+                return False
+            self.used += 1
+            return True
+
+    def _give(self) -> None:
+        with self._lock:
+            self.used -= 1
+
+    @contextlib.asynccontextmanager
+    async def held(self, wait: float) -> AsyncIterator[None]:
+        deadline = time.monotonic() + wait
+        while not self._take():
+            if time.monotonic() > deadline:
+                raise Problem(429, f"the server is busy with other {self.what} ({self.size} at a time): "
+                                   f"try again in a few seconds", headers={"Retry-After": "5"})
+            await asyncio.sleep(0.05)
+        try:
+            yield
+        finally:
+            self._give()
 
 
 # --- errors ----------------------------------------------------------------------------

@@ -18,15 +18,13 @@ file name is only a hint for the decoder and is never used as a path.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .http import Problem, body_chunks, in_thread
+from .http import Problem, Slots, body_chunks, in_thread
 
 if TYPE_CHECKING:
     from datasette.utils.asgi import Request
@@ -41,8 +39,7 @@ SLOT_WAIT = 3.0
 READ_SECONDS = 60.0
 DECODES = 2
 _DECODE_POOL = ThreadPoolExecutor(DECODES, thread_name_prefix="imageclust-upload")
-_slots_lock = threading.Lock()
-_slots_used = 0
+_SLOTS = Slots(UPLOAD_SLOTS, "uploads")
 
 
 class _Found(Exception):
@@ -145,24 +142,9 @@ async def read_image(request: Request, field: str = "image", max_bytes: int | No
     return data, form.filename
 
 
-def _take_slot() -> bool:
-    global _slots_used
-    with _slots_lock:
-        if _slots_used >= UPLOAD_SLOTS:
-            return False
-        _slots_used += 1
-        return True
-
-
-def _give_slot() -> None:
-    global _slots_used
-    with _slots_lock:
-        _slots_used -= 1
-
-
 def in_progress() -> int:
     """How many uploads hold a slot now."""
-    return _slots_used
+    return _SLOTS.used
 
 
 async def embed_request(request: Request, model: str, dims: int) -> tuple[Any, Any, str]:
@@ -172,13 +154,7 @@ async def embed_request(request: Request, model: str, dims: int) -> tuple[Any, A
     from ..ingest.decode import ImageError, ImageTooLarge
     from ..models import ModelError
 
-    deadline = time.monotonic() + SLOT_WAIT
-    while not _take_slot():  # (a lock-free count: works on any event loop)
-        if time.monotonic() > deadline:
-            raise Problem(429, f"the server is busy with other uploads ({UPLOAD_SLOTS} at a time): "
-                               f"try again in a few seconds", headers={"Retry-After": "5"})
-        await asyncio.sleep(0.05)
-    try:
+    async with _SLOTS.held(SLOT_WAIT):
         try:
             data, filename = await asyncio.wait_for(read_image(request), READ_SECONDS)
         except asyncio.TimeoutError:
@@ -194,5 +170,3 @@ async def embed_request(request: Request, model: str, dims: int) -> tuple[Any, A
         except ModelError as e:
             raise Problem(400, str(e))
         return vec, decoded, filename
-    finally:
-        _give_slot()
