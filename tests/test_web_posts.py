@@ -126,6 +126,12 @@ async def test_cluster_page_counts_posts_per_month_hashtags_and_authors(posts_db
             for m, n in months.items():
                 assert f"<title>{m}: {n} posts</title>" in html
         assert HOSTILE not in html and "<b>x</b>" not in html
+        if posts:  # the link to the posts runs as a Datasette query and lists those posts
+            link = unescape(re.search(r'<a href="([^"]+)">the posts</a>', html).group(1))
+            path, query = link.split("?", 1)
+            r = await ds.client.get(f"{path}.json?{query}&_shape=objects")
+            assert r.status_code == 200, r.text[:300]
+            assert sorted(row["id"] for row in r.json()["rows"]) == sorted(p[0] for p in posts)
     # Hashtags of the cluster of a.jpg: text and JSON lists alike, '#' and case folded.
     (a,) = sql(posts_db, "select m.cluster_id from cluster_members m join post_images pi on pi.image_id = m.image_id "
                          "join cluster_runs r on r.id = m.run_id where r.is_default = 1 and pi.url like '%/img/a.jpg'")[0]

@@ -70,27 +70,37 @@ def post_columns(conn: sqlite3.Connection, date: str | None = None, author: str 
     return PostColumns(found_date, pick(author, AUTHOR_NAMES), pick(hashtags, HASHTAG_NAMES))
 
 
+def date_sql(column: str, alias: str = "p") -> str:
+    """The SQL expression of a post's date value: the column's value when it is text that
+    SQLite reads as a date (ISO 8601), else NULL (a number would be read as a Julian day)."""
+    v = f"{alias}.{quote(column)}"
+    return f"(CASE WHEN typeof({v}) = 'text' AND date({v}) IS NOT NULL THEN {v} END)"
+
+
 def month_sql(column: str, alias: str = "p") -> str:
     """The SQL expression of a post's month (``YYYY-MM``), NULL when it is no date."""
-    return f"strftime('%Y-%m', {alias}.{quote(column)})"
+    return f"strftime('%Y-%m', {date_sql(column, alias)})"
 
 
-def hashtags_cte(column: str) -> str:
+def hashtags_cte(column: str, posts: str = "") -> str:
     """A CTE ``post_tags(post, tag)``: each post's hashtags, from a JSON list or from
-    text separated by commas or spaces; trimmed, without a leading ``#``, lower case."""
+    text separated by commas or spaces; trimmed, without a leading ``#``, lower case.
+    ``posts``: an SQL condition on ``posts.id`` limiting the posts read (e.g. ``IN (...)``)."""
     c = quote(column)
+    only = f" AND posts.id {posts}" if posts else ""
     return f"""post_tags(post, tag) AS (
   SELECT post, lower(ltrim(trim(tag), '#')) FROM (
     WITH RECURSIVE split(post, tag, rest) AS (
       SELECT id, NULL, replace(CAST({c} AS TEXT), ' ', ',') || ',' FROM posts
-      WHERE {c} IS NOT NULL AND NOT (json_valid({c}) AND json_type({c}) = 'array')
+      WHERE {c} IS NOT NULL AND NOT (json_valid({c}) AND json_type({c}) = 'array'){only}
       UNION ALL
       SELECT post, substr(rest, 1, instr(rest, ',') - 1), substr(rest, instr(rest, ',') + 1)
       FROM split WHERE rest != ''
     )
     SELECT post, tag FROM split WHERE tag IS NOT NULL
     UNION ALL
-    SELECT p.id, CAST(j.value AS TEXT) FROM posts p,
-      json_each(CASE WHEN json_valid(p.{c}) AND json_type(p.{c}) = 'array' THEN p.{c} ELSE '[]' END) j
+    SELECT posts.id, CAST(j.value AS TEXT) FROM posts,
+      json_each(CASE WHEN json_valid(posts.{c}) AND json_type(posts.{c}) = 'array' THEN posts.{c} ELSE '[]' END) j
+    WHERE 1{only}
   ) WHERE lower(ltrim(trim(tag), '#')) != ''
 )"""

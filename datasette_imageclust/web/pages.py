@@ -150,7 +150,9 @@ async def cluster_page(datasette, request):
         "cluster": {**c, "cohesion": None if c["cohesion"] is None else round(c["cohesion"], 4),
                     "labels": c["labels"] if "labels" in acc else []},
         "run": d["run"], **pages_info, "members": members, "tags": d["tags"], "state": d["state"],
-        "posts": d["posts"],
+        "posts": None if d["posts"] is None else {**d["posts"], "sql_url": _sql_url(
+            datasette, db.name, postsdata.cluster_posts_sql(postsdata.PostColumns(**d["posts"]["columns"])),
+            {"cluster": cluster_id})},
         "neighbours": [{**n, "url": f"{base}/cluster/{n['id']}"} for n in d["neighbours"]],
         "previous_url": f"{base}/cluster/{order['previous']}" if order["previous"] else None,
         "next_url": f"{base}/cluster/{order['next']}" if order["next"] else None,
@@ -224,7 +226,7 @@ async def image_page(datasette, request):
         if "clusters" in acc else [],
         "descriptions": d["descriptions"], "tags": d["tags"], "redacted": d["redacted"],
         "posts": None if d["posts"] is None else {**d["posts"], "sql_url": _sql_url(
-            datasette, db.name, postsdata.image_posts_sql(postsdata.PostColumns(d["posts"]["columns"]["date"])),
+            datasette, db.name, postsdata.image_posts_sql(postsdata.PostColumns(**d["posts"]["columns"])),
             {"image": image_id})},
         "exact_duplicates": (len(files) - 1 if files else 0) if "files" in acc else None,
         "near_duplicates": [card(base, d["cards"].get(n["image_id"]), n["image_id"], acc)

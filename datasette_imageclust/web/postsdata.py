@@ -7,7 +7,7 @@ import sqlite3
 
 from markupsafe import Markup, escape
 
-from ..store.postcolumns import PostColumns, has_posts, hashtags_cte, month_sql, post_columns, quote
+from ..store.postcolumns import PostColumns, date_sql, has_posts, hashtags_cte, month_sql, post_columns, quote
 from .settings import Settings
 
 TOP = 10  # hashtags and authors listed on a cluster page
@@ -23,10 +23,7 @@ def image_posts(conn: sqlite3.Connection, image_id: int, cfg: Settings) -> dict 
     if not has_posts(conn):
         return None
     cols = columns(conn, cfg)
-    span = "NULL, NULL"
-    if cols.date:
-        d = f"p.{quote(cols.date)}"
-        span = f"min(CASE WHEN date({d}) IS NOT NULL THEN {d} END), max(CASE WHEN date({d}) IS NOT NULL THEN {d} END)"
+    span = f"min({date_sql(cols.date)}), max({date_sql(cols.date)})" if cols.date else "NULL, NULL"
     n, first, last = conn.execute(
         f"SELECT count(DISTINCT p.id), {span} FROM post_images pi JOIN posts p ON p.id = pi.post "
         "WHERE pi.image_id = ?", [image_id]).fetchone()
@@ -35,9 +32,18 @@ def image_posts(conn: sqlite3.Connection, image_id: int, cfg: Settings) -> dict 
 
 def image_posts_sql(cols: PostColumns) -> str:
     """The posts of image ``:image``, for a link to Datasette's query page."""
-    order = f"p.{quote(cols.date)}, p.id" if cols.date else "p.id"
     return ("SELECT p.*, pi.position, pi.url FROM post_images pi JOIN posts p ON p.id = pi.post "
-            f"WHERE pi.image_id = cast(:image AS integer) ORDER BY {order}")
+            f"WHERE pi.image_id = cast(:image AS integer) ORDER BY {_order(cols)}")
+
+
+def cluster_posts_sql(cols: PostColumns) -> str:
+    """The posts the images of cluster ``:cluster`` appear in, for a link to Datasette's query page."""
+    return ("SELECT p.* FROM posts p WHERE p.id IN (SELECT pi.post FROM post_images pi JOIN cluster_members m "
+            f"ON m.image_id = pi.image_id WHERE m.cluster_id = cast(:cluster AS integer)) ORDER BY {_order(cols)}")
+
+
+def _order(cols: PostColumns) -> str:
+    return f"{date_sql(cols.date)}, p.id" if cols.date else "p.id"
 
 
 def cluster_posts(conn: sqlite3.Connection, cluster_id: int, cfg: Settings) -> dict | None:
@@ -46,24 +52,26 @@ def cluster_posts(conn: sqlite3.Connection, cluster_id: int, cfg: Settings) -> d
     if not has_posts(conn):
         return None
     cols = columns(conn, cfg)
-    members = ("(SELECT DISTINCT pi.post FROM post_images pi JOIN cluster_members m ON m.image_id = pi.image_id "
-               "WHERE m.cluster_id = ?)")
-    n = conn.execute(f"SELECT count(*) FROM {members}", [cluster_id]).fetchone()[0]
+    members = ("IN (SELECT DISTINCT pi.post FROM post_images pi JOIN cluster_members m ON m.image_id = pi.image_id "
+               "WHERE m.cluster_id = :cluster)")
+    arg = {"cluster": cluster_id}
+    n = conn.execute(f"SELECT count(*) FROM posts p WHERE p.id {members}", arg).fetchone()[0]
     out: dict = {"posts": n, "columns": cols.as_dict(), "months": [], "authors": [], "hashtags": []}
     if cols.date:
         m = month_sql(cols.date)
         out["months"] = [{"month": r[0], "posts": r[1]} for r in conn.execute(
-            f"SELECT {m} AS month, count(*) FROM posts p WHERE p.id IN {members} AND {m} IS NOT NULL "
-            "GROUP BY month ORDER BY month", [cluster_id])]
+            f"SELECT {m} AS month, count(*) FROM posts p WHERE p.id {members} AND {m} IS NOT NULL "
+            "GROUP BY month ORDER BY month", arg)]
     if cols.author:
         a = f"p.{quote(cols.author)}"
         out["authors"] = [{"value": r[0], "posts": r[1]} for r in conn.execute(
-            f"SELECT CAST({a} AS TEXT), count(*) AS n FROM posts p WHERE p.id IN {members} AND {a} IS NOT NULL "
-            f"AND {a} != '' GROUP BY 1 ORDER BY n DESC, 1 LIMIT {TOP}", [cluster_id])]
+            f"SELECT CAST({a} AS TEXT), count(*) AS n FROM posts p WHERE p.id {members} AND {a} IS NOT NULL "
+            f"AND {a} != '' GROUP BY 1 ORDER BY n DESC, 1 LIMIT {TOP}", arg)]
     if cols.hashtags:
+        # Only this cluster's posts are split into hashtags (not every post of the database).
         out["hashtags"] = [{"value": r[0], "posts": r[1]} for r in conn.execute(
-            f"WITH {hashtags_cte(cols.hashtags)} SELECT tag, count(DISTINCT post) AS n FROM post_tags "
-            f"WHERE post IN {members} GROUP BY tag ORDER BY n DESC, tag LIMIT {TOP}", [cluster_id])]
+            f"WITH {hashtags_cte(cols.hashtags, members)} SELECT tag, count(DISTINCT post) AS n FROM post_tags "
+            f"GROUP BY tag ORDER BY n DESC, tag LIMIT {TOP}", arg)]
     return out
 
 
