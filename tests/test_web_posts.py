@@ -219,3 +219,23 @@ async def test_posts_table_facets_by_date_and_author(posts_db, plain_db):
     authors = {f["value"]: f["count"] for f in facets["author"]["results"]}
     assert authors == dict(sql(posts_db, "select author, count(*) from posts group by author"))
     assert (await ds.client.get("/plain/images.json")).status_code == 200
+
+
+async def test_the_date_column_is_the_first_holding_iso_dates(tmp_path):
+    import sqlite_utils
+
+    from datasette_imageclust.store.postcolumns import post_columns
+    from datasette_imageclust.store.schema import migrate
+
+    db = sqlite_utils.Database(str(tmp_path / "cols.db"))
+    migrate(db, "posts")
+    for name in ("code", "n", "year", "when", "Username", "Tags"):
+        db.execute(f'ALTER TABLE posts ADD COLUMN "{name}"')
+    # Digits as text and a number read as Julian days by SQLite's date(); a bare year: none is a date.
+    db.execute("INSERT INTO posts (export, post_id, row, loaded, code, n, year, \"when\", Username, Tags) "
+               "VALUES ('e', '1', 1, 'now', '007', 2460000, '2024', '2024-03-02T10:11:12', 'ann', 'a,b')")
+    db.conn.commit()
+    cols = post_columns(db.conn)
+    assert (cols.date, cols.author, cols.hashtags) == ("when", "Username", "Tags")
+    assert post_columns(db.conn, date="CODE", author="nonesuch").as_dict() == {
+        "date": "code", "author": None, "hashtags": "Tags"}

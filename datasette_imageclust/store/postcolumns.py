@@ -4,7 +4,7 @@ ready-made queries and facets share.
 
 The rule: a configured name (plugin settings ``post_date_column``, ``post_author_column``,
 ``post_hashtags_column``) when ``posts`` has that column; else, for the date, the first
-kept column whose values (a sample) all parse as ISO 8601 dates in SQLite; for the
+kept column whose values (a sample) are all ISO 8601 dates (``is_date_sql``); for the
 author the first of ``author``, ``author_username``, ``username``, ``user``; for the
 hashtags ``hashtags`` then ``tags`` (names compared without case).
 """
@@ -38,12 +38,19 @@ def has_posts(conn: sqlite3.Connection) -> bool:
     return {"posts", "post_images"} <= names
 
 
+def is_date_sql(value: str) -> str:
+    """The SQL test that ``value`` is a date: ISO 8601 text (``YYYY-MM-DD...``, as load
+    --from writes dates) that SQLite's date() reads. date() alone would also read a number,
+    or digits such as ``007``, as a Julian day."""
+    return (f"(typeof({value}) = 'text' AND {value} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' "
+            f"AND date({value}) IS NOT NULL)")
+
+
 def _is_dates(conn: sqlite3.Connection, column: str) -> bool:
-    # Every sampled non-empty value is text that SQLite's date() reads (ISO 8601, as
-    # load --from writes dates); a column with no values is no date column.
+    # Every sampled non-empty value is a date; a column with no values is no date column.
     q = quote(column)
     n, ok = conn.execute(
-        f"SELECT count(*), sum(typeof(v) = 'text' AND date(v) IS NOT NULL) FROM "
+        f"SELECT count(*), sum({is_date_sql('v')}) FROM "
         f"(SELECT {q} AS v FROM posts WHERE {q} IS NOT NULL AND {q} != '' LIMIT {SAMPLE})").fetchone()
     return bool(n) and n == ok
 
@@ -71,10 +78,10 @@ def post_columns(conn: sqlite3.Connection, date: str | None = None, author: str 
 
 
 def date_sql(column: str, alias: str = "p") -> str:
-    """The SQL expression of a post's date value: the column's value when it is text that
-    SQLite reads as a date (ISO 8601), else NULL (a number would be read as a Julian day)."""
+    """The SQL expression of a post's date value: the column's value when it is a date
+    (``is_date_sql``), else NULL."""
     v = f"{alias}.{quote(column)}"
-    return f"(CASE WHEN typeof({v}) = 'text' AND date({v}) IS NOT NULL THEN {v} END)"
+    return f"(CASE WHEN {is_date_sql(v)} THEN {v} END)"
 
 
 def month_sql(column: str, alias: str = "p") -> str:
