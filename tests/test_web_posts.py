@@ -124,7 +124,7 @@ async def test_cluster_page_counts_posts_per_month_hashtags_and_authors(posts_db
         if months:  # one bar per month from the first to the last, each titled
             assert html.count("<rect ") == len(pipeline_months(min(months), max(months)))
             for m, n in months.items():
-                assert f"<title>{m}: {n} posts</title>" in html
+                assert f"<title>{m}: {n} post{'' if n == 1 else 's'}</title>" in html
         assert HOSTILE not in html and "<b>x</b>" not in html
         if posts:  # the link to the posts runs as a Datasette query and lists those posts
             link = unescape(re.search(r'<a href="([^"]+)">the posts</a>', html).group(1))

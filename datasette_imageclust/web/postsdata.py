@@ -43,7 +43,8 @@ def cluster_posts_sql(cols: PostColumns) -> str:
 
 
 def _order(cols: PostColumns) -> str:
-    return f"{date_sql(cols.date)}, p.id" if cols.date else "p.id"
+    # The plain column (readable in the link; values that are no date sort first).
+    return f"p.{quote(cols.date)}, p.id" if cols.date else "p.id"
 
 
 def cluster_posts(conn: sqlite3.Connection, cluster_id: int, cfg: Settings) -> dict | None:
@@ -104,7 +105,7 @@ def timeline_svg(months: list[dict], width: int = 360, height: int = 60) -> Mark
     for i, m in enumerate(series):
         h = round(height * m["posts"] / top, 2)
         parts.append(f'<rect x="{round(i * bar, 2)}" y="{round(height - h, 2)}" width="{round(max(bar - 1, 0.5), 2)}" '
-                     f'height="{h}" fill="#4a7fb5"><title>{escape(m["month"])}: {int(m["posts"])} posts</title></rect>')
+                     f'height="{h}" fill="#4a7fb5"><title>{escape(m["month"])}: {int(m["posts"])} post{"" if m["posts"] == 1 else "s"}</title></rect>')
     parts.append(f'<text x="0" y="{height + 12}" font-size="10">{escape(series[0]["month"])}</text>')
     if len(series) > 1:
         parts.append(f'<text x="{width}" y="{height + 12}" font-size="10" text-anchor="end">'
