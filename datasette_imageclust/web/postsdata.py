@@ -7,14 +7,20 @@ import sqlite3
 
 from markupsafe import Markup, escape
 
+from ..store.cache import TokenCache
+from ..store.collection import change_token
 from ..store.postcolumns import PostColumns, date_sql, has_posts, hashtags_cte, month_sql, post_columns, quote
 from .settings import Settings
 
 TOP = 10  # hashtags and authors listed on a cluster page
+_COLUMNS = TokenCache(16)
 
 
 def columns(conn: sqlite3.Connection, cfg: Settings) -> PostColumns:
-    return post_columns(conn, cfg.post_date_column, cfg.post_author_column, cfg.post_hashtags_column)
+    """``store.postcolumns``'s rule with the plugin settings (remembered until the database
+    changes: 0.65 asks for its canned queries, which name the columns, on every page)."""
+    names = (cfg.post_date_column, cfg.post_author_column, cfg.post_hashtags_column)
+    return _COLUMNS.get(change_token(conn), ("post_columns", names), lambda: post_columns(conn, *names))
 
 
 def image_posts(conn: sqlite3.Connection, image_id: int, cfg: Settings) -> dict | None:
