@@ -8,11 +8,11 @@ from typing import Callable, Iterable
 
 import sqlite_utils
 
+from ..store.postcolumns import FIXED  # posts' own columns: an export's get a "_" after
 from ..store.schema import migrate, now
 from .download import Fetched
 from .exports import BadRow, ExportRow
 
-FIXED = ("id", "export", "post_id", "row", "loaded")  # posts' own columns: an export's get a "_" after
 
 
 @dataclass

@@ -3,6 +3,8 @@ stored (1.0) queries, and shown in the README. Parameters are named (``:id``...)
 cast: Datasette passes them as text, which never equals an integer column in SQLite."""
 from __future__ import annotations
 
+from .postcolumns import PostColumns, hashtags_cte, month_sql
+
 QUERIES: dict[str, dict] = {
     "imageclust_similar": {
         "title": "Images most similar to an image (exact)",
@@ -67,11 +69,48 @@ NEEDS = {
     "imageclust_clusters": {"clusters", "cluster_runs"},
     "imageclust_exact_duplicates": {"files"},
     "imageclust_near_duplicates": {"duplicate_groups", "duplicate_members", "files"},
+    "imageclust_clusters_by_month": {"clusters", "cluster_runs", "cluster_members", "posts", "post_images"},
+    "imageclust_clusters_by_hashtag": {"clusters", "cluster_runs", "cluster_members", "posts", "post_images"},
 }
+# The default run's clusters joined to the posts their images appear in (as ``p``).
+_CLUSTER_POSTS = """from clusters c join cluster_runs r on r.id = c.run_id and r.is_default = 1
+join cluster_members m on m.cluster_id = c.id
+join post_images pi on pi.image_id = m.image_id
+join posts p on p.id = pi.post"""
 
 
-def available(tables: set[str]) -> dict[str, dict]:
-    """The queries whose tables exist in a database with these ``tables``."""
+def post_queries(cols: PostColumns) -> dict[str, dict]:
+    """Clusters x month and clusters x hashtag, where ``posts`` has such a column (their
+    SQL names the column, so it is made per database)."""
+    out = {}
+    if cols.date:
+        month = month_sql(cols.date)
+        out["imageclust_clusters_by_month"] = {
+            "title": "Clusters of the default run by month of their posts",
+            "description": f"Posts (by {cols.date}) per cluster and month: how many posts the cluster's images appear in.",
+            "sql": f"""select c.id as cluster_id, c.label, {month} as month, count(distinct p.id) as posts
+{_CLUSTER_POSTS}
+where {month} is not null
+group by c.id, month order by c.id, month""",
+        }
+    if cols.hashtags:
+        out["imageclust_clusters_by_hashtag"] = {
+            "title": "Clusters of the default run by hashtag of their posts",
+            "description": f"Posts per cluster and hashtag (from {cols.hashtags}: a JSON list, or text separated "
+                           "by commas or spaces; lower case, without '#').",
+            "sql": f"""with {hashtags_cte(cols.hashtags)}
+select c.id as cluster_id, c.label, t.tag as hashtag, count(distinct p.id) as posts
+{_CLUSTER_POSTS}
+join post_tags t on t.post = p.id
+group by c.id, t.tag order by c.id, posts desc, t.tag""",
+        }
+    return out
+
+
+def available(tables: set[str], posts: PostColumns | None = None) -> dict[str, dict]:
+    """The queries whose tables exist in a database with these ``tables`` (and ``posts``
+    columns: see ``store.postcolumns``)."""
     if "imageclust_meta" not in tables:
         return {}
-    return {name: q for name, q in QUERIES.items() if NEEDS[name] <= tables}
+    queries = {**QUERIES, **post_queries(posts or PostColumns())}
+    return {name: q for name, q in queries.items() if NEEDS[name] <= tables}

@@ -4,6 +4,7 @@ the pages in ``pages`` and ``mappage``, what they show in ``pagedata``."""
 from __future__ import annotations
 
 import threading
+import weakref
 from contextvars import ContextVar
 
 from datasette import hookimpl
@@ -213,7 +214,9 @@ def get_metadata(datasette, key, database, table):
     # hook; ``startup`` below sets the same in its config.
     tables = {t: {"hidden": True} for t in (*HIDDEN, "description_vectors")}
     tables.update({t: {"facets": f} for t, f in FACETS.items()})
-    return {"databases": {name: {"tables": tables} for name in datasette.databases}}
+    posts = _POST_FACETS.get(datasette, {})
+    return {"databases": {name: {"tables": {**tables, **({"posts": {"facets": posts[name]}} if posts.get(name) else {})}}
+                          for name in datasette.databases}}
 
 
 @hookimpl
@@ -226,13 +229,38 @@ def skip_csrf(datasette, scope):
     return writes.skip_csrf(scope)  # a JSON write, as Datasette's own rule
 
 
+async def _post_columns(datasette, database: str):
+    """The date, author and hashtags columns of ``posts`` (store.postcolumns's rule, with
+    the database's plugin settings)."""
+    from . import postsdata
+    from .settings import settings
+
+    cfg = settings(datasette, database)
+    return await datasette.get_database(database).execute_fn(lambda conn: postsdata.columns(conn, cfg))
+
+
 async def _queries(datasette, database: str) -> dict:
     from ..store.recipes import available
 
     try:
-        return available(set(await datasette.get_database(database).table_names()))
+        return available(set(await datasette.get_database(database).table_names()),
+                         await _post_columns(datasette, database))
     except Exception:  # an unknown or unreadable database is Datasette's to report
         return {}
+
+
+# Facets of each database's posts table (Datasette -> database name -> facets), found at
+# startup: 0.65's get_metadata cannot read a database.
+_POST_FACETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def _posts_facets(datasette, database: str) -> list:
+    """Datasette facets for ``posts``: by day of the date column, by author."""
+    try:
+        cols = await _post_columns(datasette, database)
+    except Exception:  # an unreadable database is Datasette's to report
+        return []
+    return ([{"date": cols.date}] if cols.date else []) + ([cols.author] if cols.author else [])
 
 
 async def _refused_queries(datasette, actor: dict | None, database: str) -> set[str]:
@@ -265,12 +293,12 @@ def register_actions(datasette):
 def permission_allowed(datasette, actor, action, resource):
     # Datasette 0.65: the plugin's permissions (writes.py); view-query on a ready-made query needs
     # view-table on its tables.
-    from ..store.recipes import QUERIES
+    from ..store.recipes import NEEDS
 
     if action in writes.PERMISSIONS:
         return writes.permission_allowed(datasette, actor, action, resource)
     if action != "view-query" or not isinstance(resource, (tuple, list)) or len(resource) != 2 \
-            or resource[1] not in QUERIES:
+            or resource[1] not in NEEDS:
         return None
 
     async def inner():
@@ -320,24 +348,19 @@ def startup(datasette):
     paths = [db.path for db in datasette.databases.values() if getattr(db, "path", None) and not db.is_memory]
     if paths:
         threading.Thread(target=_warm, args=(paths,), name="imageclust-warm", daemon=True).start()
-    if not hasattr(datasette, "allowed"):
-        return None  # 0.65: get_metadata and canned_queries do the rest
     config = getattr(datasette, "config", None)
-    if not isinstance(config, dict):
-        return None
 
     async def inner():
-        from ..store.recipes import available
+        _POST_FACETS[datasette] = {name: await _posts_facets(datasette, name) for name in list(datasette.databases)}
+        if not hasattr(datasette, "allowed") or not isinstance(config, dict):
+            return None  # 0.65: get_metadata and canned_queries do the rest
 
         # Datasette 1.0: the same queries, as stored queries of each imageclust database.
         add_query = getattr(datasette, "add_query", None)
         for name, db in list(datasette.databases.items()):
             if add_query is None:
                 break
-            try:
-                queries = available(set(await db.table_names()))
-            except Exception:
-                continue
+            queries = await _queries(datasette, name)
             for qname, q in queries.items():
                 await add_query(name, qname, q["sql"], title=q["title"], description=q["description"],
                                 source="plugin")
@@ -351,6 +374,8 @@ def startup(datasette):
                 continue
             wanted = {t: {"hidden": True} for t in names if t in HIDDEN or t.startswith(HIDDEN_PREFIXES)}
             wanted.update({t: {"facets": facets} for t, facets in FACETS.items() if t in names})
+            if _POST_FACETS[datasette].get(name):
+                wanted["posts"] = {"facets": _POST_FACETS[datasette][name]}
             if wanted:
                 tables = dbs.setdefault(name, {}).setdefault("tables", {})
                 for t, settings_ in wanted.items():

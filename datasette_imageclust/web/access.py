@@ -38,6 +38,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "operations": ("cluster_ops",),                              # edits of a run (curation)
     "notes": ("cluster_notes",),                                 # clusters' notes, reviewed state
     "evaluation": ("eval_tasks", "eval_candidates", "eval_sets", "eval_set_images", "eval_answers"),  # coding sets
+    "posts": ("posts", "post_images"),                           # posts of an export linking images
     "evaluation_pairs": ("eval_pairs", "eval_pair_relations", "eval_ratings"),  # pairs and their ratings
 }
 

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from datasette.utils.asgi import Response
 
 from ..store.collection import ImageCollection
-from . import editapi, pagedata, textdata
+from . import editapi, pagedata, postsdata, textdata
 from .http import Problem, arg, int_arg, path_int, route, wants_json
 from .pagekit import (
     CARD_FEATURES,
@@ -111,7 +111,7 @@ async def index_page(datasette, request):
     })
 
 
-CLUSTER_FEATURES = (*CARD_FEATURES, "labels", "descriptions", "tags", "notes")
+CLUSTER_FEATURES = (*CARD_FEATURES, "labels", "descriptions", "tags", "notes", "posts")
 
 
 @route()
@@ -129,6 +129,7 @@ async def cluster_page(datasette, request):
             if "descriptions" in acc else {}
         d["tags"] = textdata.cluster_tags(conn, cluster_id) if "tags" in acc else []
         d["state"] = editapi.cluster_state(conn, cluster_id) if "notes" in acc else None
+        d["posts"] = postsdata.cluster_posts(conn, cluster_id, cfg) if "posts" in acc else None
         return d
 
     d = await db.execute_fn(read)
@@ -149,6 +150,9 @@ async def cluster_page(datasette, request):
         "cluster": {**c, "cohesion": None if c["cohesion"] is None else round(c["cohesion"], 4),
                     "labels": c["labels"] if "labels" in acc else []},
         "run": d["run"], **pages_info, "members": members, "tags": d["tags"], "state": d["state"],
+        "posts": None if d["posts"] is None else {**d["posts"], "sql_url": _sql_url(
+            datasette, db.name, postsdata.cluster_posts_sql(postsdata.PostColumns(**d["posts"]["columns"])),
+            {"cluster": cluster_id})},
         "neighbours": [{**n, "url": f"{base}/cluster/{n['id']}"} for n in d["neighbours"]],
         "previous_url": f"{base}/cluster/{order['previous']}" if order["previous"] else None,
         "next_url": f"{base}/cluster/{order['next']}" if order["next"] else None,
@@ -165,7 +169,8 @@ async def cluster_page(datasette, request):
     if wants_json(request):
         return Response.json(body)
     title = c["label"] or f"Cluster {c['id']}"
-    return await render(datasette, request, "imageclust_cluster.html", {**body, "title": title})
+    timeline = postsdata.timeline_svg(d["posts"]["months"]) if d["posts"] else ""
+    return await render(datasette, request, "imageclust_cluster.html", {**body, "title": title, "timeline": timeline})
 
 
 def _sql_url(datasette: Datasette, database: str, sql: str, params: dict) -> str:
@@ -176,7 +181,7 @@ def _sql_url(datasette: Datasette, database: str, sql: str, params: dict) -> str
     return datasette.urls.database(database) + "?" + urlencode({"sql": sql, **params})
 
 
-IMAGE_FEATURES = (*CARD_FEATURES, "duplicates", "similar", "index", "descriptions", "tags")
+IMAGE_FEATURES = (*CARD_FEATURES, "duplicates", "similar", "index", "descriptions", "tags", "posts")
 
 
 @route()
@@ -192,6 +197,7 @@ async def image_page(datasette, request):
         d["cards"] = pagedata.image_cards(conn, ids, run["id"] if run else None)
         d["descriptions"] = textdata.image_descriptions(conn, image_id) if "descriptions" in acc else []
         d["tags"] = textdata.image_tags(conn, [image_id]).get(image_id, []) if "tags" in acc else []
+        d["posts"] = postsdata.image_posts(conn, image_id, cfg) if "posts" in acc else None
         if cfg.originals_root and "files" in acc:
             d["servable"] = set()
             for f in d["files"]:
@@ -219,6 +225,9 @@ async def image_page(datasette, request):
         "clusters": [{**c, "url": f"{base}/cluster/{c['cluster_id']}"} for c in d["clusters"]]
         if "clusters" in acc else [],
         "descriptions": d["descriptions"], "tags": d["tags"], "redacted": d["redacted"],
+        "posts": None if d["posts"] is None else {**d["posts"], "sql_url": _sql_url(
+            datasette, db.name, postsdata.image_posts_sql(postsdata.PostColumns(**d["posts"]["columns"])),
+            {"image": image_id})},
         "exact_duplicates": (len(files) - 1 if files else 0) if "files" in acc else None,
         "near_duplicates": [card(base, d["cards"].get(n["image_id"]), n["image_id"], acc)
                             for n in d["near_duplicates"]] if "duplicates" in acc else [],

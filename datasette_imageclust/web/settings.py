@@ -10,6 +10,9 @@
         similar: 12                   # similar images on an image page
         description_model: llava:13b  # whose descriptions pages show (default: each image's newest)
         evaluation_anonymous: true    # anyone may code evaluation tasks, typing a name (default: false)
+        post_date_column: timestamp   # the posts column that is the date (default: store.postcolumns's rule)
+        post_author_column: author    # ... the author (default: author, author_username, username, user)
+        post_hashtags_column: tags    # ... the hashtags (default: hashtags, tags)
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from datasette.app import Datasette
 
 PLUGIN = "datasette-imageclust"
+POST_COLUMNS = ("post_date_column", "post_author_column", "post_hashtags_column")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class Settings:
     similar: int = 12
     description_model: str | None = None
     evaluation_anonymous: bool = False
+    post_date_column: str | None = None
+    post_author_column: str | None = None
+    post_hashtags_column: str | None = None
 
 
 def _int(value: Any, default: int, low: int, high: int) -> int:
@@ -60,4 +67,5 @@ def settings(datasette: Datasette, database: str | None = None) -> Settings:
         description_model=str(cfg["description_model"]) if cfg.get("description_model") else None,
         # Only a real true: a stray string such as "no" must not open coding to everyone.
         evaluation_anonymous=cfg.get("evaluation_anonymous") is True,
+        **{k: str(cfg[k]) if cfg.get(k) not in (None, "") else None for k in POST_COLUMNS},
     )
