@@ -90,6 +90,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.active += 1
             self.server.max_active = max(self.server.max_active, self.server.active)
         kind, _, name = path.lstrip("/").partition("/")
+        counted = True
         try:
             if kind == "img":
                 self._image(name)
@@ -103,6 +104,11 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(503, b"busy") if nth == 1 else self._image(name)
             elif kind == "slowok":
                 time.sleep(self.server.slow_ok)
+                # No longer "in flight" once the answer is ready: counted after the client has
+                # read it, the client's next request could overlap this one's bookkeeping.
+                with self.server.lock:
+                    self.server.active -= 1
+                    counted = False
                 self._image(name)
             elif kind == "always503":
                 self._send(503, b"busy")
@@ -136,5 +142,6 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             pass  # the client gave up (a timeout, a size cap): as a real server, carry on
         finally:
-            with self.server.lock:
-                self.server.active -= 1
+            if counted:
+                with self.server.lock:
+                    self.server.active -= 1
