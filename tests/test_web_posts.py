@@ -239,3 +239,39 @@ async def test_the_date_column_is_the_first_holding_iso_dates(tmp_path):
     assert (cols.date, cols.author, cols.hashtags) == ("when", "Username", "Tags")
     assert post_columns(db.conn, date="CODE", author="nonesuch").as_dict() == {
         "date": "code", "author": None, "hashtags": "Tags"}
+
+
+async def test_the_map_colours_by_the_first_posts_author_and_year(posts_db, tmp_path):
+    """colour.json by post:<column> and postyear:<column>: each image's first post (the one
+    loaded first) gives its author; the earliest dated post its year. Offered in the menu only
+    when the posts tables are viewable."""
+    import shutil
+
+    path = str(tmp_path / "map.db")
+    shutil.copy(posts_db, path)
+    db = connection.connect(path)
+    pipeline.build_map(db, method="tsne")
+    connection.close(db)
+    ds = make_ds([path])
+    meta = await get_json(ds, "/map/-/imageclust/map.json")
+    offered = [o["value"] for o in meta["colour_options"]]
+    assert "post:author" in offered and "postyear:timestamp" in offered
+    on_map = [i for (i,) in sql(path, "select image_id from layout_points order by image_id")]
+    for by, q in (("post:author", "select pi.image_id, p.author, min(p.id) from post_images pi join posts p "
+                                  "on p.id = pi.post where pi.image_id is not null group by pi.image_id"),
+                  ("postyear:timestamp", "select pi.image_id, substr(min(p.timestamp), 1, 4), 0 from post_images pi "
+                                         "join posts p on p.id = pi.post where pi.image_id is not null "
+                                         "and p.timestamp is not null group by pi.image_id")):
+        want = {iid: value for iid, value, _ in sql(path, q)}
+        got = await get_json(ds, f"/map/-/imageclust/map/colour.json?by={by}")
+        legend = [e["value"] for e in got["legend"]]
+        assert len(got["values"]) == len(on_map)
+        # points.bin's order is the map's: compare as a multiset of (value) per image set
+        assert Counter(legend[v] for v in got["values"] if v >= 0) == Counter(want[i] for i in on_map if i in want)
+    denied = make_ds([path], databases={"map": {"tables": {"post_images": {"allow": False}}}})
+    meta = await get_json(denied, "/map/-/imageclust/map.json")
+    assert not [o for o in meta["colour_options"] if o["value"].startswith("post")]
+    r = await denied.client.get("/map/-/imageclust/map/colour.json?by=post:author")
+    assert r.status_code == 403
+    r = await ds.client.get("/map/-/imageclust/map/colour.json?by=post:nope")
+    assert r.status_code == 400 and "posts has no column 'nope'" in r.json()["error"]

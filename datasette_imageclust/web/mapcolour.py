@@ -3,8 +3,9 @@ point's category (:func:`categories`), as plain data over an imageclust database
 
 A choice (``by``) is one of ``cluster:<run id>`` (the cluster in any clustering run),
 ``folder`` (the folder of the image's first file), ``camera``, ``year`` (of ``taken``),
-``tag:<source>`` (the source's top tag, ``rank = 1``) or ``column:<name>`` (any column of
-``images``). Categorical: the :data:`TOP` most frequent values on the map get a colour each,
+``tag:<source>`` (the source's top tag, ``rank = 1``), ``column:<name>`` (any column of
+``images``), ``post:<column>`` (a column of the image's first post, from ``load --from``) or
+``postyear:<date column>`` (the year of its first post). Categorical: the :data:`TOP` most frequent values on the map get a colour each,
 the rest are "other". Computed in Datasette's SQL thread and kept in a
 :class:`~datasette_imageclust.store.cache.TokenCache` until the database changes, like the
 map's other arrays.
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..store.cache import TokenCache
 from ..store.connection import Connection
+from ..store.postcolumns import PostColumns, date_sql, quote
 from . import mapdata
 from .http import Problem
 
@@ -24,19 +26,23 @@ MISSING = -1       # no value (no file, no tag, NULL)
 # The images columns offered in the menu (any other column works by URL): few distinct values.
 MENU_COLUMNS = ("format", "mode", "width", "height", "frames")
 # What each choice reads, as an access feature (images itself is always readable here).
-NEEDS = {"cluster": "clusters", "folder": "files", "tag": "tags"}
+NEEDS = {"cluster": "clusters", "folder": "files", "tag": "tags", "post": "posts", "postyear": "posts"}
 
 _OPTIONS = TokenCache(8)
 _VALUES = TokenCache(8)
 
 
-def options(conn: Connection, token: tuple | None, tables: set[str], features: frozenset[str]) -> list[dict]:
-    """The choices for the colour menu, ``[{value, label}]``, those ``features`` allow."""
-    every = _OPTIONS.get(token, ("options", tuple(sorted(tables))), lambda: _options(conn, tables))
+def options(conn: Connection, token: tuple | None, tables: set[str], features: frozenset[str],
+            posts: PostColumns | None = None) -> list[dict]:
+    """The choices for the colour menu, ``[{value, label}]``, those ``features`` allow;
+    ``posts``: the posts' date and author columns (``web.postsdata.columns``), if any."""
+    posts = posts or PostColumns()
+    every = _OPTIONS.get(token, ("options", tuple(sorted(tables)), posts.date, posts.author),
+                         lambda: _options(conn, tables, posts))
     return [o for o in every if NEEDS.get(o["value"].split(":")[0], "map") in features | {"map"}]
 
 
-def _options(conn: Connection, tables: set[str]) -> list[dict]:
+def _options(conn: Connection, tables: set[str], posts: PostColumns) -> list[dict]:
     out = []
     if {"cluster_runs", "cluster_members", "clusters"} <= tables:
         for rid, name in conn.execute("SELECT id, name FROM cluster_runs ORDER BY is_default DESC, id"):
@@ -52,6 +58,11 @@ def _options(conn: Connection, tables: set[str]) -> list[dict]:
             src = conn.execute("SELECT min(source) FROM image_tags WHERE source > ?", [src]).fetchone()[0]
     have = {r[1] for r in conn.execute("PRAGMA table_info(images)")}
     out += [{"value": f"column:{c}", "label": f"images.{c}"} for c in MENU_COLUMNS if c in have]
+    if {"posts", "post_images"} <= tables:
+        if posts.author:
+            out.append({"value": f"post:{posts.author}", "label": f"first post's {posts.author}"})
+        if posts.date:
+            out.append({"value": f"postyear:{posts.date}", "label": "year first posted"})
     return out
 
 
@@ -62,10 +73,10 @@ def parse_by(raw: str | None) -> tuple[str, str] | None:
     kind, _, rest = raw.partition(":")
     if kind in ("folder", "camera", "year") and not rest:
         return kind, ""
-    if kind in ("cluster", "tag", "column") and rest:
+    if kind in ("cluster", "tag", "column", "post", "postyear") and rest:
         return kind, rest
-    raise Problem(400, "by must be cluster:<run id>, folder, camera, year, tag:<source> or column:<name>, "
-                       f"not {raw[:40]!r}")
+    raise Problem(400, "by must be cluster:<run id>, folder, camera, year, tag:<source>, column:<name>, "
+                       f"post:<column> or postyear:<column>, not {raw[:40]!r}")
 
 
 def _query(conn: Connection, tables: set[str], kind: str, arg: str) -> tuple[str, list, dict | None]:
@@ -94,6 +105,17 @@ def _query(conn: Connection, tables: set[str], kind: str, arg: str) -> tuple[str
                 "SELECT 1 FROM image_tags WHERE source = ? LIMIT 1", [arg]).fetchone():
             raise Problem(400, f"by: no tags from source {arg[:40]!r}")
         return "SELECT image_id, tag FROM image_tags WHERE source = ? AND rank = 1", [arg], None
+    if kind in ("post", "postyear"):
+        if not {"posts", "post_images"} <= tables or arg not in {
+                r[1] for r in conn.execute("PRAGMA table_info(posts)")}:
+            raise Problem(400, f"by: posts has no column {arg[:40]!r}")
+        # The first post of each image: the one loaded first (lowest id), or the earliest date.
+        if kind == "post":
+            return ("SELECT image_id, v FROM (SELECT pi.image_id AS image_id, p." + quote(arg) + " AS v, min(p.id) "
+                    "FROM post_images pi JOIN posts p ON p.id = pi.post WHERE pi.image_id IS NOT NULL "
+                    "GROUP BY pi.image_id)"), [], None
+        return ("SELECT pi.image_id, substr(min(" + date_sql(arg) + "), 1, 4) FROM post_images pi "
+                "JOIN posts p ON p.id = pi.post WHERE pi.image_id IS NOT NULL GROUP BY pi.image_id"), [], None
     have = [r[1] for r in conn.execute("PRAGMA table_info(images)")]
     if arg not in have or arg == "id":
         raise Problem(400, f"by: images has no column {arg[:40]!r}")

@@ -30,7 +30,7 @@ from datasette.utils.asgi import Response
 
 from ..analysis import atlas
 from ..store.collection import change_token
-from . import access, editapi, mapactions, mapcolour, mapdata, selection
+from . import access, editapi, mapactions, mapcolour, mapdata, postsdata, selection
 from .access import Access
 from .http import (
     Problem,
@@ -64,13 +64,15 @@ async def _load_state(datasette, request, acc: Access, with_clusters: bool = Fal
     layout_id = int_arg(request, "layout", None)
     run = int_arg(request, "run", None)
     wanted = arg(request, "atlas")  # a build id; one no longer stored means the current atlas
-    configured = settings(datasette, acc.db.name).default_run
+    cfg = settings(datasette, acc.db.name)
+    configured = cfg.default_run
 
     def read(conn):
         token = change_token(conn)  # before the snapshot: see mapdata.state
         def both():
             s = mapdata.state(conn, token, layout_id, run, configured, with_clusters, wanted, acc.features)
-            s["colour_options"] = mapcolour.options(conn, token, set(s["tables"]), acc.features) \
+            posts = postsdata.columns(conn, cfg) if "posts" in acc.features else None
+            s["colour_options"] = mapcolour.options(conn, token, set(s["tables"]), acc.features, posts) \
                 if s["layout"] and "images" in s["tables"] else []
             return s
 
@@ -190,7 +192,8 @@ async def colour_json(datasette, request):
     acc = await _map_access(datasette, request)
     by = mapcolour.parse_by(arg(request, "by"))
     if by is None:
-        raise Problem(400, "by is required: cluster:<run id>, folder, camera, year, tag:<source> or column:<name>")
+        raise Problem(400, "by is required: cluster:<run id>, folder, camera, year, tag:<source>, column:<name>, "
+                           "post:<column> or postyear:<column>")
     needs = mapcolour.NEEDS.get(by[0])
     if needs:
         acc.require(needs)
