@@ -275,3 +275,38 @@ async def test_the_map_colours_by_the_first_posts_author_and_year(posts_db, tmp_
     assert r.status_code == 403
     r = await ds.client.get("/map/-/imageclust/map/colour.json?by=post:nope")
     assert r.status_code == 400 and "posts has no column 'nope'" in r.json()["error"]
+
+
+async def test_exports_carry_the_posts(posts_db, tmp_path):
+    """csv/json exports (and the web download) carry each image's post count, its posts'
+    ids in the export and the kept columns of its first post; a download leaves them out
+    when the posts tables may not be viewed."""
+    import csv
+    import json
+
+    want = {}
+    for iid, pid, author, ts in sql(posts_db, "select pi.image_id, p.post_id, p.author, p.timestamp from post_images pi "
+                                              "join posts p on p.id = pi.post where pi.image_id is not null "
+                                              "group by pi.image_id, p.id order by pi.image_id, p.id"):
+        want.setdefault(iid, []).append((str(pid), author, ts))
+    db = connection.connect(posts_db, readonly=True)
+    out = tmp_path / "rows.json"
+    pipeline.export(db, "json", out)
+    pipeline.export(db, "csv", tmp_path / "rows.csv")
+    connection.close(db)
+    rows = json.loads(out.read_text())
+    assert {r["image_id"] for r in rows} == set(want)
+    for r in rows:
+        posts = want[r["image_id"]]
+        assert r["posts"] == len(posts) and [str(p) for p in r["post_ids"]] == [p[0] for p in posts]
+        assert (r["first_post"]["author"], r["first_post"]["timestamp"]) == posts[0][1:]
+        assert "id" not in r["first_post"] and "export" not in r["first_post"]
+    for r in csv.DictReader((tmp_path / "rows.csv").open(encoding="utf-8")):
+        assert json.loads(r["first_post"])["author"] == want[int(r["image_id"])][0][1]
+    ds = make_ds([posts_db])
+    got = (await ds.client.get("/posts/-/imageclust/export?format=json")).json()
+    assert all(r["posts"] == len(want[r["image_id"]]) for r in got)
+    denied = make_ds([posts_db], databases={"posts": {"tables": {"posts": {"allow": False}}}})
+    got = (await denied.client.get("/posts/-/imageclust/export?format=json")).json()
+    assert got and all(r["posts"] is None and r["first_post"] is None for r in got)
+    assert HOSTILE not in json.dumps(got)

@@ -7,6 +7,7 @@ from typing import Iterator
 
 from ..store.collection import ImageCollection, raw_connection
 from ..store.connection import Connection
+from ..store.postcolumns import FIXED, has_posts
 from .selection import Selection
 
 CHUNK = 500  # images read per round of queries: memory stays flat whatever the selection's size
@@ -14,7 +15,7 @@ CHUNK = 500  # images read per round of queries: memory stays flat whatever the 
 #: The columns of a record, in order (``tabular`` writes them; README "Exporting" lists them).
 COLUMNS = ("image_id", "path", "paths", "path_escaped", "sha256", "run", "cluster_id", "cluster_label", "distance",
            "rank", "representative", "x", "y", "tags", "description", "taken", "camera", "format", "width",
-           "height")
+           "height", "posts", "post_ids", "first_post")
 
 
 def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
@@ -25,7 +26,10 @@ def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
     text, with the bytes of a name that is not UTF-8 as ``\\xNN`` (then ``path_escaped``);
     ``paths`` every file with this content. ``tags`` are (tag, score) pairs of the default
     tag source, ``description`` the one the pages show; ``x``/``y`` from the default layout.
-    ``omit`` ("map", "tags", "descriptions"): leave those columns empty (a web actor may not view their tables).
+    ``posts``/``post_ids``/``first_post`` (databases from ``load --from``): how many posts
+    link the image, their ids in the export, and the kept columns of the first (loaded first).
+    ``omit`` ("map", "tags", "descriptions", "posts"): leave those columns empty (a web actor
+    may not view their tables).
     """
     col = ImageCollection(db)
     conn = raw_connection(db)
@@ -33,6 +37,7 @@ def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
     layout = None if "map" in omit else col.layout()
     tag_source = None if "tags" in omit else col.tag_source()
     reps = run["representatives"] if run else 0
+    with_posts = "posts" not in omit and has_posts(conn)
     for start in range(0, len(selection.image_ids), chunk):
         ids = selection.image_ids[start:start + chunk]
         arg = json.dumps(ids)
@@ -51,6 +56,7 @@ def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
             "AND image_id IN (SELECT value FROM json_each(?))", [layout["id"], arg])}
         tags = col.tags(tag_source, ids) if tag_source else {}
         texts = {} if "descriptions" in omit else col.shown_descriptions(ids)
+        posts = _posts(conn, arg) if with_posts else {}
         for iid in ids:
             img = images.get(iid)
             if img is None:
@@ -69,4 +75,22 @@ def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
                 "x": x, "y": y, "tags": [{"tag": t, "score": s} for t, s in tags.get(iid, [])],
                 "description": texts[iid]["text"] if iid in texts else None,
                 "taken": img[2], "camera": img[3], "format": img[4], "width": img[5], "height": img[6],
+                **(_post_fields(posts.get(iid, [])) if with_posts else {"posts": None, "post_ids": None,
+                                                                         "first_post": None}),
             }
+
+
+def _posts(conn, arg: str) -> dict[int, list[dict]]:
+    """image id -> the posts linking it (each once, in load order), as dicts of their columns."""
+    cur = conn.execute("SELECT DISTINCT pi.image_id, p.* FROM post_images pi JOIN posts p ON p.id = pi.post "
+                       "WHERE pi.image_id IN (SELECT value FROM json_each(?)) ORDER BY pi.image_id, p.id", [arg])
+    names = [d[0] for d in cur.description][1:]
+    out: dict[int, list[dict]] = {}
+    for row in cur:
+        out.setdefault(row[0], []).append(dict(zip(names, row[1:])))
+    return out
+
+
+def _post_fields(posts: list[dict]) -> dict:
+    first = {k: v for k, v in posts[0].items() if k.lower() not in FIXED} if posts else None
+    return {"posts": len(posts), "post_ids": [p["post_id"] for p in posts], "first_post": first}

@@ -1,7 +1,7 @@
 """``csv``, ``json`` and ``parquet``: one row per selected image (columns:
 :data:`.records.COLUMNS`), written as the rows are read, so memory stays flat.
 
-CSV cells that hold lists (``paths``, ``tags``) are JSON arrays; JSON is one array of
+CSV cells that hold lists or objects (``paths``, ``tags``, ``post_ids``, ``first_post``) are JSON; JSON is one array of
 objects; Parquet needs the ``[parquet]`` extra (pyarrow) and keeps lists as lists.
 """
 from __future__ import annotations
@@ -42,10 +42,15 @@ def _csv(rows, out: Path) -> int:
         for r in rows:
             r = dict(r, paths=json.dumps(r["paths"], ensure_ascii=False),
                      tags=json.dumps(r["tags"], ensure_ascii=False) if r["tags"] else "",
+                     post_ids=_json_cell(r["post_ids"]), first_post=_json_cell(r["first_post"]),
                      path_escaped=int(r["path_escaped"]), representative=int(r["representative"]))
             w.writerow(["" if r[c] is None else r[c] for c in COLUMNS])
             n += 1
     return n
+
+
+def _json_cell(value: object) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _json(rows, out: Path) -> int:
@@ -81,14 +86,16 @@ def _parquet(rows, out: Path) -> int:
         ("cluster_label", pa.string()), ("distance", pa.float64()), ("rank", pa.int64()),
         ("representative", pa.bool_()), ("x", pa.float64()), ("y", pa.float64()), ("tags", pa.list_(tag)),
         ("description", pa.string()), ("taken", pa.string()), ("camera", pa.string()), ("format", pa.string()),
-        ("width", pa.int64()), ("height", pa.int64()),
+        ("width", pa.int64()), ("height", pa.int64()), ("posts", pa.int64()), ("post_ids", pa.list_(pa.string())),
+        ("first_post", pa.string()),  # its columns vary by export: JSON text
     ])
     assert tuple(schema.names) == COLUMNS
     n = 0
     with pq.ParquetWriter(str(out), schema) as w:
         batch: list[dict] = []
         for r in rows:
-            batch.append(r)
+            batch.append(dict(r, post_ids=None if r["post_ids"] is None else [str(p) for p in r["post_ids"]],
+                              first_post=_json_cell(r["first_post"])))
             if len(batch) == BATCH:
                 w.write_table(pa.Table.from_pylist(batch, schema=schema))
                 n += len(batch)

@@ -30,7 +30,7 @@ from .settings import settings
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8", "zip": "application/zip"}
 PARAMS = {"format", "run", "cluster", "ids"}
-OPTIONAL = {"map": "map", "tags": "tags", "descriptions": "descriptions"}  # feature -> records' omit name
+OPTIONAL = {"map": "map", "tags": "tags", "descriptions": "descriptions", "posts": "posts"}  # feature -> records' omit name
 BLOCK = 1 << 20
 # Each export holds a thread and reads the whole selection: two at once, then 429.
 DOWNLOADSLOTS, SLOT_WAIT = 2, 3.0
