@@ -67,6 +67,13 @@ def labels_on(page) -> dict[str, int | None]:
     return out
 
 
+def on_set(page, n: int) -> None:
+    """Wait until set ``n`` is shown and its buttons answer (the page's script has run: a
+    click before that would do nothing)."""
+    page.wait_for_selector(f".ic-set h2:text('Set {n} of 8')")
+    page.wait_for_selector("form.ic-answer[data-ready]", state="attached")
+
+
 def test_a_permitted_actor_codes_sets_with_mouse_and_keys(template, browser, tmp_path):
     path = str(tmp_path / "ev.db")
     shutil.copy(template, path)
@@ -85,23 +92,23 @@ def test_a_permitted_actor_codes_sets_with_mouse_and_keys(template, browser, tmp
         first = page.locator("button.ic-choice").first
         picked = int(first.get_attribute("data-cluster"))
         first.click()
-        page.wait_for_selector(".ic-set h2:text('Set 2 of 8')")
+        on_set(page, 2)
         # set 2: "none fits"
         page.locator("button.ic-none").click()
-        page.wait_for_selector(".ic-set h2:text('Set 3 of 8')")
+        on_set(page, 3)
         # set 3: key 2 picks the second label
         second = int(page.locator("button.ic-choice").nth(1).get_attribute("data-cluster"))
         page.keyboard.press("2")
-        page.wait_for_selector(".ic-set h2:text('Set 4 of 8')")
+        on_set(page, 4)
         assert page.locator(".ic-progress").inner_text() == "3 of 8 sets answered"
         page.screenshot(path=str(tmp_path / "coding.png"))
         assert stored(path) == [("alice", 1, picked), ("alice", 2, None), ("alice", 3, second)]
         # back to set 2: its answer is marked; change it
         page.locator("nav.ic-sets a", has_text="2").first.click()
-        page.wait_for_selector(".ic-set h2:text('Set 2 of 8')")
+        on_set(page, 2)
         assert "ic-chosen" in page.locator("button.ic-none").get_attribute("class")
         page.locator("button.ic-choice").first.click()
-        page.wait_for_selector(".ic-set h2:text('Set 4 of 8')")
+        on_set(page, 4)
         assert stored(path)[1] == ("alice", 2, picked)
         page.goto(url + "/ev/-/imageclust/evaluate/study/results")
         assert page.locator(".ic-results tbody tr").count() == 4
@@ -131,9 +138,10 @@ def test_answering_is_off_for_visitors_and_open_to_typed_names_when_configured(t
         page.fill("input[name=coder]", "Ann Coder")
         page.click(".ic-coder-form button")
         page.wait_for_selector(".ic-coder:text('Ann Coder')")
+        on_set(page, 1)
         page.locator("button.ic-none").click()
-        page.wait_for_selector(".ic-set h2:text('Set 2 of 8')")
+        on_set(page, 2)
         page.locator("button.ic-choice").first.click()
-        page.wait_for_selector(".ic-set h2:text('Set 3 of 8')")
+        on_set(page, 3)
         page.close()
     assert [(c, s) for c, s, _ in stored(path)] == [("Ann Coder", 1), ("Ann Coder", 2)]

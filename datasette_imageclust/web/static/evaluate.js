@@ -38,4 +38,5 @@
     var buttons = form.querySelectorAll("button.ic-choice");
     if (n >= 1 && n <= buttons.length && !buttons[n - 1].disabled) { ev.preventDefault(); answer(buttons[n - 1]); }
   });
+  form.dataset.ready = "1";  // the buttons answer from now on (tests wait for it)
 })();
