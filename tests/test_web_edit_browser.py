@@ -86,7 +86,7 @@ def test_rename_move_undo_on_the_cluster_page(setup, tmp_path):
     # Rename.
     page.fill("form[data-op=label] input[name=label]", "Moths & <friends>")
     page.locator("form[data-op=label] button").click()
-    page.wait_for_function("document.querySelector('h1').textContent.includes('Moths')")
+    page.wait_for_function("document.querySelector('h1').textContent.includes('Moths') && document.documentElement.dataset.icEditReady === '1'")
     assert page.locator("h1").inner_text() == "Moths & <friends>"
     assert _status(page).startswith("Renamed cluster")
     # Tick two images and move them to the other cluster.
@@ -101,12 +101,12 @@ def test_rename_move_undo_on_the_cluster_page(setup, tmp_path):
     page.screenshot(path=str(tmp_path / "edit-cluster.png"), full_page=False)
     page.select_option("form[data-op=move] select[name=to]", str(other))
     page.locator("form[data-op=move] button").click()
-    page.wait_for_function(f"document.querySelectorAll('.ic-grid .ic-tile').length === {size - 2}")
+    page.wait_for_function(f"document.querySelectorAll('.ic-grid .ic-tile').length === {size - 2} && document.documentElement.dataset.icEditReady === '1'")
     assert _status(page) == "Moved 2 images."
     assert set(picked) <= set(_members(db, other)) and not set(picked) & set(_members(db, here))
     # Undo the move: the images are back.
     page.locator("form[data-op=undo] button").click()
-    page.wait_for_function(f"document.querySelectorAll('.ic-grid .ic-tile').length === {size}")
+    page.wait_for_function(f"document.querySelectorAll('.ic-grid .ic-tile').length === {size} && document.documentElement.dataset.icEditReady === '1'")
     assert _status(page) == "Undid the last move."
     assert set(picked) <= set(_members(db, here))
     assert page.locator("h1").inner_text() == "Moths & <friends>"  # the rename stays

@@ -120,4 +120,5 @@
   }
   box.querySelector("[data-ic-select-all]").addEventListener("click", function () { all(true); });
   box.querySelector("[data-ic-select-none]").addEventListener("click", function () { all(false); });
+  document.documentElement.dataset.icEditReady = "1";  // the controls work from now on (tests wait for it)
 })();
