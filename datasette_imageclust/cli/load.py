@@ -12,6 +12,7 @@ from .common import (
     Progress,
     command,
     database_argument,
+    device_option,
     echo_status,
     json_option,
 )
@@ -30,6 +31,7 @@ from .posts import export_options, load_from_export
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Images per inference batch and commit")
 @click.option("--workers", type=int, help="Decoding threads (default: cores, at most 4)")
 @click.option("--threads", type=int, help="onnxruntime threads (default: cores)")
+@device_option()
 @click.option("--prune", is_flag=True, help="Remove files that are gone from disk from the database")
 @click.option("--reembed", is_flag=True, help="Replace all vectors using --model (needed to switch model)")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any file could not be loaded")
@@ -88,6 +90,8 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
         + (f", {s.reembedded} re-embedded" if s.reembedded else "")
         + f", {s.errors} errors in {s.seconds:.1f}s ({s.images_per_second:.1f} images/s)"
     )
+    if s.stage_line():
+        echo_status(f"stages: {s.stage_line()}")
     if s.gone:
         echo_status(f"{s.gone} files are gone from disk" + (" and were removed" if s.pruned else
                                                             " (--prune removes them)"))

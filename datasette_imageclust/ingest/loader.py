@@ -167,12 +167,14 @@ class Loader:
         if todo:
             t0 = time.perf_counter()
             options = stages.DecodeOptions(self.preprocessor, self.thumbnail_size, self.thumbnail_format)
+            times = stages.StageTimes()
             try:
                 stages.run(todo, read=lambda f: stages.read(f, options, writer.embedded), embed=self._embed,
                            write=writer.write, embedded=writer.embedded, batch_size=self.batch_size,
-                           workers=self.workers, on_progress=self.on_progress, on_skip=self._skip)
+                           workers=self.workers, on_progress=self.on_progress, on_skip=self._skip, times=times)
             finally:
                 s.pipeline_seconds = round(time.perf_counter() - t0, 3)
+                s.record_stages(times.decode, times.inference, times.write)
         before = s.reembedded
         tidy.embed_leftovers(db, self.model_id, self.preprocessor, self._embed, self.batch_size,
                              on_progress=lambda done, _: setattr(s, "reembedded", before + done))

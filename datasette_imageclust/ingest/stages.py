@@ -11,6 +11,7 @@ import collections
 import hashlib
 import os
 import threading
+import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -95,16 +96,39 @@ def _lower_priority() -> None:
         pass
 
 
+class StageTimes:
+    """Seconds spent in each stage, summed over its threads (decode: every decode thread)."""
+
+    def __init__(self) -> None:
+        self.decode = self.inference = self.write = 0.0
+        self._lock = threading.Lock()
+
+    def timed(self, stage: str, f: Callable) -> Callable:
+        """``f``, adding the time of each call to ``stage`` (measured in the calling thread)."""
+        def call(*args):
+            t0 = time.perf_counter()
+            try:
+                return f(*args)
+            finally:
+                dt = time.perf_counter() - t0
+                with self._lock:  # decode threads add concurrently
+                    setattr(self, stage, getattr(self, stage) + dt)
+        return call
+
+
 def run(todo: list[FoundFile], *, read: Callable[[FoundFile], Read], embed: Callable[[np.ndarray], np.ndarray],
         write: Callable[[Batch], None], embedded: Container[str], batch_size: int, workers: int,
-        on_progress: Callable[[int, int], None], on_skip: Callable[[str, str], None]) -> None:
+        on_progress: Callable[[int, int], None], on_skip: Callable[[str, str], None],
+        times: StageTimes | None = None) -> None:
     """Push ``todo`` through the stages: ``read`` in ``workers`` threads, ``embed`` (on
     batches of up to ``batch_size`` new images) in one thread, ``write`` here.
 
     While batch k is in inference, this thread gathers batch k+1 from the decode pool
     and then writes batch k. A file that cannot be loaded goes to ``on_skip`` and is
-    written with its batch as an error.
+    written with its batch as an error. ``times`` collects the seconds of each stage.
     """
+    if times is not None:
+        read, embed, write = times.timed("decode", read), times.timed("inference", embed), times.timed("write", write)
     total = len(todo)
     on_progress(0, total)
     batch: dict[str, Pending] = {}
