@@ -75,7 +75,7 @@ def load(db_path: str | os.PathLike, paths: Iterable[str], model: str | None = N
     ``model`` is a Hub id or model directory (default CLIP ViT-B/32). ``options`` are
     those of :class:`~datasette_imageclust.ingest.loader.Loader`: ``recursive``,
     ``hidden``, ``thumbnail_size``, ``thumbnail_format``, ``batch_size``, ``workers``,
-    ``threads``, ``prune``, ``reembed``. Re-runs are incremental and an interrupted run
+    ``decode_workers``, ``threads``, ``prune``, ``reembed`` (the device: ``models.devices.choose``). Re-runs are incremental and an interrupted run
     (Ctrl-C: ``summary.interrupted``) resumes where it stopped. Raises ``LoadError`` or
     ``ModelError`` before anything is written when the run cannot start.
     """

@@ -6,8 +6,8 @@ import json
 import click
 
 from ..store.paths import display
-from .common import (CommandError, Progress, command, database_argument, echo_status, json_option, open_db,
-                     run_option)
+from .common import (CommandError, Progress, command, database_argument, device_option, echo_status, json_option,
+                     open_db, run_option)
 
 
 @command()
@@ -60,6 +60,7 @@ from .common import (CommandError, Progress, command, database_argument, echo_st
               help="Seconds per Ollama request")
 @click.option("--ollama-concurrency", type=int, default=2, show_default=True,
               help="Ollama requests in flight at once")
+@device_option()
 @json_option()
 def cluster(database, on, text_model, describer, prompt_id, tag_source, method, n_clusters, min_size, max_size,
             small, name, label_sources, representatives, knn_k, seed, make_default, duplicates, do_layout, ollama_host,

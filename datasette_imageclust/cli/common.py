@@ -97,6 +97,25 @@ def json_option(help: str = "Print a JSON summary on stdout") -> Callable:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+def _choose_device(ctx: click.Context, param: click.Parameter, device: str) -> str:
+    from ..models import devices
+
+    try:
+        devices.choose(device, report=echo_status)
+    except devices.DeviceError as e:  # before anything is opened or written
+        raise CommandError(str(e)) from e
+    return device
+
+
+def device_option() -> Callable:
+    """``--device``: where onnxruntime runs the models this command opens."""
+    # A plain string checked by the callback: importing the models here would slow every command's start.
+    return click.option("--device", metavar="DEVICE", default="auto", show_default=True,
+                        callback=_choose_device, expose_value=False,
+                        help="Where the models run: auto (the best the installed onnxruntime offers), cpu, cuda, "
+                             "rocm, coreml, directml or openvino (these need their onnxruntime build: README)")
+
+
 def run_option(help: str) -> Callable:
     """``--run NAME``: a clustering run by name."""
     return click.option("--run", "run_name", metavar="NAME", help=help)

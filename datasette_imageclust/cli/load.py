@@ -12,6 +12,7 @@ from .common import (
     Progress,
     command,
     database_argument,
+    device_option,
     echo_status,
     json_option,
 )
@@ -29,7 +30,11 @@ from .posts import export_options, load_from_export
               help="Format of stored thumbnails")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Images per inference batch and commit")
 @click.option("--workers", type=int, help="Decoding threads (default: cores, at most 4)")
+@click.option("--decode-workers", type=int,
+              help="Decode in N worker processes instead of --workers threads (default: one per core when the "
+                   "model runs on an accelerator, else threads; 0 = threads)")
 @click.option("--threads", type=int, help="onnxruntime threads (default: cores)")
+@device_option()
 @click.option("--prune", is_flag=True, help="Remove files that are gone from disk from the database")
 @click.option("--reembed", is_flag=True, help="Replace all vectors using --model (needed to switch model)")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any file could not be loaded")
@@ -38,7 +43,7 @@ from .posts import export_options, load_from_export
 @export_options
 @json_option()
 def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_format, batch_size,
-         workers, threads, prune, reembed, strict, sidecars, as_json, **export):
+         workers, decode_workers, threads, prune, reembed, strict, sidecars, as_json, **export):
     """Load the images in each PATH (a folder, scanned for images, or an image file)
     into DATABASE (created if needed); or, with --from EXPORT, the posts of a platform
     export (CSV, TSV, NDJSON, JSON) and the images at their URLs.
@@ -51,6 +56,8 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
     if export["export"] is not None or folders == ():
         if sidecars:
             raise CommandError("--sidecars goes with folders (PATH...), not --from")
+        if decode_workers is not None:
+            raise CommandError("--decode-workers goes with folders (PATH...), not --from")
         return load_from_export(database, folders, export, as_json=as_json, strict=strict, model=model,
                                 hidden=hidden, thumbnail_size=thumbnail_size, thumbnail_format=thumbnail_format,
                                 batch_size=batch_size, workers=workers, threads=threads, prune=prune,
@@ -69,7 +76,8 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
     try:
         s = pipeline.load(
             database, folders, model, recursive=recursive, hidden=hidden, thumbnail_size=thumbnail_size,
-            thumbnail_format=thumbnail_format, batch_size=batch_size, workers=workers, threads=threads,
+            thumbnail_format=thumbnail_format, batch_size=batch_size, workers=workers,
+            decode_workers=decode_workers, threads=threads,
             prune=prune, reembed=reembed, on_skip=skip, on_progress=progress, on_status=echo_status,
         )
     finally:
@@ -88,6 +96,8 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
         + (f", {s.reembedded} re-embedded" if s.reembedded else "")
         + f", {s.errors} errors in {s.seconds:.1f}s ({s.images_per_second:.1f} images/s)"
     )
+    if s.stage_line():
+        echo_status(f"stages: {s.stage_line()}")
     if s.gone:
         echo_status(f"{s.gone} files are gone from disk" + (" and were removed" if s.pruned else
                                                             " (--prune removes them)"))

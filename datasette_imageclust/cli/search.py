@@ -7,7 +7,7 @@ import json
 import click
 
 from ..store.paths import display
-from .common import command, database_argument, echo_status, json_option, open_db
+from .common import command, database_argument, device_option, echo_status, json_option, open_db
 
 
 @command()
@@ -33,6 +33,7 @@ def index(database, as_json):
 @click.option("--model", help="Model directory or Hub id for --text (default: the database's model)")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="How many images")
 @click.option("--exact", is_flag=True, help="Exact scan instead of the index")
+@device_option()
 @json_option("Print JSON on stdout")
 def similar(database, image_id, text, file_, model, k, exact, as_json):
     """The K images nearest to an image (--image ID), a text (--text "red moth") or an

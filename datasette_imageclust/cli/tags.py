@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import Progress, command, database_argument, echo_status, json_option, open_db
+from .common import Progress, command, database_argument, device_option, echo_status, json_option, open_db
 
 
 @command()
@@ -15,6 +15,7 @@ from .common import Progress, command, database_argument, echo_status, json_opti
 @click.option("--min-score", type=float,
               help="Keep only tags whose calibrated score is at least this (default: no minimum)")
 @click.option("--replace", is_flag=True, help="Tag every image again (default: only images without CLIP tags)")
+@device_option()
 @json_option()
 def tag(database, top, min_score, replace, as_json):
     """Tag each image of DATABASE with the best terms of the zero-shot vocabulary (CLIP:

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import numpy as np
 import sqlite_utils
 
-from ..models import ImageEmbedder, ModelFiles, Preprocessor, file_sha256, find_model
+from ..models import ImageEmbedder, ModelFiles, Preprocessor, devices, file_sha256, find_model
 from ..store import paths, vectors
 from ..store.collection import ImageCollection
 from ..store.schema import migrate, now, versions
@@ -42,6 +42,7 @@ class Loader:
         thumbnail_format: str = "webp",
         batch_size: int = 16,
         workers: int | None = None,
+        decode_workers: int | None = None,
         threads: int | None = None,
         prune: bool = False,
         reembed: bool = False,
@@ -57,6 +58,8 @@ class Loader:
             raise LoadError("batch size must be at least 1")
         if workers is not None and workers < 1:
             raise LoadError("--workers must be at least 1")
+        if decode_workers is not None and decode_workers < 0:
+            raise LoadError("--decode-workers must be 0 (decode in threads) or more")
         if threads is not None and threads < 1:
             raise LoadError("--threads must be at least 1")
         self.model_name = model
@@ -65,6 +68,7 @@ class Loader:
         self.batch_size = batch_size
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self.threads = threads
+        self.decode_workers = decode_workers
         self.on_skip = on_skip or (lambda p, r: None)
         self.on_progress = on_progress or (lambda d, t: None)
         self.on_status = on_status or (lambda s: None)
@@ -167,12 +171,17 @@ class Loader:
         if todo:
             t0 = time.perf_counter()
             options = stages.DecodeOptions(self.preprocessor, self.thumbnail_size, self.thumbnail_format)
+            times = stages.StageTimes()
+            processes = self._decode_processes()
+            pool = stages.process_pool(processes, options, writer.embedded) if processes else None
             try:
                 stages.run(todo, read=lambda f: stages.read(f, options, writer.embedded), embed=self._embed,
                            write=writer.write, embedded=writer.embedded, batch_size=self.batch_size,
-                           workers=self.workers, on_progress=self.on_progress, on_skip=self._skip)
+                           workers=processes or self.workers, on_progress=self.on_progress, on_skip=self._skip,
+                           times=times, pool=pool)
             finally:
                 s.pipeline_seconds = round(time.perf_counter() - t0, 3)
+                s.record_stages(times.decode, times.inference, times.write)
         before = s.reembedded
         tidy.embed_leftovers(db, self.model_id, self.preprocessor, self._embed, self.batch_size,
                              on_progress=lambda done, _: setattr(s, "reembedded", before + done))
@@ -180,6 +189,16 @@ class Loader:
         s.gone, s.pruned = tidy.forget_gone(db, roots, seen, list(known), recursive=self.recursive,
                                             prune=self.prune, on_status=self.on_status)
         return s
+
+    def _decode_processes(self) -> int:
+        """Decode worker processes: as asked; else, when the model runs on an accelerator
+        (the CPU is then free for decoding only), one per core; else none (threads, which
+        fill the idle time of inference on the CPU)."""
+        if self.decode_workers is not None:
+            return self.decode_workers
+        # the session's providers, not the choice: an accelerator that failed runs on the CPU
+        on_cpu = self.embedder.session.get_providers()[0] == devices.CPU
+        return 0 if on_cpu else (os.cpu_count() or 1)
 
     def _skip(self, path: str, reason: str) -> None:
         self.summary.errors += 1

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import multiprocessing
 import os
+import signal
 import threading
+import time
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Container
 
@@ -32,6 +35,7 @@ class Read:
     sha256: str | None = None
     decoded: Decoded | None = None  # None for known bytes (nothing to decode) or an error
     error: str | None = None
+    seconds: float = 0.0  # spent reading and decoding it, measured where it ran (thread or process)
 
 
 @dataclass
@@ -64,6 +68,13 @@ class DecodeOptions:
 def read(f: FoundFile, options: DecodeOptions, embedded: Container[str]) -> Read:
     """Read, hash and (unless its bytes are ``embedded`` already) decode one file; any
     problem becomes ``Read.error``, the reason recorded in ``errors``."""
+    t0 = time.perf_counter()
+    r = _read(f, options, embedded)
+    r.seconds = time.perf_counter() - t0
+    return r
+
+
+def _read(f: FoundFile, options: DecodeOptions, embedded: Container[str]) -> Read:
     r = Read(f)
     try:
         data = read_regular(f.path)
@@ -86,6 +97,32 @@ def read(f: FoundFile, options: DecodeOptions, embedded: Container[str]) -> Read
     return r
 
 
+# --- decoding in worker processes (an accelerator leaves decoding as the bottleneck) ---
+
+_worker: tuple[DecodeOptions, frozenset] | None = None
+
+
+def _start_worker(options: DecodeOptions, embedded: frozenset) -> None:
+    global _worker
+    _worker = (options, embedded)  # once per process, not with every file
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops the pool)
+    _lower_priority()
+
+
+def _read_in_worker(f: FoundFile) -> Read:
+    return read(f, *_worker)
+
+
+def process_pool(workers: int, options: DecodeOptions, embedded: Container[str]) -> ProcessPoolExecutor:
+    """``workers`` processes that read and decode files (``embedded`` as it is now: bytes
+    embedded later are still recognised by the writer, only decoded once more)."""
+    # forkserver: forking this process, with onnxruntime's threads running, is unsafe
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                      else "spawn")
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                               initargs=(options, frozenset(embedded)))
+
+
 def _lower_priority() -> None:
     # On Linux, setpriority(PRIO_PROCESS, tid) applies to one thread: decoding yields
     # the CPU to onnxruntime's threads whenever they can run.
@@ -95,16 +132,40 @@ def _lower_priority() -> None:
         pass
 
 
+class StageTimes:
+    """Seconds spent in each stage, summed over its threads (decode: every decode thread)."""
+
+    def __init__(self) -> None:
+        self.decode = self.inference = self.write = 0.0
+        self._lock = threading.Lock()
+
+    def timed(self, stage: str, f: Callable) -> Callable:
+        """``f``, adding the time of each call to ``stage`` (measured in the calling thread)."""
+        def call(*args):
+            t0 = time.perf_counter()
+            try:
+                return f(*args)
+            finally:
+                dt = time.perf_counter() - t0
+                with self._lock:  # decode threads add concurrently
+                    setattr(self, stage, getattr(self, stage) + dt)
+        return call
+
+
 def run(todo: list[FoundFile], *, read: Callable[[FoundFile], Read], embed: Callable[[np.ndarray], np.ndarray],
         write: Callable[[Batch], None], embedded: Container[str], batch_size: int, workers: int,
-        on_progress: Callable[[int, int], None], on_skip: Callable[[str, str], None]) -> None:
+        on_progress: Callable[[int, int], None], on_skip: Callable[[str, str], None],
+        times: StageTimes | None = None, pool: ProcessPoolExecutor | None = None) -> None:
     """Push ``todo`` through the stages: ``read`` in ``workers`` threads, ``embed`` (on
     batches of up to ``batch_size`` new images) in one thread, ``write`` here.
 
     While batch k is in inference, this thread gathers batch k+1 from the decode pool
     and then writes batch k. A file that cannot be loaded goes to ``on_skip`` and is
-    written with its batch as an error.
+    written with its batch as an error. ``times`` collects the seconds of each stage.
+    With a process ``pool`` (:func:`process_pool`), files are read there instead.
     """
+    times = times or StageTimes()
+    embed, write = times.timed("inference", embed), times.timed("write", write)
     total = len(todo)
     on_progress(0, total)
     batch: dict[str, Pending] = {}
@@ -120,7 +181,10 @@ def run(todo: list[FoundFile], *, read: Callable[[FoundFile], Read], embed: Call
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="decode", initializer=_lower_priority)
+        if pool is None:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="decode", initializer=_lower_priority)
+        else:
+            read = _read_in_worker
         infer = ThreadPoolExecutor(1, thread_name_prefix="inference")
         queue: collections.deque[Future] = collections.deque()
         it = iter(todo)
@@ -136,6 +200,7 @@ def run(todo: list[FoundFile], *, read: Callable[[FoundFile], Read], embed: Call
                 if nxt is not None:
                     queue.append(pool.submit(read, nxt))
                 done += 1
+                times.decode += r.seconds
                 if r.error:
                     errors.append((r.found, r.error))
                     on_skip(r.found.path, r.error)

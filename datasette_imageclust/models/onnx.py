@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from . import devices
 from .hub import CLIP_MAX_TOKENS, ModelError, ModelFiles, TextModelFiles, file_sha256
 from .preprocess import Preprocessor, l2_normalise
 from .tokens import TokenBatch, Tokens
@@ -26,10 +27,7 @@ def _session(path: Path, threads: int | None, spinning: bool = True):
         # other work in the process (image decoding while a batch runs).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise ModelError(f"cannot load {path} with onnxruntime: {e}") from e
+    return devices.session(path, opts)
 
 
 class ImageEmbedder:
