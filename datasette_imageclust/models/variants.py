@@ -17,9 +17,9 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 # The rule for ``auto``: int8 only on a CPU with VNNI (int8 dot products in one
 # instruction; on plain AVX2 int8 must widen to 16 bits and loses to fp32) AND only if
 # int8 was measured faster there. bench/precision.py on this project's 2-core test machine
-# (avx2, avx512f, avx512_vnni, avx_vnni; shared, load 3-9) measured int8 SLOWER than fp32
-# on both models (random-weight CLIP ViT-B/32 x0.9, EfficientNet-lite0 x0.2: onnxruntime's
-# ConvInteger path is slow) and fp16 no faster on the CLIP (the CPU provider has few fp16
+# (avx2, avx512f, avx512_vnni, avx_vnni; shared, load 4-12) did not find int8 faster:
+# random-weight CLIP ViT-B/32 x0.92 and x1.27 in two runs (noise), EfficientNet-lite0 x0.21
+# and x0.22 (onnxruntime's ConvInteger path is slow) and fp16 no faster on the CLIP (the CPU provider has few fp16
 # kernels), so auto stays fp32 until a measurement shows otherwise. Flip this when one does.
 INT8_MEASURED_FASTER_WITH_VNNI = False
 
