@@ -365,8 +365,7 @@ def find_similar(db: sqlite_utils.Database, *, image_id: int | None = None, text
                 raise OptionError(f"--file {display(file)} is {e.kind}, not an image file") from e
             except OSError as e:
                 raise OptionError(f"cannot read --file {display(file)}: {e.strerror or e}") from e
-            name, dims = embed_query.model_for(db, model)
-            vec, _ = embed_query.embed_upload(name, dims, data, os.path.basename(file))
+            vec = embed_query.embed_file(db, data, os.path.basename(file), model)
         hits = search.knn(db, vec, k, exact=exact)
     out = []
     for iid, distance in hits:

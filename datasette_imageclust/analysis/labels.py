@@ -194,7 +194,7 @@ def vocabulary_vectors(db: sqlite_utils.Database, model: dict, terms: list[str],
         "SELECT term, vector FROM vocabulary_vectors WHERE model_sha256 = ?", [sha])}
     missing = [t for t in terms if t not in cached]
     if missing:
-        files = find_model(model["name"], text=True)
+        files = find_model(model["name"], text=True, precision=model.get("precision"))
         if files.text is None or files.tokenizer is None:
             raise ModelError(f"model {model['name']} has no text tower (text_model.onnx + tokenizer.json)")
         on_status(f"embedding {len(missing)} vocabulary terms with the text tower (cached for next time)")

@@ -46,6 +46,7 @@ class Loader:
         threads: int | None = None,
         prune: bool = False,
         reembed: bool = False,
+        precision: str | None = None,
         on_skip: Callable[[str, str], None] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         on_status: Callable[[str], None] | None = None,
@@ -63,6 +64,7 @@ class Loader:
         if threads is not None and threads < 1:
             raise LoadError("--threads must be at least 1")
         self.model_name = model
+        self.precision = precision
         self.recursive, self.hidden, self.prune, self.reembed = recursive, hidden, prune, reembed
         self.thumbnail_size, self.thumbnail_format = thumbnail_size, thumbnail_format
         self.batch_size = batch_size
@@ -84,7 +86,7 @@ class Loader:
         for r in roots:
             if not os.path.exists(r):
                 raise LoadError(f"no such file or folder: {paths.display(r)}")
-        self.files = find_model(self.model_name)
+        self.files = find_model(self.model_name, precision=self.precision)
         return roots
 
     # --- model ---------------------------------------------------------------------
@@ -99,10 +101,12 @@ class Loader:
         sha = file_sha256(self.files.vision)
         row = ImageCollection(db).model()
         if row and row["sha256"] != sha and not self.reembed:
+            # A variant (--precision) is a model of its own: its vectors differ slightly.
+            was, now_p = row.get("precision") or "fp32", self.files.precision
             raise LoadError(
-                f"this database's vectors were made by model {row['name']} (sha256 {row['sha256'][:12]}), "
-                f"not {self._model_name(self.files)} (sha256 {sha[:12]}). Use the same --model, "
-                f"or pass --reembed to replace every vector with the new model's."
+                f"this database's vectors were made by model {row['name']} ({was}, sha256 {row['sha256'][:12]}), "
+                f"not {self._model_name(self.files)} ({now_p}, sha256 {sha[:12]}). Use the same --model "
+                f"and --precision {was}, or pass --reembed to replace every vector with the new model's."
             )
         known = db.execute("SELECT id, dimensions FROM models WHERE sha256 = ?", [sha]).fetchone()
         if known:
@@ -112,7 +116,7 @@ class Loader:
             with db.conn:
                 self.model_id = db["models"].insert(
                     {"name": self._model_name(self.files), "dimensions": dims, "sha256": sha,
-                     "preprocess": self.files.preprocessor.read_text(), "created": now()}
+                     "precision": self.files.precision, "preprocess": self.files.preprocessor.read_text(), "created": now()}
                 ).last_pk
         self.preprocessor = Preprocessor.from_config(json.loads(self.files.preprocessor.read_text()))
         with db.conn:

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import variants
+
 DEFAULT_MODEL = "Xenova/clip-vit-base-patch32"
 VISION_FILES = ("onnx/vision_model.onnx", "vision_model.onnx")
 TEXT_FILES = ("onnx/text_model.onnx", "text_model.onnx")
@@ -125,34 +127,81 @@ class ModelFiles:
     preprocessor: Path
     text: Path | None = None
     tokenizer: Path | None = None
+    precision: str = "fp32"  # which variant (models/variants.py) the ONNX files are
 
 
-def find_model(name: str | None = None, *, text: bool = False) -> ModelFiles:
-    """Locate a model by local directory or Hub repo id (default: CLIP ViT-B/32).
+def _variant_missing(name: str, precision: str, tried: list[str], onnx_files: list[str]) -> ModelError:
+    return ModelError(f"{name} has no {precision} variant of vision_model.onnx (looked for {', '.join(tried)}); "
+                      f"its ONNX files: {', '.join(sorted(onnx_files)) or 'none'}")
 
-    With ``text=True`` the text tower and tokenizer are fetched too when available.
+
+def _local_variant(d: Path, bases: tuple[str, ...], precision: str) -> Path | None:
+    return next((d / v for f in bases for v in variants.variant_names(f, precision) if (d / v).is_file()), None)
+
+
+def find_model(name: str | None = None, *, text: bool = False, precision: str | None = None) -> ModelFiles:
+    """Locate a model by local directory or Hub repo id (default: CLIP ViT-B/32), in
+    variant ``precision`` (fp32, fp16, int8 or auto; see :mod:`.variants`).
+
+    With ``text=True`` the text tower and tokenizer are fetched too when available; the
+    text tower is the same variant when the model ships it, else fp32.
     """
     name = name or DEFAULT_MODEL
+    precision = precision or "fp32"
+    if precision not in variants.CHOICES:
+        raise ModelError(f"--precision must be one of {', '.join(variants.CHOICES)}, not {precision!r}")
     if is_local(name):
         d = Path(os.path.expanduser(name))
         if not d.is_dir():
             raise ModelError(f"model directory {name} does not exist")
-        vision = next((d / f for f in VISION_FILES if (d / f).is_file()), None)
+        if precision == "auto":
+            have = {p for p in variants.PRECISIONS if _local_variant(d, VISION_FILES, p)}
+            precision = variants.auto_precision(variants.cpu_flags(), have)
+        vision = _local_variant(d, VISION_FILES, precision)
         if vision is None:
-            raise ModelError(f"{name} has no vision_model.onnx (looked for {', '.join(VISION_FILES)})")
+            if precision == "fp32":
+                raise ModelError(f"{name} has no vision_model.onnx (looked for {', '.join(VISION_FILES)})")
+            tried = [v for f in VISION_FILES for v in variants.variant_names(f, precision)]
+            found = [str(p.relative_to(d)) for p in (*d.glob("*.onnx"), *d.glob("onnx/*.onnx"))]
+            raise _variant_missing(name, precision, tried, found)
         pre = d / "preprocessor_config.json"
         if not pre.is_file():
             raise ModelError(f"{name} has no preprocessor_config.json")
-        txt = next((d / f for f in TEXT_FILES if (d / f).is_file()), None)
+        txt = _local_variant(d, TEXT_FILES, precision) or _local_variant(d, TEXT_FILES, "fp32")
         tok = d / "tokenizer.json"
-        return ModelFiles(str(name), vision, pre, txt, tok if tok.is_file() else None)
+        return ModelFiles(str(name), vision, pre, txt, tok if tok.is_file() else None, precision)
     pre = hub_file(name, "preprocessor_config.json")
-    vision = hub_file(name, VISION_FILES[0])
+    if precision == "auto":
+        listed = _hub_listing(name)
+        have = {p for p in variants.PRECISIONS
+                if any(v in listed for v in variants.variant_names(VISION_FILES[0], p))}
+        precision = variants.auto_precision(variants.cpu_flags(), have)
+    vision = None
+    tried = variants.variant_names(VISION_FILES[0], precision)
+    for candidate in tried:  # download only the chosen variant
+        vision = hub_file(name, candidate, required=candidate == tried[-1] and precision == "fp32")
+        if vision is not None:
+            break
+    if vision is None:
+        raise _variant_missing(name, precision, tried, [f for f in _hub_listing(name) if f.endswith(".onnx")])
     txt = tok = None
     if text:
         tok = hub_file(name, "tokenizer.json", required=False)
-        txt = hub_file(name, TEXT_FILES[0], required=False) if tok else None
-    return ModelFiles(name, vision, pre, txt, tok)  # type: ignore[arg-type]
+        if tok:
+            txt = next((t for t in (hub_file(name, v, required=False)
+                                    for v in variants.variant_names(TEXT_FILES[0], precision)) if t), None)
+            txt = txt or hub_file(name, TEXT_FILES[0], required=False)
+    return ModelFiles(name, vision, pre, txt, tok, precision)  # type: ignore[arg-type]
+
+
+def _hub_listing(repo_id: str) -> list[str]:
+    """The files of Hub repo ``repo_id`` (empty when it cannot be listed, e.g. offline)."""
+    try:
+        import huggingface_hub
+
+        return list(huggingface_hub.list_repo_files(repo_id))
+    except Exception:
+        return []
 
 
 _SHA256: dict[tuple, str] = {}

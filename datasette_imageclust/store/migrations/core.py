@@ -115,3 +115,12 @@ def _core_v2(db: sqlite_utils.Database) -> None:
         ALTER TABLE errors_v2 RENAME TO errors;
         CREATE UNIQUE INDEX errors_path ON errors(coalesce(path_bytes, path));
         """)
+
+
+@migration("core")
+def _core_v3(db: sqlite_utils.Database) -> None:
+    # Which variant of the model's ONNX files made the vectors (load --precision); rows
+    # from before it are fp32, the only variant there was.
+    script(db, """
+        ALTER TABLE models ADD COLUMN precision TEXT NOT NULL DEFAULT 'fp32'; -- fp32, fp16 or int8
+        """)

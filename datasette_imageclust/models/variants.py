@@ -1,0 +1,54 @@
+"""Model variants (``--precision``): which ONNX file of a model to load.
+
+Hub ONNX exports (Xenova/*, onnx-community/*) ship reduced-precision files beside the
+fp32 one: ``onnx/vision_model_fp16.onnx``, ``onnx/vision_model_quantized.onnx`` (int8,
+dynamic quantisation; some exports call it ``_int8.onnx``), the same for ``text_model``.
+This module is the one home of those names and of the rule ``auto`` follows.
+"""
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CHOICES = PRECISIONS + ("auto",)
+SUFFIXES = {"fp32": ("",), "fp16": ("_fp16",), "int8": ("_quantized", "_int8")}
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
+
+# The rule for ``auto``: int8 only on a CPU with VNNI (int8 dot products in one
+# instruction; on plain AVX2 int8 must widen to 16 bits and loses to fp32) AND only if
+# int8 was measured faster there. bench/precision.py on this project's 2-core test machine
+# (avx2, avx512f, avx512_vnni, avx_vnni; shared, load 4-12) did not find int8 faster:
+# random-weight CLIP ViT-B/32 x0.92 and x1.27 in two runs (noise), EfficientNet-lite0 x0.21
+# and x0.22 (onnxruntime's ConvInteger path is slow) and fp16 no faster on the CLIP (the CPU provider has few fp16
+# kernels), so auto stays fp32 until a measurement shows otherwise. Flip this when one does.
+INT8_MEASURED_FASTER_WITH_VNNI = False
+
+
+def variant_names(filename: str, precision: str) -> list[str]:
+    """The file names ``precision`` may have for ``filename`` (an fp32 file such as
+    ``onnx/vision_model.onnx``), in the order they are tried."""
+    p = PurePosixPath(filename)
+    return [str(p.with_name(p.stem + s + p.suffix)) for s in SUFFIXES[precision]]
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def auto_precision(flags: set[str], available: set[str], int8_faster: bool | None = None) -> str:
+    """``--precision auto``: int8 where the CPU has VNNI, the model ships an int8 variant
+    and int8 was measured faster (``int8_faster``, default: what was measured, above);
+    else fp32. Never fp16: no CPU measurement found it faster."""
+    if int8_faster is None:
+        int8_faster = INT8_MEASURED_FASTER_WITH_VNNI
+    if int8_faster and "int8" in available and any(f in flags for f in VNNI_FLAGS):
+        return "int8"
+    return "fp32"

@@ -1,0 +1,114 @@
+"""`load --precision`: the variant files of a model (models/variants.py), recorded per
+database, with real onnxruntime sessions on the stand-in and an int8 variant made here."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from datasette_imageclust.cli import cli
+from datasette_imageclust.models import find_model
+from datasette_imageclust.models import variants
+from datasette_imageclust.models.variants import auto_precision, cpu_flags
+from datasette_imageclust.store import connection
+from datasette_imageclust.store.collection import ImageCollection
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def variant_model(tmp_path_factory, stand_in_model) -> Path:
+    """The stand-in with an int8 variant beside it (no fp16), as a Hub export ships one."""
+    import logging
+
+    from onnxruntime.quantization import quantize_dynamic
+
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # a warning per shape tensor it leaves in float
+    d = tmp_path_factory.mktemp("variants")
+    for name in ("vision_model.onnx", "preprocessor_config.json"):
+        shutil.copy(Path(stand_in_model) / name, d / name)
+    try:
+        quantize_dynamic(str(d / "vision_model.onnx"), str(d / "vision_model_quantized.onnx"))
+    finally:
+        logging.getLogger().setLevel(level)
+    return d
+
+
+@pytest.fixture(scope="module")
+def stamps(tmp_path_factory, tux_dir) -> Path:
+    d = tmp_path_factory.mktemp("stamps")
+    for p in sorted(tux_dir.rglob("*.jpg"))[::30]:  # a dozen, across the categories
+        shutil.copy(p, d / p.name)
+    return d
+
+
+def vectors(db: Path) -> tuple[str, np.ndarray]:
+    """(the recorded precision of the database's model, its vectors in sha256 order)."""
+    conn = connection.connect(db, readonly=True)
+    try:
+        c = ImageCollection(conn)
+        ids, vecs = c.vectors()
+        sha = dict(conn.execute("SELECT id, sha256 FROM images").fetchall())
+        order = np.argsort([sha[int(i)] for i in ids])
+        return c.model()["precision"], vecs[order]
+    finally:
+        conn.close()
+
+
+def test_int8_is_recorded_and_close_to_fp32(tmp_path, variant_model, stamps):
+    assert run("load", tmp_path / "a.db", stamps, "--model", variant_model).exit_code == 0
+    r = run("load", tmp_path / "b.db", stamps, "--model", variant_model, "--precision", "int8")
+    assert r.exit_code == 0, r.stderr
+    p32, v32 = vectors(tmp_path / "a.db")
+    p8, v8 = vectors(tmp_path / "b.db")
+    assert (p32, p8) == ("fp32", "int8")
+    cosine = np.sum(v32 * v8, axis=1)
+    # bench/precision.py measured a mean of 0.83 over the 353 stamps (int8 convolutions
+    # of EfficientNet lose more than a transformer's matmuls); distinct, yet clearly close.
+    assert 0.7 <= cosine.mean() < 0.999
+
+
+def test_another_precision_is_another_model(tmp_path, variant_model, stamps):
+    db = tmp_path / "x.db"
+    assert run("load", db, stamps, "--model", variant_model).exit_code == 0
+    r = run("load", db, stamps, "--model", variant_model, "--precision", "int8")
+    assert r.exit_code == 1
+    assert "made by model" in r.stderr and "(fp32," in r.stderr and "(int8," in r.stderr
+    assert "--reembed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run("load", db, stamps, "--model", variant_model, "--precision", "int8", "--reembed")
+    assert r.exit_code == 0, r.stderr
+    assert vectors(db)[0] == "int8"
+    # The same variant again is the same model: nothing to redo.
+    assert run("load", db, stamps, "--model", variant_model, "--precision", "int8").exit_code == 0
+
+
+def test_missing_variant_is_a_one_line_error(tmp_path, variant_model, stamps):
+    r = run("load", tmp_path / "x.db", stamps, "--model", variant_model, "--precision", "fp16")
+    assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "no fp16 variant" in r.stderr and "vision_model_fp16.onnx" in r.stderr
+    assert "vision_model.onnx, vision_model_quantized.onnx" in r.stderr  # what it has
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_auto_rule():
+    # Where int8 was measured faster: only with VNNI, only when the model ships int8.
+    assert auto_precision({"avx2", "avx512f"}, {"fp32", "int8"}, int8_faster=True) == "fp32"
+    assert auto_precision({"avx2", "avx512_vnni"}, {"fp32", "int8"}, int8_faster=True) == "int8"
+    assert auto_precision({"avx2", "avx_vnni"}, {"fp32", "fp16", "int8"}, int8_faster=True) == "int8"
+    assert auto_precision({"avx_vnni"}, {"fp32", "fp16"}, int8_faster=True) == "fp32"  # never fp16
+    # Where it was measured slower (this machine, bench/precision.py): fp32 even with VNNI.
+    assert auto_precision({"avx2", "avx512_vnni"}, {"fp32", "int8"}, int8_faster=False) == "fp32"
+    assert auto_precision({"avx512_vnni"}, {"fp32", "int8"}) == \
+        ("int8" if variants.INT8_MEASURED_FASTER_WITH_VNNI else "fp32")
+
+
+def test_auto_resolves_to_a_recorded_variant(variant_model):
+    files = find_model(str(variant_model), precision="auto")
+    assert files.precision == auto_precision(cpu_flags(), {"fp32", "int8"})
+    assert files.vision.name == ("vision_model_quantized.onnx" if files.precision == "int8" else "vision_model.onnx")
