@@ -104,8 +104,13 @@ def embed_text(db: Connection, text: str, override: str | None = None) -> np.nda
 
 def recorded_precision(db: Connection, override: str | None) -> str | None:
     """The variant the database's vectors were made by (None with another model named)."""
-    m = ImageCollection(db).model()
-    return None if override or m is None else m.get("precision")
+    return precision_of(ImageCollection(db).model(), override)
+
+
+def precision_of(model: dict | None, override: str | None) -> str | None:
+    """The variant to embed queries with: the one ``model`` (a ``models`` row) recorded,
+    unless another model is named (``override``, e.g. the plugin's ``model`` setting)."""
+    return None if override or model is None else model.get("precision")
 
 
 def embed_upload(name: str, dims: int, data: bytes, filename: str,

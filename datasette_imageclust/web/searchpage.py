@@ -60,7 +60,8 @@ async def search_page(datasette, request):
         if avail["image"]:
             raise Problem(400, f"search by upload is not available: {avail['image']}")
         name = cfg.model or model["name"]
-        vec, decoded, filename = await upload.embed_request(request, name, int(model["dimensions"]))
+        vec, decoded, filename = await upload.embed_request(request, name, int(model["dimensions"]),
+                                                            embed_query.precision_of(model, cfg.model))
         try:
             hits = await db.execute_fn(lambda conn: search.knn(conn, vec, k, exact=exact))
         except search.SearchError as e:
@@ -81,7 +82,8 @@ async def search_page(datasette, request):
             try:
                 # The embedding (and, the first time, loading the text tower) is CPU work:
                 # in a worker thread, not on the event loop nor in a SQL thread.
-                vec = await in_thread(embed_query.embed_query, cfg.model or model["name"], int(model["dimensions"]), q)
+                vec = await in_thread(embed_query.embed_query, cfg.model or model["name"], int(model["dimensions"]), q,
+                                      embed_query.precision_of(model, cfg.model))
                 hits = await db.execute_fn(lambda conn: search.knn(conn, vec, k, exact=exact))
             except (ModelError, search.SearchError) as e:
                 note = str(e)

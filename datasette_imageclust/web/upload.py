@@ -147,7 +147,8 @@ def in_progress() -> int:
     return _SLOTS.used
 
 
-async def embed_request(request: Request, model: str, dims: int) -> tuple[Any, Any, str]:
+async def embed_request(request: Request, model: str, dims: int,
+                        precision: str | None = None) -> tuple[Any, Any, str]:
     """(vector, decode.Decoded, client file name) of the image uploaded with ``request``,
     embedded by ``model``; Problem 400/413/429 for what cannot or may not be done."""
     from ..analysis.embed_query import embed_upload
@@ -162,7 +163,7 @@ async def embed_request(request: Request, model: str, dims: int) -> tuple[Any, A
         loop = asyncio.get_running_loop()
         try:
             vec, decoded = await loop.run_in_executor(_DECODE_POOL, embed_upload, model, dims, data, filename,
-                                                      MAX_PIXELS)
+                                                      MAX_PIXELS, precision)
         except ImageTooLarge as e:
             raise Problem(413, f"the uploaded image is too large to search with: {e}")
         except ImageError as e:
