@@ -60,6 +60,55 @@ def synthetic(n: int, dims: int, seed: int, intrinsic: int = 16) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
+def cliplike(n: int, dims: int, seed: int, common: float = 0.4, cluster: float = 0.23,
+             loners: float = 0.05) -> np.ndarray:
+    """Unit vectors shaped like CLIP image embeddings, much harder for bit prefilters than
+    ``synthetic``: every vector shares one common direction (squared weight ``common``),
+    cluster members a cluster direction (``cluster``) and the rest is isotropic noise; clusters
+    have Zipf-distributed sizes and ``loners`` of the vectors belong to none. Mean pairwise
+    cosine ~0.4, nearest-neighbour cosine ~0.67 (``vector_stats`` prints both)."""
+    rng = np.random.default_rng(seed)
+
+    def unit(m: int) -> np.ndarray:
+        v = rng.standard_normal((m, dims), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    u = unit(1)[0]
+    n_clusters = max(10, n // 50)
+    centres = unit(n_clusters)
+    sizes = np.minimum(rng.zipf(1.6, n_clusters), n // 20 + 1).astype(np.float64)
+    label = rng.choice(n_clusters, size=n, p=sizes / sizes.sum())
+    c = np.where(rng.random(n) < loners, 0.0, cluster).astype(np.float32)[:, None]
+    x = np.sqrt(common) * u + np.sqrt(c) * centres[label] + np.sqrt(1 - common - c) * unit(n)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+GENERATORS = {"synthetic": synthetic, "cliplike": cliplike}
+
+
+def vector_stats(x: np.ndarray, sample: int = 1000) -> tuple[float, float]:
+    """(mean pairwise cosine, mean nearest-neighbour cosine) of ``sample`` vectors against all."""
+    s = np.einsum("ij,kj->ik", x[:sample], x)
+    off = s[:, sample:].mean()
+    s[np.arange(sample), np.arange(sample)] = -np.inf
+    return float(off), float(s.max(axis=1).mean())
+
+
+def rss_mb(path: str) -> float:
+    """MB a fresh process's resident memory grows by when it loads a database's search
+    state (what a server process holds per database), measured in a child process so this
+    benchmark's own arrays do not count."""
+    import subprocess
+
+    code = ("import sys\nfrom datasette_imageclust.analysis import search\n"
+            "def rss():\n    for l in open('/proc/self/status'):\n"
+            "        if l.startswith('VmRSS:'): return int(l.split()[1]) / 1024\n"
+            "before = rss(); assert search.warm(sys.argv[1]); print(rss() - before)\n")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parent.parent))
+    return float(out.stdout.strip())
+
+
 HELD_OUT = 1000
 
 
@@ -167,6 +216,7 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
     connection.close(plain)
     if storage:
         out.update(_storage(path, x))
+    out["rss_mb"] = rss_mb(path)
     return out
 
 
@@ -178,6 +228,8 @@ def report(name: str, r: dict, k: int) -> None:
           flush=True)
     print(f"{'':>14} Hamming stage {r['hamming_ms']:.2f} ms/query; misses: {r['missed']} of {r['queries']} queries, "
           f"their nearest image at cosine {r['nearest_missed']:.2f} (the others' {r['nearest_hit']:.2f})", flush=True)
+    print(f"{'':>14} memory of a server process's search state: {r['rss_mb']:.0f} MB "
+          f"({r['rss_mb'] / r['n'] * 100000:.0f} MB per 100k vectors)", flush=True)
     if "bits_packed_s" in r:
         print(f"{'':>14} bits loaded from search_bits {r['bits_packed_s']:.3f} s, image_bits row by row "
               f"{r['bits_rows_s']:.3f} s; a vec0 point read {r['point_read_ms']:.3f} ms", flush=True)
@@ -203,6 +255,9 @@ def main() -> None:
     ap.add_argument("--dims", type=int, default=512)
     ap.add_argument("--queries", type=int, default=200, help="queries per size (half held-out, half stored)")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--vectors", choices=sorted(GENERATORS), default="synthetic",
+                    help="synthetic: clustered with a positive offset (the README's first table); "
+                         "cliplike: CLIP-like, one common direction, Zipf clusters, 5%% loners")
     ap.add_argument("--float-scan", type=int, default=20, help="queries timed with the exact float scan")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "imageclust-bench-search"))
     ap.add_argument("--real", help="also measure on real vectors: an image folder (loaded with --model)")
@@ -215,9 +270,12 @@ def main() -> None:
     for n in (int(s) for s in a.sizes.split(",")):
         half = min(a.queries // 2, HELD_OUT)
         # Always the same data for a size (the database is cached): HELD_OUT extra points.
-        data = synthetic(n + HELD_OUT, a.dims, seed=n)
+        data = GENERATORS[a.vectors](n + HELD_OUT, a.dims, seed=n)
         x, held = data[:n], data[n:n + half]
-        path = os.path.join(a.workdir, f"synthetic-{n}-{a.dims}.db")
+        mean_cos, nn_cos = vector_stats(x)
+        print(f"{a.vectors} vectors: mean pairwise cosine {mean_cos:.3f}, nearest-neighbour cosine "
+              f"{nn_cos:.3f}", flush=True)
+        path = os.path.join(a.workdir, f"{a.vectors}-{n}-{a.dims}.db")
         if not os.path.exists(path):
             t = time.perf_counter()
             make_db(path, x)
@@ -227,7 +285,7 @@ def main() -> None:
         stored = rng.choice(n, a.queries - half, replace=False)
         queries = np.concatenate([held, x[stored]])
         self_ids = [None] * half + [int(i) + 1 for i in stored]
-        report("synthetic", run(path, x, queries, self_ids, a.k, a.float_scan), a.k)
+        report(a.vectors, run(path, x, queries, self_ids, a.k, a.float_scan), a.k)
     if a.real:
         path, x = real_vectors(a.real, a.model, a.workdir)
         ids = list(range(1, len(x) + 1))

@@ -31,6 +31,7 @@ import numpy as np
 import sqlite_utils
 
 from ..store import vectors
+from . import searchscan
 from ..store.cache import TokenCache
 from ..store.collection import (
     ImageCollection,
@@ -189,6 +190,8 @@ class _Bits:
     # is ~15x faster than popcounting (n, words) rows and summing along axis 1.
     words: np.ndarray
     mean: np.ndarray
+    # The float vectors, for the exact in-memory scan (only below searchscan's size limit).
+    scan: searchscan.FloatScan | None = None
 
     def hamming(self, qbytes: np.ndarray) -> np.ndarray:
         qw = _pad64(qbytes.reshape(1, -1))[0].view(np.uint64)
@@ -251,7 +254,8 @@ def _load_bits(conn: Connection, built: str, n: int) -> _Bits:
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             raw = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), nbytes)
         words = np.ascontiguousarray(_pad64(raw).view(np.uint64).T)
-        entry = _Bits(ids, words, mean)
+        scan = searchscan.load(conn, COPY_TABLE, len(mean)) if searchscan.use_scan(len(ids), len(mean)) else None
+        entry = _Bits(ids, words, mean, scan)
         # One entry per database file: drop older builds of the same file.
         for k in [k for k in _CACHE if k[0] == key[0]]:
             del _CACHE[k]
@@ -305,8 +309,9 @@ def knn(db: Connection, vector: Sequence[float] | np.ndarray, k: int = 10, *,
         exact: bool = False) -> list[tuple[int, float]]:
     """The ``k`` nearest images to ``vector`` as ``[(image_id, cosine_distance)]``, nearest first.
 
-    Uses the bit index when it is present and fresh, else (or with ``exact=True``)
-    sqlite-vec's exact scan. ``exclude`` ids (e.g. the query image) are never returned.
+    With a fresh index, small collections (``searchscan.use_scan``) are scanned exactly in
+    memory, larger ones (or any, when ``candidates`` is given) go through the bit index;
+    without a fresh index (or with ``exact=True``) sqlite-vec's exact scan. ``exclude`` ids (e.g. the query image) are never returned.
     Works on a sqlite-utils Database or a raw connection with sqlite-vec loaded.
     """
     conn = raw_connection(db)
@@ -320,6 +325,8 @@ def knn(db: Connection, vector: Sequence[float] | np.ndarray, k: int = 10, *,
     if exact or not st.fresh:
         return exact_knn(conn, q, k, exclude=excluded)
     bits = _load_bits(conn, st.built or "", st.indexed)
+    if bits.scan is not None and candidates is None:
+        return bits.scan.top(q, k, excluded)
     n = len(bits.ids)
     c = min(n, (candidates or default_candidates(k, n)) + len(excluded))
     if c < n:
