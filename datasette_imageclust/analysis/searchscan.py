@@ -32,7 +32,7 @@ class FloatScan:
 
     def top(self, q: np.ndarray, k: int, excluded: set[int]) -> list[tuple[int, float]]:
         """The ``k`` rows most similar to the unit query ``q`` as [(id, cosine distance)]."""
-        # einsum, not `@`: a threaded BLAS spin-waits on a busy machine (see search._rescore).
+        # einsum, not `@`: a threaded BLAS spin-waits on a busy machine (see search._scores).
         sims = np.einsum("ij,j->i", self.floats, q)
         if excluded:
             sims[np.isin(self.ids, list(excluded))] = -np.inf
