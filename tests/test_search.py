@@ -240,7 +240,12 @@ def _vectors_db(path: str, x: np.ndarray) -> np.ndarray:
     return ids
 
 
-def test_recall_on_cliplike_vectors(tmp_path):
+@pytest.mark.parametrize("path_taken", ["scan", "bits"])
+def test_recall_on_cliplike_vectors(tmp_path, monkeypatch, path_taken):
+    from datasette_imageclust.analysis import searchscan
+
+    if path_taken == "bits":  # as for a collection above the scan's limit: adaptive depth
+        monkeypatch.setattr(searchscan, "SCAN_FLOATS", 0)
     bench = _bench_search()
     x = bench.cliplike(20000, 512, seed=3)
     mean_cos, nn_cos = bench.vector_stats(x, sample=300)
@@ -254,7 +259,9 @@ def test_recall_on_cliplike_vectors(tmp_path):
         got = search.knn(db, x[j], 10, exclude=[int(ids[j])])
         assert int(ids[j]) not in {i for i, _ in got}
         rec.append(len(exact_top(x, ids, x[j], 10, skip=int(ids[j])) & {i for i, _ in got}) / 10)
-    assert np.mean(rec) >= 0.99, f"recall@10 on CLIP-like vectors: {np.mean(rec):.3f}"
+    assert np.mean(rec) >= 0.99, f"recall@10 on CLIP-like vectors ({path_taken}): {np.mean(rec):.3f}"
+    (entry,) = search._CACHE.values()
+    assert (entry.scan is not None) is (path_taken == "scan")
 
 
 def test_the_scan_rule_at_its_boundary(tmp_path, monkeypatch):

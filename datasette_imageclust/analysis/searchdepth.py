@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-Z = 3.0
+Z = 6.0  # 3 never went deeper on CLIP-like vectors (recall 0.982 at 20k); 6 gives 0.997
 MAX_FACTOR = 4
 
 
