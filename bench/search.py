@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datasette_imageclust import pipeline  # noqa: E402
 from datasette_imageclust.store import connection  # noqa: E402
-from datasette_imageclust.analysis import search  # noqa: E402
+from datasette_imageclust.analysis import search, searchscan  # noqa: E402
 from datasette_imageclust.store import vectors  # noqa: E402
 from datasette_imageclust.web import MMAP_BYTES  # noqa: E402
 from datasette_imageclust.store.schema import migrate  # noqa: E402
@@ -192,6 +192,17 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
         t = time.perf_counter()
         results.append(search.knn(db, q, k, exclude=excl))
         lat.append(time.perf_counter() - t)
+    # The scan against the bit path at its fixed default depth, query by query in turn, so
+    # that both see the same load (the machine is shared): the measurement behind
+    # searchscan.SCAN_FLOATS.
+    pair = {"scan": [], "bits": []}
+    if searchscan.use_scan(n, x.shape[1]):
+        for q, sid in zip(queries, self_ids):
+            excl = [sid] if sid else []
+            for name, kw in (("scan", {}), ("bits", {"candidates": search.default_candidates(k, n)})):
+                t = time.perf_counter()
+                search.knn(db, q, k, exclude=excl, **kw)
+                pair[name].append(time.perf_counter() - t)
     # Ground truth after the timed loop: a big BLAS product leaves threads spinning that
     # would slow the next timed query.
     rec, nearest = [], []
@@ -209,7 +220,8 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
            "missed": int((rec_a < 1).sum()), "queries": len(rec),
            "nearest_missed": float(near_a[rec_a < 1].mean()) if (rec_a < 1).any() else float("nan"),
            "nearest_hit": float(near_a[rec_a == 1].mean()) if (rec_a == 1).any() else float("nan"),
-           "hamming_ms": _stage_ms(db, queries, self_ids, k, "hamming")}
+           "hamming_ms": _stage_ms(db, queries, self_ids, k, "hamming"),
+           "pair": {name: pct(v, 50) for name, v in pair.items() if v}}
     connection.close(db)
     plain = connection.connect(path, readonly=True)  # no mmap: every page through read()
     out["scan_plain_p50"] = _scan_p50(plain, queries[:float_scan], k)
@@ -228,6 +240,9 @@ def report(name: str, r: dict, k: int) -> None:
           flush=True)
     print(f"{'':>14} Hamming stage {r['hamming_ms']:.2f} ms/query; misses: {r['missed']} of {r['queries']} queries, "
           f"their nearest image at cosine {r['nearest_missed']:.2f} (the others' {r['nearest_hit']:.2f})", flush=True)
+    if r["pair"]:
+        print(f"{'':>14} in turn, query by query: exact in-memory scan p50 {r['pair']['scan']:.2f} ms, "
+              f"bit path at its fixed depth p50 {r['pair']['bits']:.2f} ms", flush=True)
     print(f"{'':>14} memory of a server process's search state: {r['rss_mb']:.0f} MB "
           f"({r['rss_mb'] / r['n'] * 100000:.0f} MB per 100k vectors)", flush=True)
     if "bits_packed_s" in r:
