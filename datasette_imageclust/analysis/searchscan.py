@@ -1,12 +1,13 @@
 """Exact similarity search over the float vectors held in memory, for collections small
-enough that scanning them all is faster than the two-stage bit index (and never misses).
+enough that scanning them all costs no more than the two-stage bit index (and never misses).
 
-On 2 shared cores a float32 matrix-vector product with NumPy's einsum costs ~0.07 ms per
-1,000 512-d vectors (~7 ms at 100k), against ~11 ms for the bit prefilter plus exact
-rescoring at 100k on CLIP-like vectors, where the prefilter also loses recall (0.97).
-The matrix costs 4·D bytes per vector in each server process, so the scan stops at
-``SCAN_FLOATS`` floats: 150,000 512-d vectors (~300 MB, ~10 ms a query); beyond that the
-bit index is both faster and lighter (bench/search.py --vectors cliplike measures both).
+At 100k CLIP-like 512-d vectors the bit path's recall@10 is ~0.97 (its sign bits rank
+near-ties badly), while the scan (a float32 matrix-vector product by NumPy's einsum) costs
+about what the bit path costs: bench/search.py --vectors cliplike times both in turn, query
+by query (README, "Similarity search"). The matrix costs 4·D bytes per vector in each server
+process (~210 MB per 100k 512-d vectors) and the scan grows linearly, so it stops at
+``SCAN_FLOATS`` floats (150,000 512-d vectors, ~300 MB); beyond that the bit index is
+lighter, and the scan's time keeps growing with the collection.
 """
 from __future__ import annotations
 
