@@ -4,9 +4,12 @@ exact search, at several collection sizes, plus sqlite-vec's plain float scan fo
     python bench/search.py                       # 10k and 100k synthetic 512-d vectors
     python bench/search.py --sizes 10000,100000,1000000 --queries 200
     python bench/search.py --real ../shared/imagesets/tuxpaint-stamps   # + real vectors (stand-in model)
+    python bench/search.py --vectors cliplike --sizes 100000,1000000     # CLIP-like vectors
 
 Synthetic data: clustered unit vectors with a common positive offset (like CNN features,
 which are all >= 0), i.e. the case where plain sign bits fail and mean-centring matters.
+``--vectors cliplike``: CLIP-like vectors (one common direction, Zipf-sized clusters, 5%
+loners; mean pairwise cosine ~0.4, nearest-neighbour cosine ~0.67, printed per size).
 Queries are held-out points of the same distribution (text/upload-like) and stored
 vectors with their own id excluded ("more like this"). Databases are cached in --workdir.
 
@@ -32,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datasette_imageclust import pipeline  # noqa: E402
 from datasette_imageclust.store import connection  # noqa: E402
-from datasette_imageclust.analysis import search  # noqa: E402
+from datasette_imageclust.analysis import search, searchscan  # noqa: E402
 from datasette_imageclust.store import vectors  # noqa: E402
 from datasette_imageclust.web import MMAP_BYTES  # noqa: E402
 from datasette_imageclust.store.schema import migrate  # noqa: E402
@@ -58,6 +61,55 @@ def synthetic(n: int, dims: int, seed: int, intrinsic: int = 16) -> np.ndarray:
     x += 0.3 * rng.standard_normal((n, dims)).astype(np.float32)
     x += 2.5 * np.abs(rng.standard_normal(dims)).astype(np.float32)  # common positive offset
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def cliplike(n: int, dims: int, seed: int, common: float = 0.4, cluster: float = 0.23,
+             loners: float = 0.05) -> np.ndarray:
+    """Unit vectors shaped like CLIP image embeddings, much harder for bit prefilters than
+    ``synthetic``: every vector shares one common direction (squared weight ``common``),
+    cluster members a cluster direction (``cluster``) and the rest is isotropic noise; clusters
+    have Zipf-distributed sizes and ``loners`` of the vectors belong to none. Mean pairwise
+    cosine ~0.4, nearest-neighbour cosine ~0.67 (``vector_stats`` prints both)."""
+    rng = np.random.default_rng(seed)
+
+    def unit(m: int) -> np.ndarray:
+        v = rng.standard_normal((m, dims), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    u = unit(1)[0]
+    n_clusters = max(10, n // 50)
+    centres = unit(n_clusters)
+    sizes = np.minimum(rng.zipf(1.6, n_clusters), n // 20 + 1).astype(np.float64)
+    label = rng.choice(n_clusters, size=n, p=sizes / sizes.sum())
+    c = np.where(rng.random(n) < loners, 0.0, cluster).astype(np.float32)[:, None]
+    x = np.sqrt(common) * u + np.sqrt(c) * centres[label] + np.sqrt(1 - common - c) * unit(n)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+GENERATORS = {"synthetic": synthetic, "cliplike": cliplike}
+
+
+def vector_stats(x: np.ndarray, sample: int = 1000) -> tuple[float, float]:
+    """(mean pairwise cosine, mean nearest-neighbour cosine) of ``sample`` vectors against all."""
+    s = np.einsum("ij,kj->ik", x[:sample], x)
+    off = s[:, sample:].mean()
+    s[np.arange(sample), np.arange(sample)] = -np.inf
+    return float(off), float(s.max(axis=1).mean())
+
+
+def rss_mb(path: str) -> float:
+    """MB a fresh process's resident memory grows by when it loads a database's search
+    state (what a server process holds per database), measured in a child process so this
+    benchmark's own arrays do not count."""
+    import subprocess
+
+    code = ("import sys\nfrom datasette_imageclust.analysis import search\n"
+            "def rss():\n    for l in open('/proc/self/status'):\n"
+            "        if l.startswith('VmRSS:'): return int(l.split()[1]) / 1024\n"
+            "before = rss(); assert search.warm(sys.argv[1]); print(rss() - before)\n")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parent.parent))
+    return float(out.stdout.strip())
 
 
 HELD_OUT = 1000
@@ -143,6 +195,17 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
         t = time.perf_counter()
         results.append(search.knn(db, q, k, exclude=excl))
         lat.append(time.perf_counter() - t)
+    # The scan against the bit path at its fixed default depth, query by query in turn, so
+    # that both see the same load (the machine is shared): the measurement behind
+    # searchscan.SCAN_FLOATS.
+    pair = {"scan": [], "bits": []}
+    if searchscan.use_scan(n, x.shape[1]):
+        for q, sid in zip(queries, self_ids):
+            excl = [sid] if sid else []
+            for name, kw in (("scan", {}), ("bits", {"candidates": search.default_candidates(k, n)})):
+                t = time.perf_counter()
+                search.knn(db, q, k, exclude=excl, **kw)
+                pair[name].append(time.perf_counter() - t)
     # Ground truth after the timed loop: a big BLAS product leaves threads spinning that
     # would slow the next timed query.
     rec, nearest = [], []
@@ -160,13 +223,15 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
            "missed": int((rec_a < 1).sum()), "queries": len(rec),
            "nearest_missed": float(near_a[rec_a < 1].mean()) if (rec_a < 1).any() else float("nan"),
            "nearest_hit": float(near_a[rec_a == 1].mean()) if (rec_a == 1).any() else float("nan"),
-           "hamming_ms": _stage_ms(db, queries, self_ids, k, "hamming")}
+           "hamming_ms": _stage_ms(db, queries, self_ids, k, "hamming"),
+           "pair": {name: pct(v, 50) for name, v in pair.items() if v}}
     connection.close(db)
     plain = connection.connect(path, readonly=True)  # no mmap: every page through read()
     out["scan_plain_p50"] = _scan_p50(plain, queries[:float_scan], k)
     connection.close(plain)
     if storage:
         out.update(_storage(path, x))
+    out["rss_mb"] = rss_mb(path)
     return out
 
 
@@ -178,6 +243,11 @@ def report(name: str, r: dict, k: int) -> None:
           flush=True)
     print(f"{'':>14} Hamming stage {r['hamming_ms']:.2f} ms/query; misses: {r['missed']} of {r['queries']} queries, "
           f"their nearest image at cosine {r['nearest_missed']:.2f} (the others' {r['nearest_hit']:.2f})", flush=True)
+    if r["pair"]:
+        print(f"{'':>14} in turn, query by query: exact in-memory scan p50 {r['pair']['scan']:.2f} ms, "
+              f"bit path at its fixed depth p50 {r['pair']['bits']:.2f} ms", flush=True)
+    print(f"{'':>14} memory of a server process's search state: {r['rss_mb']:.0f} MB "
+          f"({r['rss_mb'] / r['n'] * 100000:.0f} MB per 100k vectors)", flush=True)
     if "bits_packed_s" in r:
         print(f"{'':>14} bits loaded from search_bits {r['bits_packed_s']:.3f} s, image_bits row by row "
               f"{r['bits_rows_s']:.3f} s; a vec0 point read {r['point_read_ms']:.3f} ms", flush=True)
@@ -203,6 +273,9 @@ def main() -> None:
     ap.add_argument("--dims", type=int, default=512)
     ap.add_argument("--queries", type=int, default=200, help="queries per size (half held-out, half stored)")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--vectors", choices=sorted(GENERATORS), default="synthetic",
+                    help="synthetic: clustered with a positive offset (the README's first table); "
+                         "cliplike: CLIP-like, one common direction, Zipf clusters, 5%% loners")
     ap.add_argument("--float-scan", type=int, default=20, help="queries timed with the exact float scan")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "imageclust-bench-search"))
     ap.add_argument("--real", help="also measure on real vectors: an image folder (loaded with --model)")
@@ -215,9 +288,12 @@ def main() -> None:
     for n in (int(s) for s in a.sizes.split(",")):
         half = min(a.queries // 2, HELD_OUT)
         # Always the same data for a size (the database is cached): HELD_OUT extra points.
-        data = synthetic(n + HELD_OUT, a.dims, seed=n)
+        data = GENERATORS[a.vectors](n + HELD_OUT, a.dims, seed=n)
         x, held = data[:n], data[n:n + half]
-        path = os.path.join(a.workdir, f"synthetic-{n}-{a.dims}.db")
+        mean_cos, nn_cos = vector_stats(x)
+        print(f"{a.vectors} vectors: mean pairwise cosine {mean_cos:.3f}, nearest-neighbour cosine "
+              f"{nn_cos:.3f}", flush=True)
+        path = os.path.join(a.workdir, f"{a.vectors}-{n}-{a.dims}.db")
         if not os.path.exists(path):
             t = time.perf_counter()
             make_db(path, x)
@@ -227,7 +303,7 @@ def main() -> None:
         stored = rng.choice(n, a.queries - half, replace=False)
         queries = np.concatenate([held, x[stored]])
         self_ids = [None] * half + [int(i) + 1 for i in stored]
-        report("synthetic", run(path, x, queries, self_ids, a.k, a.float_scan), a.k)
+        report(a.vectors, run(path, x, queries, self_ids, a.k, a.float_scan), a.k)
     if a.real:
         path, x = real_vectors(a.real, a.model, a.workdir)
         ids = list(range(1, len(x) + 1))

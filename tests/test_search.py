@@ -215,3 +215,71 @@ def test_status_sees_another_connections_commit(tmp_path):
             vectors.put(writer, [10_000 + i], np.ones((1, 16), np.float32) / 4)
         st = search.status(reader)
         assert not st.fresh and st.n_vectors == 301 + i
+
+
+def _bench_search():
+    """bench/search.py, for its CLIP-like generator (the one home of those vectors)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_search", Path(__file__).resolve().parent.parent / "bench" / "search.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _vectors_db(path: str, x: np.ndarray) -> np.ndarray:
+    db = dbmod.connect(path)
+    migrate(db, "core")
+    vectors.ensure_table(db, x.shape[1])
+    ids = np.arange(1, len(x) + 1)
+    with db.conn:
+        vectors.put(db, ids.tolist(), x)
+    search.build_index(db)
+    db.conn.close()
+    return ids
+
+
+@pytest.mark.parametrize("path_taken", ["scan", "bits"])
+def test_recall_on_cliplike_vectors(tmp_path, monkeypatch, path_taken):
+    from datasette_imageclust.analysis import searchscan
+
+    if path_taken == "bits":  # as for a collection above the scan's limit: adaptive depth
+        monkeypatch.setattr(searchscan, "SCAN_FLOATS", 0)
+    bench = _bench_search()
+    x = bench.cliplike(20000, 512, seed=3)
+    mean_cos, nn_cos = bench.vector_stats(x, sample=300)
+    assert 0.35 < mean_cos < 0.45 and 0.6 < nn_cos < 0.75, (mean_cos, nn_cos)  # as hard as the issue's
+    path = str(tmp_path / "clip.db")
+    ids = _vectors_db(path, x)
+    search.clear_cache()
+    db = dbmod.connect(path, readonly=True)
+    rec = []
+    for j in np.random.default_rng(4).choice(len(x), 100, replace=False):
+        got = search.knn(db, x[j], 10, exclude=[int(ids[j])])
+        assert int(ids[j]) not in {i for i, _ in got}
+        rec.append(len(exact_top(x, ids, x[j], 10, skip=int(ids[j])) & {i for i, _ in got}) / 10)
+    assert np.mean(rec) >= 0.99, f"recall@10 on CLIP-like vectors ({path_taken}): {np.mean(rec):.3f}"
+    (entry,) = search._CACHE.values()
+    assert (entry.scan is not None) is (path_taken == "scan")
+
+
+def test_the_scan_rule_at_its_boundary(tmp_path, monkeypatch):
+    from datasette_imageclust.analysis import searchscan
+
+    limit = searchscan.SCAN_FLOATS
+    assert searchscan.use_scan(limit // 512, 512) and not searchscan.use_scan(limit // 512 + 1, 512)
+    path = str(tmp_path / "syn.db")
+    ids, x = synthetic_db(path, n=1000, dims=64)
+    db = dbmod.connect(path, readonly=True)
+    answers = {}
+    for floats, scanned in ((1000 * 64, True), (1000 * 64 - 1, False)):
+        monkeypatch.setattr(searchscan, "SCAN_FLOATS", floats)
+        search.clear_cache()
+        answers[scanned] = search.knn(db, x[7], 5, exclude=[int(ids[7])])
+        (entry,) = search._CACHE.values()
+        assert (entry.scan is not None) is scanned
+    # Both paths give the exact answer here (the bit path rescores every one of 1,000).
+    truth = exact_top(x, ids, x[7], 5, skip=int(ids[7]))
+    assert {i for i, _ in answers[True]} == truth == {i for i, _ in answers[False]}
+    assert np.allclose([d for _, d in answers[True]], [d for _, d in answers[False]], atol=1e-5)

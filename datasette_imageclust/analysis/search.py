@@ -15,7 +15,10 @@ writes, next to the float vec0 table ``image_vectors``:
 once per process, column-major (a NumPy popcount over 100k x 64 bytes takes ~0.5 ms,
 whereas sqlite-vec's own bit KNN grows with ``k`` and costs ~45 ms at the k=400 that
 recall needs); (2) an asymmetric estimate <query - mean, +-1 bits> of the best
-PREFILTER x C of those; (3) exact cosine over the best C, read from ``search_vectors``.
+PREFILTER x C of those; (3) exact cosine over the best C, read from ``search_vectors``,
+and over more of them when the query's k-th best is a near-tie (``searchdepth``).
+Collections small enough (``searchscan.use_scan``) skip all this: their float vectors are
+held in memory and scanned exactly, which is faster there and never misses.
 Without an index, or with a stale one (vector count, largest id or model changed), it
 falls back to sqlite-vec's exact scan.
 The plugin writes only curation edits, never the index, so only the CLI builds it.
@@ -31,6 +34,7 @@ import numpy as np
 import sqlite_utils
 
 from ..store import vectors
+from . import searchdepth, searchscan
 from ..store.cache import TokenCache
 from ..store.collection import (
     ImageCollection,
@@ -189,6 +193,8 @@ class _Bits:
     # is ~15x faster than popcounting (n, words) rows and summing along axis 1.
     words: np.ndarray
     mean: np.ndarray
+    # The float vectors, for the exact in-memory scan (only below searchscan's size limit).
+    scan: searchscan.FloatScan | None = None
 
     def hamming(self, qbytes: np.ndarray) -> np.ndarray:
         qw = _pad64(qbytes.reshape(1, -1))[0].view(np.uint64)
@@ -251,7 +257,8 @@ def _load_bits(conn: Connection, built: str, n: int) -> _Bits:
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             raw = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), nbytes)
         words = np.ascontiguousarray(_pad64(raw).view(np.uint64).T)
-        entry = _Bits(ids, words, mean)
+        scan = searchscan.load(conn, COPY_TABLE, len(mean)) if searchscan.use_scan(len(ids), len(mean)) else None
+        entry = _Bits(ids, words, mean, scan)
         # One entry per database file: drop older builds of the same file.
         for k in [k for k in _CACHE if k[0] == key[0]]:
             del _CACHE[k]
@@ -305,8 +312,10 @@ def knn(db: Connection, vector: Sequence[float] | np.ndarray, k: int = 10, *,
         exact: bool = False) -> list[tuple[int, float]]:
     """The ``k`` nearest images to ``vector`` as ``[(image_id, cosine_distance)]``, nearest first.
 
-    Uses the bit index when it is present and fresh, else (or with ``exact=True``)
-    sqlite-vec's exact scan. ``exclude`` ids (e.g. the query image) are never returned.
+    With a fresh index, small collections (``searchscan.use_scan``) are scanned exactly in
+    memory, larger ones (or any, when ``candidates`` fixes the rescoring depth) go through
+    the bit index;
+    without a fresh index (or with ``exact=True``) sqlite-vec's exact scan. ``exclude`` ids (e.g. the query image) are never returned.
     Works on a sqlite-utils Database or a raw connection with sqlite-vec loaded.
     """
     conn = raw_connection(db)
@@ -320,8 +329,11 @@ def knn(db: Connection, vector: Sequence[float] | np.ndarray, k: int = 10, *,
     if exact or not st.fresh:
         return exact_knn(conn, q, k, exclude=excluded)
     bits = _load_bits(conn, st.built or "", st.indexed)
+    if bits.scan is not None and candidates is None:
+        return bits.scan.top(q, k, excluded)
     n = len(bits.ids)
     c = min(n, (candidates or default_candidates(k, n)) + len(excluded))
+    est = None
     if c < n:
         qc = q - bits.mean
         ham = bits.hamming(quantise(q, bits.mean))
@@ -331,17 +343,34 @@ def knn(db: Connection, vector: Sequence[float] | np.ndarray, k: int = 10, *,
         if c1 > c:
             # Stage 2: asymmetric estimate <q - mean, sign bits>, which keeps the query's
             # magnitudes and so ranks far better than Hamming, for c1 x dims multiply-adds.
+            # The best searchdepth.MAX_FACTOR x c are kept, in estimate order, for stage 3.
             est = bits.asymmetric(cand, qc.astype(np.float32))
-            cand = cand[np.argpartition(-est, c - 1)[:c]]
+            deep = min(c1, searchdepth.MAX_FACTOR * c)
+            top = np.argpartition(-est, deep - 1)[:deep] if deep < c1 else np.arange(c1)
+            top = top[np.argsort(-est[top], kind="stable")]
+            cand, est = cand[top], est[top]
     else:
         cand = np.arange(n)
     cand_ids = bits.ids[cand]
     if excluded:
-        cand_ids = cand_ids[~np.isin(cand_ids, list(excluded))]
-    return _rescore(conn, q, cand_ids, k)
+        keep = ~np.isin(cand_ids, list(excluded))
+        cand_ids, est = cand_ids[keep], (est[keep] if est is not None else None)
+    c = min(c, len(cand_ids))
+    # Stage 3: exact cosine for the best c, then (unless ``candidates`` fixed the depth) as
+    # many more as searchdepth says could still be in the top k.
+    got_ids, sims = _scores(conn, q, cand_ids[:c])
+    if est is not None and candidates is None and len(got_ids):  # a given depth is kept as given
+        pos = {int(i): j for j, i in enumerate(cand_ids[:c])}
+        more = searchdepth.extra(est[[pos[int(i)] for i in got_ids]], sims, est[c:], k)
+        if more:
+            ids2, sims2 = _scores(conn, q, cand_ids[c:c + more])
+            got_ids, sims = np.concatenate([got_ids, ids2]), np.concatenate([sims, sims2])
+    top = np.argsort(-sims, kind="stable")[:k]
+    return [(int(got_ids[i]), float(1.0 - sims[i])) for i in top]
 
 
-def _rescore(conn: Connection, q: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
+def _scores(conn: Connection, q: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids found, their exact cosine similarity to q), read from the float copies."""
     out_ids: list[int] = []
     blobs: list[bytes] = []
     # SQLite caps bound parameters (32766 by default); candidates are far fewer, but chunk anyway.
@@ -354,13 +383,11 @@ def _rescore(conn: Connection, q: np.ndarray, ids: np.ndarray, k: int) -> list[t
         out_ids.extend(r[0] for r in rows)
         blobs.extend(r[1] for r in rows)
     if not out_ids:
-        return []
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
     m = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(out_ids), -1)
     # einsum, not `m @ q`: a small matrix-vector product through a threaded BLAS can
     # cost 15 ms on a busy machine (threads spin-waiting); einsum's loop takes ~0.05 ms.
-    sims = np.einsum("ij,j->i", m, q)
-    top = np.argsort(-sims, kind="stable")[:k]
-    return [(int(out_ids[i]), float(1.0 - sims[i])) for i in top]
+    return np.asarray(out_ids, np.int64), np.einsum("ij,j->i", m, q)
 
 
 def _json_ints(ids: list[int]) -> str:
