@@ -109,6 +109,29 @@ def chromium() -> Iterator["object"]:
             b.close()
 
 
+@contextlib.contextmanager
+def editor_servers(db: str, folder, secret: str) -> Iterator[dict]:
+    """Two real `datasette` servers for edit tests: ``db`` writable and an immutable copy
+    (``-i``), both granting ``imageclust-edit`` to the actor ``editor`` (cookies signed with
+    ``secret``), and a Chromium. Yields {"url", "frozen", "db", "browser"}."""
+    import json
+    from pathlib import Path
+
+    import datasette
+
+    flag = "-m" if datasette.__version__.startswith("0.") else "-c"  # 0.65 metadata, 1.0 config
+    frozen = Path(folder) / "frozen" / Path(db).name
+    frozen.parent.mkdir()
+    shutil.copy(db, frozen)
+    conf = Path(folder) / "conf.json"
+    conf.write_text(json.dumps({"permissions": {"imageclust-edit": {"id": "editor"}}}))
+    env = {**os.environ, "DATASETTE_SECRET": secret}
+    with datasette_server(db, flag, str(conf), env=env) as url, \
+            datasette_server("-i", str(frozen), flag, str(conf), env=env) as frozen_url:
+        with chromium() as b:
+            yield {"url": url, "frozen": frozen_url, "db": db, "browser": b}
+
+
 def main(argv: list[str]) -> int:
     why = missing_browser() if "--launch" in argv else find_chromium()[1]
     if why:

@@ -4,19 +4,15 @@ and no controls for an actor without the permission or on an immutable database.
 Datasette 0.65 and 1.0 (.ci/run): the same-origin JSON POSTs pass each version's CSRF check."""
 from __future__ import annotations
 
-import json
-import shutil
 import sqlite3
 
-import datasette
 import pytest
 from datasette.app import Datasette
 
 import plugin_dbs
-from browser import chromium, datasette_server, need_browser
+from browser import editor_servers, need_browser
 
 SECRET = "imageclust-edit-browser-test-secret"
-FLAG = "-m" if datasette.__version__.startswith("0.") else "-c"  # 0.65 metadata, 1.0 config
 
 
 @pytest.fixture(scope="module")
@@ -24,18 +20,8 @@ def setup(tux_db, tmp_path_factory):
     need_browser()
     d = tmp_path_factory.mktemp("editbrowser")
     db = plugin_dbs.clustered(tux_db, d / "photos.db")
-    frozen = d / "frozen" / "photos.db"
-    frozen.parent.mkdir()
-    shutil.copy(db, frozen)
-    conf = d / "conf.json"
-    conf.write_text(json.dumps({"permissions": {"imageclust-edit": {"id": "editor"}}}))
-    import os
-
-    env = {**os.environ, "DATASETTE_SECRET": SECRET}
-    with datasette_server(db, FLAG, str(conf), env=env) as url, \
-            datasette_server("-i", str(frozen), FLAG, str(conf), env=env) as frozen_url:
-        with chromium() as b:
-            yield {"url": url, "frozen": frozen_url, "db": db, "browser": b}
+    with editor_servers(db, d, SECRET) as servers:
+        yield servers
 
 
 def _page(setup, actor: str | None, dialogs: list):

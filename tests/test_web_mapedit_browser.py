@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import shutil
 import sqlite3
 
-import datasette
 import pytest
 from datasette.app import Datasette
 
-from browser import chromium, datasette_server, need_browser
+from browser import editor_servers, need_browser
 
 API = "window.__imageclustMap"
 SECRET = "imageclust-mapedit-browser-test-secret"
-FLAG = "-m" if datasette.__version__.startswith("0.") else "-c"  # 0.65 metadata, 1.0 config
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +26,8 @@ def setup(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("mapedit")
     db = make_map_db(str(d / "sel.db"), 300, clusters=6, thumb_px=32, distinct_thumbs=40)
-    frozen = d / "frozen" / "sel.db"
-    frozen.parent.mkdir()
-    shutil.copy(db, frozen)
-    conf = d / "conf.json"
-    conf.write_text(json.dumps({"permissions": {"imageclust-edit": {"id": "editor"}}}))
-    env = {**os.environ, "DATASETTE_SECRET": SECRET}
-    with datasette_server(db, FLAG, str(conf), env=env) as url, \
-            datasette_server("-i", str(frozen), FLAG, str(conf), env=env) as frozen_url:
-        with chromium() as b:
-            yield {"url": url, "frozen": frozen_url, "db": db, "browser": b}
+    with editor_servers(db, d, SECRET) as servers:
+        yield servers
 
 
 def _q(path: str, sql: str, params=()) -> list:

@@ -322,14 +322,20 @@ def record_answers(db: sqlite_utils.Database, task: dict, answers: Iterable[tupl
     checked first, so one bad answer writes none. A coder's new answer to a set replaces
     the old one. Returns how many were stored."""
     rows = [(check_name(coder, "coder name"), *check_answer(db, task, s, c)) for coder, s, c in answers]
+    return _replace_all(db, task, rows,
+                        "INSERT INTO eval_answers (task_id, coder, set_id, cluster_id, time) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (task_id, coder, set_id) DO UPDATE SET cluster_id = excluded.cluster_id, "
+                        "time = excluded.time")
+
+
+def _replace_all(db: sqlite_utils.Database, task: dict, rows: list[tuple], sql: str) -> int:
+    """Store checked (coder, key, value) rows of ``task`` with ``sql`` (an upsert) in one
+    transaction, all stamped with the same time."""
     stamp = now()
     with db.conn:
         if not db.conn.in_transaction:
             db.execute("BEGIN IMMEDIATE")
-        db.conn.executemany(
-            "INSERT INTO eval_answers (task_id, coder, set_id, cluster_id, time) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (task_id, coder, set_id) DO UPDATE SET cluster_id = excluded.cluster_id, time = excluded.time",
-            [(task["id"], coder, sid, cid, stamp) for coder, sid, cid in rows])
+        db.conn.executemany(sql, [(task["id"], coder, key, value, stamp) for coder, key, value in rows])
     return len(rows)
 
 
@@ -349,12 +355,7 @@ def check_rating(db: Connection, task: dict, pair_no: Any, rating: Any) -> tuple
 def record_ratings(db: sqlite_utils.Database, task: dict, ratings: Iterable[tuple[str, int, int]]) -> int:
     """Store (coder, pair number, rating 1-3) ratings, as :func:`record_answers` does answers."""
     rows = [(check_name(coder, "coder name"), *check_rating(db, task, p, r)) for coder, p, r in ratings]
-    stamp = now()
-    with db.conn:
-        if not db.conn.in_transaction:
-            db.execute("BEGIN IMMEDIATE")
-        db.conn.executemany(
-            "INSERT INTO eval_ratings (task_id, coder, pair_id, rating, time) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (task_id, coder, pair_id) DO UPDATE SET rating = excluded.rating, time = excluded.time",
-            [(task["id"], coder, pid, r, stamp) for coder, pid, r in rows])
-    return len(rows)
+    return _replace_all(db, task, rows,
+                        "INSERT INTO eval_ratings (task_id, coder, pair_id, rating, time) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (task_id, coder, pair_id) DO UPDATE SET rating = excluded.rating, "
+                        "time = excluded.time")
