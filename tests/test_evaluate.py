@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from datasette_imageclust.analysis.evaluate_report import krippendorff_alpha_nom
 from datasette_imageclust.cli import cli
 from datasette_imageclust.store import connection as dbmod
 from synthdb import add_run, make_db
+from dbrows import rows
 
 
 def run(*args):
@@ -28,11 +28,6 @@ def run(*args):
 def db4(tmp_path) -> str:
     """60 synthetic images in 4 clusters (15 each) with a default run."""
     return make_db(str(tmp_path / "e.db"), 60, clusters=4, thumb_px=32, distinct_thumbs=16)
-
-
-def rows(path: str, sql: str, params=()) -> list[tuple]:
-    with sqlite3.connect(path) as c:
-        return c.execute(sql, params).fetchall()
 
 
 # --- Krippendorff's alpha ----------------------------------------------------------------

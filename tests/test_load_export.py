@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from datasette_imageclust.ingest.download import Limits, address_kind, download_
 from datasette_imageclust.ingest.exports import split_urls, typed
 from datasette_imageclust.pipeline_posts import load_export
 from imageserver import ImageServer
+from dbrows import rows
 
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"
 # Limits small enough for a test: a 1 s read timeout, one retry, a 1 MB cap.
@@ -46,14 +46,6 @@ def export_file(tmp_path: Path, name: str, server: ImageServer) -> str:
     path = tmp_path / name
     path.write_text(text)
     return str(path)
-
-
-def rows(db_path: str, sql: str, params=()) -> list[tuple]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def test_a_4cat_csv_loads_posts_images_links_and_every_failure(tmp_path, server, stand_in_model):

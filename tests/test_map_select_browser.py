@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import os
-import sqlite3
 
 import pytest
 
 from browser import chromium, datasette_server, need_browser
+from dbrows import rows as _rows
 
 API = "window.__imageclustMap"
 
@@ -38,14 +38,6 @@ def server(db_path):
 def browser(server):
     with chromium() as b:
         yield b
-
-
-def _rows(db_path: str, sql: str, params=()) -> list:
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def _open(browser, url: str):

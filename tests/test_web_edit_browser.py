@@ -4,13 +4,13 @@ and no controls for an actor without the permission or on an immutable database.
 Datasette 0.65 and 1.0 (.ci/run): the same-origin JSON POSTs pass each version's CSRF check."""
 from __future__ import annotations
 
-import sqlite3
 
 import pytest
 from datasette.app import Datasette
 
 import plugin_dbs
 from browser import editor_servers, need_browser
+from dbrows import rows as _q
 
 SECRET = "imageclust-edit-browser-test-secret"
 
@@ -33,11 +33,6 @@ def _page(setup, actor: str | None, dialogs: list):
     page = ctx.new_page()
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     return page
-
-
-def _q(path: str, sql: str, params=()) -> list:
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def _clusters(path: str) -> list[int]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 
 import pytest
 from datasette.app import Datasette
 
 from browser import editor_servers, need_browser
+from dbrows import rows as _q
 
 API = "window.__imageclustMap"
 SECRET = "imageclust-mapedit-browser-test-secret"
@@ -28,14 +28,6 @@ def setup(tmp_path_factory):
     db = make_map_db(str(d / "sel.db"), 300, clusters=6, thumb_px=32, distinct_thumbs=40)
     with editor_servers(db, d, SECRET) as servers:
         yield servers
-
-
-def _q(path: str, sql: str, params=()) -> list:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def _open(setup, actor: str | None, url: str):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 import re
 import shutil
-import sqlite3
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from datasette_imageclust.store import connection as dbmod
 from datasette_imageclust.store.schema import migrate, now
 from test_plugin_pages import make_ds
+from dbrows import rows as _q
 
 pytestmark = pytest.mark.asyncio
 MAP = "/map/-/imageclust/map"
@@ -26,14 +26,6 @@ async def _ds(path, databases=None, **kw):
     ds = make_ds([path], databases=databases, **kw)
     await ds.invoke_startup()
     return ds
-
-
-def _q(path: str, sql: str, params=()) -> list:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 async def _selection(ds, query: str, cookies=None) -> dict:

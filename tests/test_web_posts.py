@@ -5,7 +5,6 @@ local image server (tests/imageserver.py), clustered, served by a real Datasette
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import Counter
 from html import unescape
 from pathlib import Path
@@ -18,6 +17,7 @@ from datasette_imageclust.store import connection
 from imageserver import ImageServer
 from test_load_export import FAST
 from test_plugin_pages import get_json, make_ds
+from dbrows import rows as sql
 
 pytestmark = pytest.mark.asyncio
 HOSTILE = "<script>alert(1)</script>"
@@ -75,14 +75,6 @@ def plain_db(tmp_path_factory, tux_dir, stand_in_model) -> str:
     assert load(path, [str(folder)], stand_in_model).new == 6
     _cluster(path)
     return path
-
-
-def sql(path: str, q: str, params=()) -> list[tuple]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(q, params).fetchall()
-    finally:
-        conn.close()
 
 
 async def test_image_page_says_how_many_posts_share_it_and_when(posts_db):
