@@ -73,9 +73,8 @@ def load(db_path: str | os.PathLike, paths: Iterable[str], model: str | None = N
     database at ``db_path`` (created if needed), then bring the similarity index up to date.
 
     ``model`` is a Hub id or model directory (default CLIP ViT-B/32). ``options`` are
-    those of :class:`~datasette_imageclust.ingest.loader.Loader`: ``recursive``,
-    ``hidden``, ``thumbnail_size``, ``thumbnail_format``, ``batch_size``, ``workers``,
-    ``decode_workers``, ``threads``, ``prune``, ``reembed`` (the device: ``models.devices.choose``). Re-runs are incremental and an interrupted run
+    those of :class:`~datasette_imageclust.ingest.loader.Loader` (``engine="dask"``: a Dask
+    cluster; the device: ``models.devices.choose``). Re-runs are incremental and an interrupted run
     (Ctrl-C: ``summary.interrupted``) resumes where it stopped. Raises ``LoadError`` or
     ``ModelError`` before anything is written when the run cannot start.
     """
@@ -85,16 +84,17 @@ def load(db_path: str | os.PathLike, paths: Iterable[str], model: str | None = N
     start = time.perf_counter()
     loader = Loader(model, on_status=on_status, on_progress=on_progress, on_skip=on_skip, **options)
     roots = loader.prepare(paths)  # before the database file is created
-    db = connection.connect(db_path)
-    try:
-        loader.run(db, roots)
-        _refresh_index(db, on_status)
-    except KeyboardInterrupt:
-        loader.summary.interrupted = True
-    finally:
-        loader.summary.record_seconds(time.perf_counter() - start)
-        if not connection.close(db):
-            on_status(connection.wal_note(db_path))
+    with loader:  # lets go of a Dask cluster, whatever happens
+        db = connection.connect(db_path)
+        try:
+            loader.run(db, roots)
+            _refresh_index(db, on_status)
+        except KeyboardInterrupt:
+            loader.summary.interrupted = True
+        finally:
+            loader.summary.record_seconds(time.perf_counter() - start)
+            if not connection.close(db):
+                on_status(connection.wal_note(db_path))
     return loader.summary
 
 

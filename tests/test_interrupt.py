@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from datasette_imageclust.store import connection as dbmod
-from datasette_imageclust.store import vectors
+from dbsnapshot import assert_same
 from held_load import HELD
 from imagefactory import photo_folder
 
@@ -30,28 +29,6 @@ def folder(tmp_path_factory):
 def cmd(db, folder, model, *extra):
     return [sys.executable, "-m", "datasette_imageclust", "load", str(db), str(folder),
             "--model", model, "--batch-size", str(BATCH), *extra]
-
-
-def snapshot(path):
-    """Everything load wrote, keyed by content, so two databases can be compared."""
-    d = dbmod.connect(path, readonly=True)
-    try:
-        assert d.execute("pragma integrity_check").fetchone()[0] == "ok"
-        images = d.execute(
-            "select sha256, bytes, format, mode, width, height, frames, phash, dhash from images order by sha256"
-        ).fetchall()
-        files = d.execute(
-            "select f.relpath, i.sha256, f.size from files f join images i on i.id = f.image_id order by relpath"
-        ).fetchall()
-        thumbs = d.execute(
-            "select i.sha256, t.data from thumbnails t join images i on i.id = t.image_id order by sha256"
-        ).fetchall()
-        ids, vecs = vectors.read_all(d)
-        sha = dict(d.execute("select id, sha256 from images").fetchall())
-        by_sha = {sha[i]: v for i, v in zip(ids, vecs)}
-        return images, files, thumbs, by_sha
-    finally:
-        d.conn.close()
 
 
 def count(path) -> int:
@@ -102,9 +79,5 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, folder, stand_i
 
     summary = json.loads(r.stdout)
     assert summary["new"] == N - partial and summary["unchanged"] == partial and summary["errors"] == 0
-    a, b = snapshot(reference), snapshot(db)
-    assert a[0] == b[0] and a[1] == b[1] and a[2] == b[2]
-    assert a[3].keys() == b[3].keys() and len(a[3]) == N
-    for k in a[3]:
-        assert np.allclose(a[3][k], b[3][k], atol=1e-5)
+    assert_same(reference, db)
     assert not os.path.exists(str(db) + "-wal") or os.path.getsize(str(db) + "-wal") == 0

@@ -35,8 +35,14 @@ from .posts import export_options, load_from_export
 @click.option("--decode-workers", type=int,
               help="Decode in N worker processes instead of --workers threads (default: one per core when the "
                    "model runs on an accelerator, else threads; 0 = threads)")
-@click.option("--threads", type=int, help="onnxruntime threads (default: cores)")
+@click.option("--threads", type=int, help="onnxruntime threads (default: cores; with --engine dask, per worker)")
 @device_option()
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="Where files are read, decoded and embedded: here, or on a Dask cluster's workers "
+                   "(pip install 'datasette-imageclust[dask]'; files and model on a shared filesystem)")
+@click.option("--address", metavar="ADDR",
+              help="The Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: DASK_SCHEDULER_ADDRESS, else a "
+                   "local cluster of one worker per core)")
 @click.option("--prune", is_flag=True, help="Remove files that are gone from disk from the database")
 @click.option("--reembed", is_flag=True, help="Replace all vectors using --model (needed to switch model)")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any file could not be loaded")
@@ -45,7 +51,8 @@ from .posts import export_options, load_from_export
 @export_options
 @json_option()
 def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_format, batch_size,
-         workers, decode_workers, threads, prune, reembed, strict, sidecars, as_json, precision, **export):
+         workers, decode_workers, threads, engine, address, prune, reembed, strict, sidecars, as_json, precision,
+         **export):
     """Load the images in each PATH (a folder, scanned for images, or an image file)
     into DATABASE (created if needed); or, with --from EXPORT, the posts of a platform
     export (CSV, TSV, NDJSON, JSON) and the images at their URLs.
@@ -58,8 +65,10 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
     if export["export"] is not None or folders == ():
         if sidecars:
             raise CommandError("--sidecars goes with folders (PATH...), not --from")
-        if decode_workers is not None:
-            raise CommandError("--decode-workers goes with folders (PATH...), not --from")
+        for name, value in (("--decode-workers", decode_workers), ("--engine", None if engine == "local" else engine),
+                            ("--address", address)):
+            if value is not None:
+                raise CommandError(f"{name} goes with folders (PATH...), not --from")
         return load_from_export(database, folders, export, as_json=as_json, strict=strict, model=model,
                                 hidden=hidden, thumbnail_size=thumbnail_size, thumbnail_format=thumbnail_format,
                                 batch_size=batch_size, workers=workers, threads=threads, prune=prune,
@@ -79,8 +88,8 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
         s = pipeline.load(
             database, folders, model, recursive=recursive, hidden=hidden, thumbnail_size=thumbnail_size,
             thumbnail_format=thumbnail_format, batch_size=batch_size, workers=workers,
-            decode_workers=decode_workers, threads=threads, prune=prune, reembed=reembed, precision=precision,
-            on_skip=skip, on_progress=progress, on_status=echo_status,
+            decode_workers=decode_workers, threads=threads, engine=engine, address=address, prune=prune,
+            reembed=reembed, precision=precision, on_skip=skip, on_progress=progress, on_status=echo_status,
         )
     finally:
         progress.close()

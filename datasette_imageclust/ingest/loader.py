@@ -19,12 +19,14 @@ from ..models import ImageEmbedder, ModelFiles, Preprocessor, devices, file_sha2
 from ..store import paths, vectors
 from ..store.collection import ImageCollection
 from ..store.schema import migrate, now, versions
-from . import stages, tidy
+from . import dask_engine, stages, tidy
+from .dask_engine import DaskEngine
 from .rows import Writer, write_error
 from .scan import scan
 from .summary import LoadError, LoadSummary
 
-__all__ = ["LoadError", "LoadSummary", "Loader"]
+__all__ = ["ENGINES", "LoadError", "LoadSummary", "Loader"]
+ENGINES = ("local", "dask")
 
 
 class Loader:
@@ -47,6 +49,8 @@ class Loader:
         prune: bool = False,
         reembed: bool = False,
         precision: str | None = None,
+        engine: str = "local",
+        address: str | None = None,
         on_skip: Callable[[str, str], None] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         on_status: Callable[[str], None] | None = None,
@@ -63,6 +67,12 @@ class Loader:
             raise LoadError("--decode-workers must be 0 (decode in threads) or more")
         if threads is not None and threads < 1:
             raise LoadError("--threads must be at least 1")
+        if engine not in ENGINES:
+            raise LoadError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if address is not None and engine == "local":
+            raise LoadError("--address goes with --engine dask")
+        if engine != "local" and decode_workers is not None:
+            raise LoadError("--decode-workers goes with the local engine (a cluster's workers decode)")
         self.model_name = model
         self.precision = precision
         self.recursive, self.hidden, self.prune, self.reembed = recursive, hidden, prune, reembed
@@ -71,6 +81,8 @@ class Loader:
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self.threads = threads
         self.decode_workers = decode_workers
+        self.engine, self.address = engine, address
+        self._cluster: DaskEngine | None = None
         self.on_skip = on_skip or (lambda p, r: None)
         self.on_progress = on_progress or (lambda d, t: None)
         self.on_status = on_status or (lambda s: None)
@@ -87,7 +99,23 @@ class Loader:
             if not os.path.exists(r):
                 raise LoadError(f"no such file or folder: {paths.display(r)}")
         self.files = find_model(self.model_name, precision=self.precision)
+        if self.engine == "dask":  # a cluster that cannot do the work refuses the run here too
+            if not dask_engine.available():
+                raise LoadError(f"--engine dask needs Dask's distributed scheduler: {dask_engine.INSTALL}")
+            self._cluster = self._start_cluster(roots)
         return roots
+
+    def close(self) -> None:
+        """Let go of the Dask cluster (after :meth:`run`, or when it never ran)."""
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def __enter__(self) -> "Loader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # --- model ---------------------------------------------------------------------
 
@@ -112,7 +140,7 @@ class Loader:
         if known:
             self.model_id, dims = known
         else:
-            dims = self.embedder.dimensions
+            dims = self._cluster.dimensions if self._cluster else self.embedder.dimensions
             with db.conn:
                 self.model_id = db["models"].insert(
                     {"name": self._model_name(self.files), "dimensions": dims, "sha256": sha,
@@ -151,6 +179,29 @@ class Loader:
         migrate(db, "core")
         for component in versions(db):  # e.g. the triggers that let --prune delete images
             migrate(db, component)
+        try:
+            return self._run(db, roots)
+        finally:
+            self.close()
+
+    def _start_cluster(self, roots: list[str]) -> DaskEngine:
+        """Connect (or start a local cluster) and check every worker can do the work."""
+        cluster = DaskEngine(self.address)
+        self.on_status(f"connecting to the Dask scheduler at {self.address}" if self.address
+                       else "starting a local Dask cluster")
+        cluster.start()
+        try:
+            cluster.prepare(self.files, file_sha256(self.files.vision), devices.device(), self.threads,
+                            sample=roots[0] if roots else None)
+        except BaseException:
+            cluster.close()
+            raise
+        self.summary.engine = f"dask ({cluster.workers} workers)"
+        self.on_status(f"dask: {cluster.workers} workers, {cluster.threads} threads, at {cluster.address}, "
+                       f"running on {', '.join(cluster.providers)}")
+        return cluster
+
+    def _run(self, db: sqlite_utils.Database, roots: list[str]) -> LoadSummary:
         self._setup_model(db)
         s = self.summary
         self.on_status("scanning")
@@ -176,13 +227,18 @@ class Loader:
             t0 = time.perf_counter()
             options = stages.DecodeOptions(self.preprocessor, self.thumbnail_size, self.thumbnail_format)
             times = stages.StageTimes()
-            processes = self._decode_processes()
+            processes = 0 if self._cluster else self._decode_processes()
             pool = stages.process_pool(processes, options, writer.embedded) if processes else None
             try:
-                stages.run(todo, read=lambda f: stages.read(f, options, writer.embedded), embed=self._embed,
-                           write=writer.write, embedded=writer.embedded, batch_size=self.batch_size,
-                           workers=processes or self.workers, on_progress=self.on_progress, on_skip=self._skip,
-                           times=times, pool=pool)
+                if self._cluster:
+                    self._cluster.run(todo, options=options, write=writer.write, embedded=writer.embedded,
+                                      chunk_size=self.batch_size, on_progress=self.on_progress,
+                                      on_skip=self._skip, times=times)
+                else:
+                        stages.run(todo, read=lambda f: stages.read(f, options, writer.embedded), embed=self._embed,
+                               write=writer.write, embedded=writer.embedded, batch_size=self.batch_size,
+                               workers=processes or self.workers, on_progress=self.on_progress,
+                               on_skip=self._skip, times=times, pool=pool)
             finally:
                 s.pipeline_seconds = round(time.perf_counter() - t0, 3)
                 s.record_stages(times.decode, times.inference, times.write)

@@ -28,6 +28,7 @@ class LoadSummary:
     write_seconds: float = 0.0
     stage_shares: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    engine: str = "local"  # or "dask (N workers)": where read, decode and inference ran
 
     def record_stages(self, decode: float, inference: float, write: float) -> None:
         self.decode_seconds, self.inference_seconds, self.write_seconds = (

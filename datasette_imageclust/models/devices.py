@@ -85,6 +85,11 @@ def choose(device: str, report: Callable[[str], None] | None = None) -> None:
         _Choice.report = staticmethod(report)
 
 
+def device() -> str:
+    """The chosen device's name as given (``auto`` stays ``auto``: a cluster's workers resolve it)."""
+    return _Choice.device
+
+
 def chosen() -> list[str]:
     """The providers of the chosen device (resolving ``auto`` and saying what it chose)."""
     if _Choice.providers is None:

@@ -1,0 +1,357 @@
+"""``load --engine dask``: the read, decode and embed stages on the workers of a Dask cluster.
+
+Why Dask (not Ray): university clusters already run Dask through Slurm/PBS
+(``dask-jobqueue``), it installs from PyPI as two pure-Python wheels, and a task that
+is a plain function over a list of paths needs none of Ray's actors: each worker
+process keeps one onnxruntime session (made on its first chunk) for every later one.
+
+The driver (this process) scans, decides what to load, and stays the only writer of
+SQLite: workers get chunks of file paths and send back each file's hash, metadata,
+thumbnail and vector, which the driver writes chunk by chunk, one transaction each, as
+a local run does. So everything ``load`` promises holds: a killed worker's chunk is
+run again elsewhere (Dask retries it), a chunk that keeps killing workers is split to
+find the one file that does, and a killed driver resumes on the next run.
+Workers must see the files and the model at the same paths as the driver (a shared
+filesystem); :meth:`DaskEngine.probe` checks that on every worker before any work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import time
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass, field
+from collections.abc import Container
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..models import ImageEmbedder, ModelFiles, devices, file_sha256
+from ..store import paths
+from .scan import FoundFile
+from .stages import Batch, DecodeOptions, Pending, Read, StageTimes, read
+from .summary import LoadError
+
+INSTALL = "pip install 'datasette-imageclust[dask]'"
+NO_WORKERS_SECONDS = 120.0  # then give up: a batch system may take a while to start workers, not forever
+WORKER_DIED = "a worker process died while reading this file (it crashed the decoder or ran out of memory)"
+
+
+def available() -> bool:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Known(Container[str]):
+    """The sha256 of every image the model has embedded, as sorted 32-byte digests: 64 MB
+    for 2M images, sent to each worker once, where a Python set of hex strings is ~3× that."""
+
+    def __init__(self, hexes: Iterable[str]):
+        self.digests = np.array(sorted(bytes.fromhex(h) for h in hexes), dtype="S32")
+
+    def __contains__(self, sha256: object) -> bool:
+        if not isinstance(sha256, str) or not len(self.digests):
+            return False
+        d = bytes.fromhex(sha256)
+        i = int(np.searchsorted(self.digests, d))
+        # numpy strips trailing NULs from S32 values; compare padded
+        return i < len(self.digests) and self.digests[i].ljust(32, b"\0") == d
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every chunk needs, scattered to the workers once."""
+
+    files: ModelFiles
+    sha256: str  # of the vision model file the driver registered
+    device: str
+    threads: int | None
+    options: DecodeOptions | None  # None in the probe
+    known: Known
+
+
+@dataclass
+class Chunk:
+    """A chunk's results: every file's :class:`Read` (crops dropped) and, in order, a
+    vector for each one that was decoded."""
+
+    reads: list[Read]
+    vectors: np.ndarray | None
+    decode_seconds: float = 0.0
+    inference_seconds: float = 0.0
+
+
+@dataclass
+class Probe:
+    dimensions: int
+    cores: int
+    error: str | None = None
+    provider: str = ""  # the one the worker's session runs on (an accelerator may have fallen back)
+
+
+# --- on the workers ------------------------------------------------------------------
+
+_sessions: dict[tuple, ImageEmbedder] = {}
+
+
+def _embedder(job: Job) -> ImageEmbedder:
+    key = (str(job.files.vision), job.sha256, job.device, job.threads)
+    if key not in _sessions:
+        if file_sha256(job.files.vision) != job.sha256:
+            raise LoadError(f"the model file {paths.display(str(job.files.vision))} on worker {_worker_name()} "
+                            "differs from the driver's: workers must see the same model files")
+        devices.choose(job.device, report=lambda line: None)
+        _sessions.clear()  # one session per worker process: a new run's model replaces the last
+        _sessions[key] = ImageEmbedder(job.files, threads=job.threads or _cores(), spinning=False)
+    return _sessions[key]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what Slurm or a container gives this process
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return "?"
+
+
+def probe(job: Job, sample: str | None) -> Probe:
+    """Run on each worker before any work: can it load the model and see the files?"""
+    if sample is not None and not os.path.exists(sample):
+        return Probe(0, _cores(), f"cannot see {paths.display(sample)}: the files must be on a filesystem "
+                                  "the workers share, at the same path as on this machine")
+    if not os.path.exists(job.files.vision):
+        return Probe(0, _cores(), f"cannot see the model at {paths.display(str(job.files.vision))}: "
+                                  "put it on a filesystem the workers share (--model DIRECTORY)")
+    try:
+        embedder = _embedder(job)
+        return Probe(embedder.dimensions, _cores(), provider=embedder.session.get_providers()[0])
+    except Exception as e:  # shown to the user as one line
+        return Probe(0, _cores(), str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def embed_chunk(job: Job, files: list[FoundFile]) -> Chunk:
+    """Read, hash, decode and embed ``files`` on a worker."""
+    embedder = _embedder(job)
+    reads = [read(f, job.options, job.known) for f in files]
+    out = Chunk(reads, None, decode_seconds=sum(r.seconds for r in reads))
+    new = [r for r in reads if r.decoded is not None]
+    if new:
+        t0 = time.perf_counter()
+        out.vectors = embedder.embed_uint8(np.stack([r.decoded.crop for r in new]))
+        out.inference_seconds = time.perf_counter() - t0
+        for r in new:  # the driver needs no crop: ~150 KB each not sent back
+            r.decoded.crop = np.empty((0, 0, 3), np.uint8)
+    return out
+
+
+# --- on the driver ---------------------------------------------------------------------
+
+
+@dataclass
+class DaskEngine:
+    """A connection to a Dask scheduler (``address``), or a local cluster of one worker
+    process per core when there is none (``dask.config`` ``scheduler-address`` counts)."""
+
+    address: str | None = None
+    client: Any = None
+    cluster: Any = None
+    workers: int = 0
+    threads: int = 0
+    providers: list[str] = field(default_factory=list)
+    dimensions: int = 0
+    _job: Any = None
+
+    def start(self) -> None:
+        if not available():
+            raise LoadError(f"--engine dask needs Dask's distributed scheduler: {INSTALL}")
+        import dask
+        from distributed import Client, LocalCluster
+
+        address = self.address or dask.config.get("scheduler-address", None)
+        try:
+            if address:
+                self.client = Client(address, timeout="10s", set_as_default=False)
+            else:
+                self.cluster = LocalCluster(n_workers=_cores(), threads_per_worker=1, processes=True,
+                                            dashboard_address=None)
+                self.client = Client(self.cluster, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise LoadError(f"cannot reach the Dask scheduler at {address}: {_first_line(e)}") from None
+        self.address = self.client.scheduler.address
+
+    def close(self) -> None:
+        for thing in (self.client, self.cluster):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # noqa: BLE001 - the scheduler may be gone; nothing to keep
+                    pass
+        self.client = self.cluster = None
+
+    def prepare(self, files: ModelFiles, sha256: str, device: str, threads: int | None,
+                sample: str | None) -> None:
+        """Check that every worker can load the model (``sha256``: the same file) and see
+        ``sample`` (a path given to ``load``); sets ``dimensions``, ``workers``, ``threads``."""
+        self._job = Job(files, sha256, device, threads, None, Known(()))
+        try:
+            probes: dict[str, Probe] = self.client.run(probe, self._job, sample)
+        except (OSError, TimeoutError) as e:
+            raise LoadError(f"lost the Dask scheduler at {self.address}: {_first_line(e)}") from None
+        if not probes:
+            raise LoadError(f"the Dask cluster at {self.address} has no workers")
+        for worker, p in sorted(probes.items()):
+            if p.error:
+                raise LoadError(f"Dask worker {worker}: {p.error}")
+        self.workers = len(probes)
+        self.threads = sum(self.client.nthreads().values())
+        self.providers = sorted({p.provider for p in probes.values()})
+        self.dimensions = next(iter(probes.values())).dimensions
+
+    def run(self, todo: list[FoundFile], *, options: DecodeOptions, write: Callable[[Batch], None],
+            embedded: set[str], chunk_size: int, on_progress: Callable[[int, int], None],
+            on_skip: Callable[[str, str], None], times: StageTimes) -> None:
+        """Embed ``todo`` on the workers, ``write`` each chunk here as it comes back.
+        ``embedded`` (the writer's) grows as chunks are written: bytes seen in two chunks
+        become one image and links."""
+        job = dataclasses.replace(self._job, options=options, known=Known(embedded))
+        write = times.timed("write", write)
+        done, total = 0, len(todo)
+        on_progress(0, total)
+        for files, chunk in self._results(job, todo, chunk_size):
+            times.decode += chunk.decode_seconds
+            times.inference += chunk.inference_seconds
+            write(_batch(chunk, embedded, on_skip))
+            done += len(files)
+            on_progress(done, total)
+
+    def _results(self, job: Job, todo: list[FoundFile], chunk_size: int) -> Iterator[tuple[list[FoundFile], Chunk]]:
+        """Each chunk of ``todo`` with its result, as they finish, with a bounded number in
+        flight. A chunk whose workers keep dying (Dask gives up after its
+        ``allowed-failures``) is split into one task per file, and the file that still
+        kills its worker gets an error of its own. When every worker holding the job is
+        gone, the job is sent again to the workers that come (or the run stops, after
+        ``NO_WORKERS_SECONDS`` without any)."""
+        from distributed import wait
+        from distributed.scheduler import KilledWorker
+
+        chunks = iter([todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)])
+        window = max(4, 3 * self.threads)  # enough queued to keep every worker thread busy
+        sent: dict[Any, list[FoundFile]] = {}
+        suspects: set[str] = set()  # files that died alone once
+        shared = [self._send(job)]
+
+        def submit(files: list[FoundFile]) -> None:
+            sent[self.client.submit(embed_chunk, shared[0], files, pure=False)] = files
+
+        def resend() -> None:
+            waiting = list(sent.values())
+            for f in sent:
+                f.cancel()
+            sent.clear()
+            shared[0] = self._send(job)
+            for files in waiting:
+                submit(files)
+
+        for files in itertools.islice(chunks, window):
+            submit(files)
+        try:
+            while sent:
+                try:
+                    with self.client.as_current():  # wait() asks for the default client; not made ours globally
+                        finished = wait(list(sent), return_when="FIRST_COMPLETED").done
+                except CancelledError:  # the job's only copies were on workers that died
+                    resend()
+                    continue
+                except OSError as e:
+                    raise self._lost(e) from None
+                for fut in finished:
+                    files = sent.pop(fut, None)
+                    if files is None:  # cancelled by a resend() above
+                        continue
+                    try:
+                        chunk: Chunk = fut.result()
+                    except KilledWorker:
+                        if len(files) == 1 and files[0].path in suspects:
+                            chunk = Chunk([Read(files[0], error=WORKER_DIED)], None)
+                        else:
+                            # one task per file, and a lone file once more: a file that merely
+                            # ran beside the one that kills its worker is not blamed for it
+                            if len(files) == 1:
+                                suspects.add(files[0].path)
+                            for f in files:
+                                submit([f])
+                            continue
+                    except CancelledError:
+                        sent[fut] = files  # resent with the rest
+                        resend()
+                        break
+                    except OSError as e:
+                        raise self._lost(e) from None
+                    except LoadError:
+                        raise
+                    except Exception as e:  # a worker's own failure (the model, onnxruntime), not a file's
+                        raise LoadError(f"a Dask worker failed: {type(e).__name__}: {_first_line(e)}") from None
+                    yield files, chunk
+                    nxt = next(chunks, None)
+                    if nxt is not None:
+                        submit(nxt)
+        finally:
+            for f in sent:
+                f.cancel()
+
+    def _send(self, job: Job) -> Any:
+        """The job on every worker (waiting up to ``NO_WORKERS_SECONDS`` for one to exist)."""
+        try:
+            self.client.wait_for_workers(1, timeout=NO_WORKERS_SECONDS)
+            return self.client.scatter(job, broadcast=True, hash=False)
+        except TimeoutError:
+            raise LoadError(f"the Dask cluster at {self.address} has had no workers for {NO_WORKERS_SECONDS:.0f} s; "
+                            "what was written is kept: start workers and run the same command again to resume"
+                            ) from None
+        except OSError as e:
+            raise self._lost(e) from None
+
+    def _lost(self, e: BaseException) -> LoadError:
+        return LoadError(f"lost the Dask cluster at {self.address} ({_first_line(e)}); "
+                         "what was written is kept: run the same command again to resume")
+
+
+def _batch(chunk: Chunk, embedded: set[str], on_skip: Callable[[str, str], None]) -> Batch:
+    """A chunk as the writer's batch: new images (with their vectors), links to known bytes, errors."""
+    new: dict[str, Pending] = {}
+    vecs: list[np.ndarray] = []
+    links: list[tuple[FoundFile, str]] = []
+    errors: list[tuple[FoundFile, str]] = []
+    rows = iter(chunk.vectors if chunk.vectors is not None else ())
+    for r in chunk.reads:
+        vec = next(rows) if r.decoded is not None else None
+        if r.error:
+            errors.append((r.found, r.error))
+            on_skip(r.found.path, r.error)
+        elif r.sha256 in new:
+            new[r.sha256].files.append(r.found)
+        elif r.sha256 in embedded or r.decoded is None:
+            links.append((r.found, r.sha256))
+        else:
+            new[r.sha256] = Pending(r.sha256, r.found.size, r.decoded, [r.found])
+            vecs.append(vec)
+    vectors: Future = Future()
+    vectors.set_result(np.stack(vecs) if vecs else None)
+    return Batch(new, links, errors, vectors if vecs else None)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]

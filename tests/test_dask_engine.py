@@ -1,0 +1,227 @@
+"""``load --engine dask`` on a real local Dask cluster (a scheduler and two worker
+processes started with Dask's CLI): the same database as a local run, and every
+guarantee of ``load`` when workers or the driver die."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dask_cluster import LocalDask, need_dask
+from datasette_imageclust import pipeline
+from datasette_imageclust.ingest import dask_engine
+from datasette_imageclust.ingest.loader import LoadError
+from dbrows import rows
+from dbsnapshot import assert_same
+from held_load import HELD
+
+HELD_LOAD = Path(__file__).parent / "held_load.py"
+BATCH = 4
+N_IMAGES = 40
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, tux_dir):
+    """Real images (every category), a copy of one, a broken file and a name that is not UTF-8."""
+    d = tmp_path_factory.mktemp("photos")
+    images = sorted(p for p in tux_dir.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+    step = max(1, len(images) // N_IMAGES)
+    for i, p in enumerate(images[::step][:N_IMAGES]):
+        shutil.copyfile(p, d / f"{i:03d}-{p.name}")
+    first = sorted(d.iterdir())[0]
+    shutil.copyfile(first, d / "copy-of-first.png")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with open(os.path.join(os.fsencode(d), b"caf\xe9.png"), "wb") as f:
+        f.write(images[-1].read_bytes())
+    return d
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, folder, stand_in_model):
+    db = tmp_path_factory.mktemp("ref") / "local.db"
+    s = pipeline.load(db, [str(folder)], stand_in_model, batch_size=BATCH)
+    assert s.new == N_IMAGES + 1 and s.errors == 1 and s.duplicates == 1
+    return db
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    need_dask()
+    with LocalDask(tmp_path_factory.mktemp("dask"), workers=2) as c:
+        yield c
+
+
+def load(db, folder, model, **kw):
+    return pipeline.load(db, [str(folder)], model, batch_size=BATCH, threads=1, engine="dask", **kw)
+
+
+def test_same_database_as_a_local_run(tmp_path, folder, stand_in_model, reference, cluster):
+    db = tmp_path / "dask.db"
+    s = load(db, folder, stand_in_model, address=cluster.address)
+    assert (s.new, s.duplicates, s.errors) == (N_IMAGES + 1, 1, 1)
+    assert s.engine == "dask (2 workers)"
+    assert s.inference_seconds > 0 and s.decode_seconds > 0  # measured on the workers, reported here
+    assert_same(reference, db)
+    again = load(db, folder, stand_in_model, address=cluster.address)  # incremental: nothing to send
+    assert (again.new, again.unchanged, again.errors) == (0, N_IMAGES + 2, 1)  # the broken file is tried again
+    assert_same(reference, db)
+
+
+def test_cli_reports_the_cluster(tmp_path, folder, stand_in_model, reference, cluster):
+    db = tmp_path / "cli.db"
+    r = subprocess.run([sys.executable, "-m", "datasette_imageclust", "load", str(db), str(folder), "--model",
+                        stand_in_model, "--engine", "dask", "--address", cluster.address, "--batch-size", str(BATCH),
+                        "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"dask: 2 workers, 2 threads, at {cluster.address}, running on CPUExecutionProvider" in r.stderr
+    assert '"engine": "dask (2 workers)"' in r.stdout and "Traceback" not in r.stderr
+    assert_same(reference, db)
+
+
+def test_a_worker_killed_mid_run(tmp_path, folder, stand_in_model, reference):
+    """Dask runs the dead worker's chunks again on the other one: the run completes, and
+    the database is the local run's."""
+    with LocalDask(tmp_path, workers=2) as c:
+        killed = []
+
+        def progress(done, total):
+            if done and not killed:
+                assert done < total  # mid-run, whatever the machine's speed: 11 chunks
+                c.kill_worker(0)
+                killed.append(done)
+
+        db = tmp_path / "dask.db"
+        s = load(db, folder, stand_in_model, address=c.address, on_progress=progress)
+        assert killed and s.new == N_IMAGES + 1 and c.alive() == 1
+    assert_same(reference, db)
+
+
+def test_every_worker_killed_then_resumed(tmp_path, folder, stand_in_model, reference, monkeypatch):
+    """With no worker left the run stops with one line (not a hang), keeps what it wrote,
+    and a re-run on new workers finishes the job."""
+    monkeypatch.setattr(dask_engine, "NO_WORKERS_SECONDS", 3.0)
+    with LocalDask(tmp_path, workers=2) as c:
+        def progress(done, total):
+            if done and c.alive():
+                c.kill_worker(0)
+                c.kill_worker(1)
+
+        db = tmp_path / "dask.db"
+        with pytest.raises(LoadError, match="no workers for 3 s; what was written is kept"):
+            load(db, folder, stand_in_model, address=c.address, on_progress=progress)
+        written = rows(str(db), "select count(*) from images")[0][0]
+        assert 0 < written < N_IMAGES + 1
+        c.add_workers(2)
+        s = load(db, folder, stand_in_model, address=c.address)
+        assert s.new == N_IMAGES + 1 - written and s.unchanged > 0
+    assert_same(reference, db)
+
+
+def test_a_killed_driver_resumes(tmp_path, folder, stand_in_model, reference, cluster):
+    """SIGKILL the process that writes SQLite (held after two committed chunks, so it has
+    not finished whatever the machine's speed): the re-run completes, with no duplicates."""
+    db = tmp_path / "dask.db"
+    args = ["load", str(db), str(folder), "--model", stand_in_model, "--engine", "dask", "--address",
+            cluster.address, "--batch-size", str(BATCH)]
+    p = subprocess.Popen([sys.executable, str(HELD_LOAD), "2", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in p.stderr:
+        seen.append(line)
+        if HELD in line:
+            break
+    assert p.poll() is None, "the load ended before it was held: " + "".join(seen)[-2000:]
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    partial = rows(str(db), "select count(*) from images")[0][0]
+    assert 0 < partial < N_IMAGES + 1
+    r = subprocess.run([sys.executable, "-m", "datasette_imageclust", *args], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert_same(reference, db)
+
+
+def test_a_file_that_kills_its_worker(tmp_path, folder, stand_in_model, reference):
+    """A file whose decoding kills the worker (a decoder crash, the OOM killer) gets an
+    error row of its own; its chunk's other files load. The workers run under nannies,
+    which restart them, and Dask gives up on a task after one death."""
+    d = tmp_path / "photos"
+    shutil.copytree(folder, d)
+    shutil.copyfile(d / "broken.jpg", d / "broken-too.jpg")
+    # a real image no other file holds (so it is decoded): only its name makes it deadly
+    im = Image.open(sorted(Path(folder).glob("0*"))[3]).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    im.save(d / "zz-poison.png")
+    with LocalDask(tmp_path, workers=2, nanny=True, preload="dask_poison",
+                   env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}) as c:
+        db = tmp_path / "dask.db"
+        s = load(db, d, stand_in_model, address=c.address)
+    errors = dict(rows(str(db), "select path, reason from errors"))
+    assert errors[str(d / "zz-poison.png")] == dask_engine.WORKER_DIED
+    assert errors[str(d / "broken-too.jpg")] == errors[str(d / "broken.jpg")]
+    assert s.errors == 3 and s.new == N_IMAGES + 1
+
+
+def test_probe_says_what_a_worker_cannot_see(tmp_path, stand_in_model):
+    from datasette_imageclust.models import file_sha256, find_model
+
+    files = find_model(stand_in_model)
+    job = dask_engine.Job(files, file_sha256(files.vision), "cpu", 1, None, dask_engine.Known(()))
+    p = dask_engine.probe(job, str(tmp_path / "not-on-this-worker"))
+    assert p.error.startswith("cannot see ") and "filesystem the workers share" in p.error
+    ok = dask_engine.probe(job, str(tmp_path))
+    assert ok.error is None and ok.dimensions == 1280
+    wrong = dask_engine.probe(dask_engine.Job(files, "0" * 64, "cpu", 1, None, dask_engine.Known(())), None)
+    assert "differs from the driver's" in wrong.error
+
+
+def test_known_digests():
+    shas = [f"{i:064x}" for i in (0, 1, 2 ** 200, 255 << 8)]
+    known = dask_engine.Known(shas)
+    assert all(s in known for s in shas)
+    assert f"{3:064x}" not in known and f"{256:064x}" not in known and "" not in dask_engine.Known(())
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "datasette_imageclust", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--address", "tcp://127.0.0.1:9"], "--address goes with --engine dask"),
+    (["--engine", "dask", "--decode-workers", "2"], "--decode-workers goes with the local engine"),
+    (["--engine", "dask", "--address", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+    (["--engine", "ray"], "Invalid value for '--engine'"),
+])
+def test_one_line_errors(tmp_path, folder, stand_in_model, extra, message):
+    need_dask()
+    db = tmp_path / "x.db"
+    r = cli("load", str(db), str(folder), "--model", stand_in_model, *extra)
+    assert r.returncode in (1, 2) and message in r.stderr and "Traceback" not in r.stderr
+    assert not db.exists()  # refused before the database was made
+
+
+def test_from_export_refuses_the_engine(tmp_path, stand_in_model):
+    export = tmp_path / "posts.csv"
+    export.write_text("id,image_url\n1,http://127.0.0.1:9/a.jpg\n")
+    r = cli("load", str(tmp_path / "x.db"), "--from", str(export), "--model", stand_in_model, "--engine", "dask")
+    assert r.returncode == 1 and "--engine goes with folders (PATH...), not --from" in r.stderr
+
+
+def test_without_dask_installed(tmp_path, folder, stand_in_model):
+    """An environment without the extra: one line naming the extra to install."""
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['distributed'] = None\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    db = tmp_path / "x.db"
+    r = cli("load", str(db), str(folder), "--model", stand_in_model, "--engine", "dask", env=env)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith(
+        "--engine dask needs Dask's distributed scheduler: pip install 'datasette-imageclust[dask]'")
+    assert not db.exists()
