@@ -123,9 +123,10 @@ def test_every_worker_killed_then_resumed(tmp_path, folder, stand_in_model, refe
     assert_same(reference, db)
 
 
-def test_a_killed_driver_resumes(tmp_path, folder, stand_in_model, reference, cluster):
-    """SIGKILL the process that writes SQLite (held after two committed chunks, so it has
-    not finished whatever the machine's speed): the re-run completes, with no duplicates."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_a_killed_driver_resumes(tmp_path, folder, stand_in_model, reference, cluster, sig):
+    """Kill or Ctrl-C the process that writes SQLite (held after two committed chunks, so
+    it has not finished whatever the machine's speed): the re-run completes, with no duplicates."""
     db = tmp_path / "dask.db"
     args = ["load", str(db), str(folder), "--model", stand_in_model, "--engine", "dask", "--address",
             cluster.address, "--batch-size", str(BATCH)]
@@ -137,8 +138,10 @@ def test_a_killed_driver_resumes(tmp_path, folder, stand_in_model, reference, cl
         if HELD in line:
             break
     assert p.poll() is None, "the load ended before it was held: " + "".join(seen)[-2000:]
-    p.send_signal(signal.SIGKILL)
-    p.communicate(timeout=60)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert p.returncode == 130 and "run the same command again to resume" in err and "Traceback" not in err
     partial = rows(str(db), "select count(*) from images")[0][0]
     assert 0 < partial < N_IMAGES + 1
     r = subprocess.run([sys.executable, "-m", "datasette_imageclust", *args], capture_output=True, text=True,
