@@ -74,3 +74,14 @@ def test_decode_workers_must_not_be_negative(tmp_path, stand_in_model):
     r = CliRunner().invoke(cli, ["load", str(tmp_path / "x.db"), str(tmp_path / "p"), "--model", stand_in_model,
                                  "--decode-workers", "-1"], catch_exceptions=False)
     assert r.exit_code == 1 and "--decode-workers" in r.stderr and not (tmp_path / "x.db").exists()
+
+
+def test_the_pipeline_shape_follows_where_the_model_runs():
+    """On the CPU: decode threads (inference leaves idle time to fill) and batches of 16;
+    on an accelerator: a decode process per core and batches of 64; as asked, always."""
+    from datasette_imageclust.ingest.stages import shape
+
+    assert shape("CPUExecutionProvider", 2) == (0, 16)
+    assert shape("CUDAExecutionProvider", 16) == (16, 64)
+    assert shape("CoreMLExecutionProvider", 8, decode_workers=0, batch_size=32) == (0, 32)
+    assert shape("CPUExecutionProvider", 2, decode_workers=2, batch_size=4) == (2, 4)

@@ -30,7 +30,8 @@ from .posts import export_options, load_from_export
 @click.option("--thumbnail-size", type=int, default=256, show_default=True, help="Long side of stored thumbnails, px")
 @click.option("--thumbnail-format", type=click.Choice(["webp", "jpeg"]), default="webp", show_default=True,
               help="Format of stored thumbnails")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Images per inference batch and commit")
+@click.option("--batch-size", type=int, help="Images per inference batch and commit (default: 16; 64 when the model "
+                                           "runs on an accelerator)")
 @click.option("--workers", type=int, help="Decoding threads (default: cores, at most 4)")
 @click.option("--decode-workers", type=int,
               help="Decode in N worker processes instead of --workers threads (default: one per core when the "

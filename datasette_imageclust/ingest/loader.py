@@ -42,7 +42,7 @@ class Loader:
         hidden: bool = False,
         thumbnail_size: int = 256,
         thumbnail_format: str = "webp",
-        batch_size: int = 16,
+        batch_size: int | None = None,
         workers: int | None = None,
         decode_workers: int | None = None,
         threads: int | None = None,
@@ -59,7 +59,7 @@ class Loader:
             raise LoadError(f"thumbnail format must be webp or jpeg, not {thumbnail_format!r}")
         if not 32 <= thumbnail_size <= 1024:
             raise LoadError(f"thumbnail size must be between 32 and 1024 pixels, not {thumbnail_size}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise LoadError("batch size must be at least 1")
         if workers is not None and workers < 1:
             raise LoadError("--workers must be at least 1")
@@ -227,38 +227,34 @@ class Loader:
             t0 = time.perf_counter()
             options = stages.DecodeOptions(self.preprocessor, self.thumbnail_size, self.thumbnail_format)
             times = stages.StageTimes()
-            processes = 0 if self._cluster else self._decode_processes()
-            pool = stages.process_pool(processes, options, writer.embedded) if processes else None
+            if self._cluster:
+                batch = self.batch_size or (stages.CPU_BATCH if self._cluster.providers == [devices.CPU]
+                                            else stages.ACCELERATOR_BATCH)
+            else:
+                # the session's providers, not the choice: an accelerator that failed runs on the CPU
+                processes, batch = stages.shape(self.embedder.session.get_providers()[0], os.cpu_count() or 1,
+                                                self.decode_workers, self.batch_size)
+                pool = stages.process_pool(processes, options, writer.embedded) if processes else None
             try:
                 if self._cluster:
                     self._cluster.run(todo, options=options, write=writer.write, embedded=writer.embedded,
-                                      chunk_size=self.batch_size, on_progress=self.on_progress,
-                                      on_skip=self._skip, times=times)
+                                      chunk_size=batch, on_progress=self.on_progress, on_skip=self._skip,
+                                      times=times)
                 else:
-                        stages.run(todo, read=lambda f: stages.read(f, options, writer.embedded), embed=self._embed,
-                               write=writer.write, embedded=writer.embedded, batch_size=self.batch_size,
+                    stages.run(todo, read=lambda f: stages.read(f, options, writer.embedded), embed=self._embed,
+                               write=writer.write, embedded=writer.embedded, batch_size=batch,
                                workers=processes or self.workers, on_progress=self.on_progress,
                                on_skip=self._skip, times=times, pool=pool)
             finally:
                 s.pipeline_seconds = round(time.perf_counter() - t0, 3)
                 s.record_stages(times.decode, times.inference, times.write)
         before = s.reembedded
-        tidy.embed_leftovers(db, self.model_id, self.preprocessor, self._embed, self.batch_size,
+        tidy.embed_leftovers(db, self.model_id, self.preprocessor, self._embed, self.batch_size or stages.CPU_BATCH,
                              on_progress=lambda done, _: setattr(s, "reembedded", before + done))
         seen = {f.path for f in found} | {p for p, _ in skipped}
         s.gone, s.pruned = tidy.forget_gone(db, roots, seen, list(known), recursive=self.recursive,
                                             prune=self.prune, on_status=self.on_status)
         return s
-
-    def _decode_processes(self) -> int:
-        """Decode worker processes: as asked; else, when the model runs on an accelerator
-        (the CPU is then free for decoding only), one per core; else none (threads, which
-        fill the idle time of inference on the CPU)."""
-        if self.decode_workers is not None:
-            return self.decode_workers
-        # the session's providers, not the choice: an accelerator that failed runs on the CPU
-        on_cpu = self.embedder.session.get_providers()[0] == devices.CPU
-        return 0 if on_cpu else (os.cpu_count() or 1)
 
     def _skip(self, path: str, reason: str) -> None:
         self.summary.errors += 1

@@ -58,6 +58,21 @@ class Batch:
     vectors: Future | None
 
 
+CPU_BATCH, ACCELERATOR_BATCH = 16, 64
+
+
+def shape(provider: str, cores: int, decode_workers: int | None = None,
+          batch_size: int | None = None) -> tuple[int, int]:
+    """(decode processes, batch size) for a session on ``provider``, each as asked, else:
+    on the CPU, decode threads (0 processes: threads fill inference's idle time) and
+    batches of 16; on an accelerator, which leaves the CPU to decoding alone, one decode
+    process per core (threads share one interpreter) and batches of 64 (fewer, larger
+    transfers and kernel launches)."""
+    on_cpu = provider == "CPUExecutionProvider"
+    processes = decode_workers if decode_workers is not None else (0 if on_cpu else cores)
+    return processes, batch_size or (CPU_BATCH if on_cpu else ACCELERATOR_BATCH)
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     preprocessor: Preprocessor
