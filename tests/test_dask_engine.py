@@ -73,6 +73,20 @@ def test_same_database_as_a_local_run(tmp_path, folder, stand_in_model, referenc
     assert_same(reference, db)
 
 
+def test_without_an_address_a_local_cluster(tmp_path, folder, stand_in_model, reference, monkeypatch):
+    """No --address and no DASK_SCHEDULER_ADDRESS: load starts (and stops) a cluster of
+    one worker process per core on this machine."""
+    need_dask()
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    said = []
+    db = tmp_path / "dask.db"
+    s = pipeline.load(db, [str(folder)], stand_in_model, batch_size=BATCH, engine="dask", on_status=said.append)
+    cores = len(os.sched_getaffinity(0))
+    assert s.engine == f"dask ({cores} workers)" and "starting a local Dask cluster" in said
+    assert any(line.startswith(f"dask: {cores} workers, {cores} threads, at tcp://127.0.0.1:") for line in said)
+    assert_same(reference, db)
+
+
 def test_cli_reports_the_cluster(tmp_path, folder, stand_in_model, reference, cluster):
     db = tmp_path / "cli.db"
     r = subprocess.run([sys.executable, "-m", "datasette_imageclust", "load", str(db), str(folder), "--model",

@@ -106,7 +106,9 @@ def _embedder(job: Job) -> ImageEmbedder:
                             "differs from the driver's: workers must see the same model files")
         devices.choose(job.device, report=lambda line: None)
         _sessions.clear()  # one session per worker process: a new run's model replaces the last
-        _sessions[key] = ImageEmbedder(job.files, threads=job.threads or _cores(), spinning=False)
+        # the worker's cores shared by the tasks it runs at once (each runs this session)
+        threads = job.threads or max(1, _cores() // _worker_threads())
+        _sessions[key] = ImageEmbedder(job.files, threads=threads, spinning=False)
     return _sessions[key]
 
 
@@ -115,6 +117,15 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))  # what Slurm or a container gives this process
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        return 1
 
 
 def _worker_name() -> str:
@@ -204,6 +215,8 @@ class DaskEngine:
                 sample: str | None) -> None:
         """Check that every worker can load the model (``sha256``: the same file) and see
         ``sample`` (a path given to ``load``); sets ``dimensions``, ``workers``, ``threads``."""
+        if threads is None and self.cluster is not None:
+            threads = 1  # a local cluster's workers all see every core: one each, not cores²
         self._job = Job(files, sha256, device, threads, None, Known(()))
         try:
             probes: dict[str, Probe] = self.client.run(probe, self._job, sample)
