@@ -116,21 +116,25 @@ def test_a_worker_killed_mid_run(tmp_path, folder, stand_in_model, reference):
     assert_same(reference, db)
 
 
-def test_every_worker_killed_then_resumed(tmp_path, folder, stand_in_model, reference, monkeypatch):
+@pytest.mark.parametrize("known", [False, True])
+def test_every_worker_killed_then_resumed(tmp_path, folder, stand_in_model, reference, monkeypatch, known):
     """With no worker left the run stops with one line (not a hang), keeps what it wrote,
-    and a re-run on new workers finishes the job."""
+    and a re-run on new workers finishes the job. ``known``: the database already holds an
+    image, so the workers held its digest (sent once, lost with them, sent again)."""
     monkeypatch.setattr(dask_engine, "NO_WORKERS_SECONDS", 3.0)
+    db = tmp_path / "dask.db"
+    if known:
+        pipeline.load(db, [str(sorted(Path(folder).glob("0*"))[5])], stand_in_model)
     with LocalDask(tmp_path, workers=2) as c:
         def progress(done, total):
             if done and c.alive():
                 c.kill_worker(0)
                 c.kill_worker(1)
 
-        db = tmp_path / "dask.db"
         with pytest.raises(LoadError, match="no workers for 3 s; what was written is kept"):
             load(db, folder, stand_in_model, address=c.address, on_progress=progress)
         written = rows(str(db), "select count(*) from images")[0][0]
-        assert 0 < written < N_IMAGES + 1
+        assert int(known) < written < N_IMAGES + 1
         c.add_workers(2)
         s = load(db, folder, stand_in_model, address=c.address)
         assert s.new == N_IMAGES + 1 - written and s.unchanged > 0
@@ -188,12 +192,12 @@ def test_probe_says_what_a_worker_cannot_see(tmp_path, stand_in_model):
     from datasette_imageclust.models import file_sha256, find_model
 
     files = find_model(stand_in_model)
-    job = dask_engine.Job(files, file_sha256(files.vision), "cpu", 1, None, dask_engine.Known(()))
+    job = dask_engine.Job(files, file_sha256(files.vision), "cpu", 1, None)
     p = dask_engine.probe(job, str(tmp_path / "not-on-this-worker"))
     assert p.error.startswith("cannot see ") and "filesystem the workers share" in p.error
     ok = dask_engine.probe(job, str(tmp_path))
     assert ok.error is None and ok.dimensions == 1280
-    wrong = dask_engine.probe(dask_engine.Job(files, "0" * 64, "cpu", 1, None, dask_engine.Known(())), None)
+    wrong = dask_engine.probe(dask_engine.Job(files, "0" * 64, "cpu", 1, None), None)
     assert "differs from the driver's" in wrong.error
 
 

@@ -34,6 +34,7 @@ from .stages import Batch, DecodeOptions, Pending, Read, StageTimes, read
 from .summary import LoadError
 
 INSTALL = "pip install 'datasette-imageclust[dask]'"
+POLL_SECONDS = 1.0
 NO_WORKERS_SECONDS = 120.0  # then give up: a batch system may take a while to start workers, not forever
 WORKER_DIED = "a worker process died while reading this file (it crashed the decoder or ran out of memory)"
 
@@ -64,14 +65,15 @@ class Known(Container[str]):
 
 @dataclass(frozen=True)
 class Job:
-    """What every chunk needs, scattered to the workers once."""
+    """What every chunk needs: a few hundred bytes, sent with each task (so the scheduler
+    holds it: no worker's death loses it). The known digests, which can be large, go to
+    the workers once, separately."""
 
     files: ModelFiles
     sha256: str  # of the vision model file the driver registered
     device: str
     threads: int | None
     options: DecodeOptions | None  # None in the probe
-    known: Known
 
 
 @dataclass
@@ -152,10 +154,11 @@ def probe(job: Job, sample: str | None) -> Probe:
         return Probe(0, _cores(), str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
-def embed_chunk(job: Job, files: list[FoundFile]) -> Chunk:
-    """Read, hash, decode and embed ``files`` on a worker."""
+def embed_chunk(job: Job, known: Known | None, files: list[FoundFile]) -> Chunk:
+    """Read, hash, decode and embed ``files`` on a worker (``known``: the digests of the
+    images the model has embedded, whose bytes need no decoding)."""
     embedder = _embedder(job)
-    reads = [read(f, job.options, job.known) for f in files]
+    reads = [read(f, job.options, known or ()) for f in files]
     out = Chunk(reads, None, decode_seconds=sum(r.seconds for r in reads))
     new = [r for r in reads if r.decoded is not None]
     if new:
@@ -195,8 +198,9 @@ class DaskEngine:
             if address:
                 self.client = Client(address, timeout="10s", set_as_default=False)
             else:
+                # its HTTP server starts whatever the options: on a free port of this host only
                 self.cluster = LocalCluster(n_workers=_cores(), threads_per_worker=1, processes=True,
-                                            dashboard_address=None)
+                                            host="127.0.0.1", dashboard_address="127.0.0.1:0")
                 self.client = Client(self.cluster, set_as_default=False)
         except (OSError, TimeoutError) as e:
             raise LoadError(f"cannot reach the Dask scheduler at {address}: {_first_line(e)}") from None
@@ -217,7 +221,7 @@ class DaskEngine:
         ``sample`` (a path given to ``load``); sets ``dimensions``, ``workers``, ``threads``."""
         if threads is None and self.cluster is not None:
             threads = 1  # a local cluster's workers all see every core: one each, not cores²
-        self._job = Job(files, sha256, device, threads, None, Known(()))
+        self._job = Job(files, sha256, device, threads, None)
         try:
             probes: dict[str, Probe] = self.client.run(probe, self._job, sample)
         except (OSError, TimeoutError) as e:
@@ -238,23 +242,25 @@ class DaskEngine:
         """Embed ``todo`` on the workers, ``write`` each chunk here as it comes back.
         ``embedded`` (the writer's) grows as chunks are written: bytes seen in two chunks
         become one image and links."""
-        job = dataclasses.replace(self._job, options=options, known=Known(embedded))
+        job = dataclasses.replace(self._job, options=options)
+        known = Known(embedded) if embedded else None
         write = times.timed("write", write)
         done, total = 0, len(todo)
         on_progress(0, total)
-        for files, chunk in self._results(job, todo, chunk_size):
+        for files, chunk in self._results(job, known, todo, chunk_size):
             times.decode += chunk.decode_seconds
             times.inference += chunk.inference_seconds
             write(_batch(chunk, embedded, on_skip))
             done += len(files)
             on_progress(done, total)
 
-    def _results(self, job: Job, todo: list[FoundFile], chunk_size: int) -> Iterator[tuple[list[FoundFile], Chunk]]:
+    def _results(self, job: Job, known: Known | None, todo: list[FoundFile],
+                 chunk_size: int) -> Iterator[tuple[list[FoundFile], Chunk]]:
         """Each chunk of ``todo`` with its result, as they finish, with a bounded number in
         flight. A chunk whose workers keep dying (Dask gives up after its
         ``allowed-failures``) is split into one task per file, and the file that still
-        kills its worker gets an error of its own. When every worker holding the job is
-        gone, the job is sent again to the workers that come (or the run stops, after
+        kills its worker gets an error of its own. When every worker holding ``known`` is
+        gone, it is sent again to the workers that come (or the run stops, after
         ``NO_WORKERS_SECONDS`` without any)."""
         from distributed import wait
         from distributed.scheduler import KilledWorker
@@ -263,32 +269,37 @@ class DaskEngine:
         window = max(4, 3 * self.threads)  # enough queued to keep every worker thread busy
         sent: dict[Any, list[FoundFile]] = {}
         suspects: set[str] = set()  # files that died alone once
-        shared = [self._send(job)]
+        shared = [self._send(known)]
 
         def submit(files: list[FoundFile]) -> None:
-            sent[self.client.submit(embed_chunk, shared[0], files, pure=False)] = files
+            sent[self.client.submit(embed_chunk, job, shared[0], files, pure=False)] = files
 
         def resend() -> None:
             waiting = list(sent.values())
             for f in sent:
                 f.cancel()
             sent.clear()
-            shared[0] = self._send(job)
+            shared[0] = self._send(known)
             for files in waiting:
                 submit(files)
 
         for files in itertools.islice(chunks, window):
             submit(files)
         try:
+            idle_since = None
             while sent:
                 try:
                     with self.client.as_current():  # wait() asks for the default client; not made ours globally
-                        finished = wait(list(sent), return_when="FIRST_COMPLETED").done
-                except CancelledError:  # the job's only copies were on workers that died
+                        finished = wait(list(sent), timeout=POLL_SECONDS, return_when="FIRST_COMPLETED").done
+                except TimeoutError:  # tasks wait for workers forever: with none left, give up in time
+                    idle_since = self._check_workers(idle_since)
+                    continue
+                except CancelledError:  # the only copies of ``known`` were on workers that died
                     resend()
                     continue
                 except OSError as e:
                     raise self._lost(e) from None
+                idle_since = None
                 for fut in finished:
                     files = sent.pop(fut, None)
                     if files is None:  # cancelled by a resend() above
@@ -324,15 +335,31 @@ class DaskEngine:
             for f in sent:
                 f.cancel()
 
-    def _send(self, job: Job) -> Any:
-        """The job on every worker (waiting up to ``NO_WORKERS_SECONDS`` for one to exist)."""
+    def _check_workers(self, idle_since: float | None) -> float | None:
+        """None while the cluster has workers, else since when it has had none (raising
+        after ``NO_WORKERS_SECONDS``)."""
+        try:
+            if self.client.scheduler_info().get("workers"):
+                return None
+        except OSError as e:
+            raise self._lost(e) from None
+        now = time.monotonic()
+        if idle_since is not None and now - idle_since > NO_WORKERS_SECONDS:
+            raise self._no_workers()
+        return idle_since if idle_since is not None else now
+
+    def _no_workers(self) -> LoadError:
+        return LoadError(f"the Dask cluster at {self.address} has had no workers for {NO_WORKERS_SECONDS:.0f} s; "
+                         "what was written is kept: start workers and run the same command again to resume")
+
+    def _send(self, known: Known | None) -> Any:
+        """``known`` on every worker, as a future (waiting up to ``NO_WORKERS_SECONDS`` for
+        a worker to exist); None stays None."""
         try:
             self.client.wait_for_workers(1, timeout=NO_WORKERS_SECONDS)
-            return self.client.scatter(job, broadcast=True, hash=False)
+            return None if known is None else self.client.scatter(known, broadcast=True, hash=False)
         except TimeoutError:
-            raise LoadError(f"the Dask cluster at {self.address} has had no workers for {NO_WORKERS_SECONDS:.0f} s; "
-                            "what was written is kept: start workers and run the same command again to resume"
-                            ) from None
+            raise self._no_workers() from None
         except OSError as e:
             raise self._lost(e) from None
 
