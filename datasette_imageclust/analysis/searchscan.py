@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..store.connection import Connection
+from .searchcodes import memory_limit
 
 SCAN_FLOATS = 150_000 * 512
 
@@ -23,7 +24,7 @@ SCAN_FLOATS = 150_000 * 512
 def use_scan(n: int, dims: int) -> bool:
     """Whether ``n`` vectors of ``dims`` dimensions are searched by the exact in-memory
     scan rather than the bit index: the one home of that rule."""
-    return n * dims <= SCAN_FLOATS
+    return n * dims <= SCAN_FLOATS and 4 * n * dims <= memory_limit()
 
 
 @dataclass
