@@ -341,11 +341,9 @@ def test_memory_limit_rules(memory_limit):
     assert not memory_limit.use_codes(1, 8) and not searchscan.use_scan(1, 8)
     with pytest.raises(ValueError):
         memory_limit.set_memory_limit(-1)
-    ham = np.array([5, 1, 3, 1, 2, 9], np.uint16)
-    assert memory_limit.nearest_bits(ham, 3).tolist() == [1, 3, 4]  # distances 1, 1, 2
-    assert memory_limit.nearest_bits(ham, 2).tolist() == [1, 3]
-    assert memory_limit.nearest_bits(ham, 4).tolist() == [1, 2, 3, 4]
-    assert memory_limit.nearest_bits(ham, 6).tolist() == list(range(6))
+    # The Hamming distance within which at least m rows lie (all rows at the last distance).
+    cum = np.cumsum(np.bincount(np.array([5, 1, 3, 1, 2, 9], np.uint16)))
+    assert [memory_limit.within(cum, m) for m in (1, 2, 3, 4, 5, 6, 7)] == [1, 1, 2, 3, 5, 9, 9]
 
 
 def test_the_scan_rule_at_its_boundary(tmp_path, monkeypatch):
