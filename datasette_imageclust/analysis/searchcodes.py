@@ -95,7 +95,6 @@ def within(cum: np.ndarray, m: int) -> int:
     return int(min(np.searchsorted(cum, m), len(cum) - 1))
 
 
-
 @dataclass
 class Codes:
     codes: np.ndarray  # (n, dims) int8, rows in the index's id order
