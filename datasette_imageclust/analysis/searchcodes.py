@@ -6,7 +6,7 @@ coarsely: a query's true neighbours can sit tens of thousands deep in Hamming or
 signed byte per dimension: the mean-centred vector divided by a per-dimension scale (the
 largest magnitude in that dimension / 127). The nearest by Hamming distance are scored from
 these codes, which rank almost exactly (error ~5e-4 in cosine; a true top-10 neighbour was
-never below 14th), and only the best ``rescore(k)`` of those are read back as float32 and
+never below 15th), and only the best ``rescore(k)`` of those are read back as float32 and
 ranked by their true cosine. How deep in Hamming order to score adapts to the query, as
 ``searchdepth`` does for the bit path: ``first(n, k)`` rows, then, if the codes' scores
 against Hamming distance say that farther rows could still make the top k (loners and
