@@ -6,8 +6,9 @@ near-ties badly), while the scan (a float32 matrix-vector product by NumPy's ein
 about what the bit path costs: bench/search.py --vectors cliplike times both in turn, query
 by query (README, "Similarity search"). The matrix costs 4·D bytes per vector in each server
 process (~210 MB per 100k 512-d vectors) and the scan grows linearly, so it stops at
-``SCAN_FLOATS`` floats (150,000 512-d vectors, ~300 MB); beyond that the bit index is
-lighter, and the scan's time keeps growing with the collection.
+``SCAN_FLOATS`` floats (150,000 512-d vectors, ~300 MB); beyond that the bit index with
+the int8 codes (``searchcodes``) is lighter, and the scan's time keeps growing with the
+collection. Like the codes, it is held only within the memory limit (``search_memory_mb``).
 """
 from __future__ import annotations
 
