@@ -13,8 +13,9 @@ loners; mean pairwise cosine ~0.4, nearest-neighbour cosine ~0.67, printed per s
 Queries are held-out points of the same distribution (text/upload-like) and stored
 vectors with their own id excluded ("more like this"). Databases are cached in --workdir.
 
-Per size it prints: `imageclust index` time; search.knn p50/p95, recall@k and the first
-query (which loads the bits); the exact float scan p50 memory-mapped (as the plugin) and
+Per size it prints: `imageclust index` time; the path search.knn took (exact in-memory scan,
+bits + int8 codes, or bits alone: ``--memory-mb`` sets the plugin's ``search_memory_mb``);
+search.knn p50/p95, recall@k and the first query (which loads the bits); the exact float scan p50 memory-mapped (as the plugin) and
 through plain reads, and knn's share of it; the Hamming stage alone (cProfile over the
 same queries); loading the bits from search_bits vs reading image_bits row by row; a vec0
 point read by id; and where the misses are (mean nearest-neighbour cosine of the queries
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datasette_imageclust import pipeline  # noqa: E402
 from datasette_imageclust.store import connection  # noqa: E402
-from datasette_imageclust.analysis import search, searchscan  # noqa: E402
+from datasette_imageclust.analysis import search, searchcodes  # noqa: E402
 from datasette_imageclust.store import vectors  # noqa: E402
 from datasette_imageclust.web import MMAP_BYTES  # noqa: E402
 from datasette_imageclust.store.schema import migrate  # noqa: E402
@@ -97,18 +98,19 @@ def vector_stats(x: np.ndarray, sample: int = 1000) -> tuple[float, float]:
     return float(off), float(s.max(axis=1).mean())
 
 
-def rss_mb(path: str) -> float:
+def rss_mb(path: str, memory_mb: int) -> float:
     """MB a fresh process's resident memory grows by when it loads a database's search
     state (what a server process holds per database), measured in a child process so this
     benchmark's own arrays do not count."""
     import subprocess
 
-    code = ("import sys\nfrom datasette_imageclust.analysis import search\n"
+    code = ("import sys\nfrom datasette_imageclust.analysis import search, searchcodes\n"
+            "searchcodes.set_memory_limit(int(sys.argv[2]))\n"
             "def rss():\n    for l in open('/proc/self/status'):\n"
             "        if l.startswith('VmRSS:'): return int(l.split()[1]) / 1024\n"
             "before = rss(); assert search.warm(sys.argv[1]); print(rss() - before)\n")
-    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True,
-                         cwd=str(Path(__file__).resolve().parent.parent))
+    out = subprocess.run([sys.executable, "-c", code, path, str(memory_mb)], capture_output=True, text=True,
+                         check=True, cwd=str(Path(__file__).resolve().parent.parent))
     return float(out.stdout.strip())
 
 
@@ -189,20 +191,23 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
     t = time.perf_counter()
     search.knn(db, queries[0], k)  # loads the bits into the process cache
     warm = time.perf_counter() - t
+    (entry,) = search._CACHE.values()
+    path_taken = ("exact in-memory scan" if entry.scan is not None else
+                  "bits + int8 codes" if entry.codes is not None else "bits + adaptive depth")
     lat, results = [], []
     for q, sid in zip(queries, self_ids):
         excl = [sid] if sid else []
         t = time.perf_counter()
         results.append(search.knn(db, q, k, exclude=excl))
         lat.append(time.perf_counter() - t)
-    # The scan against the bit path at its fixed default depth, query by query in turn, so
-    # that both see the same load (the machine is shared): the measurement behind
-    # searchscan.SCAN_FLOATS.
-    pair = {"scan": [], "bits": []}
-    if searchscan.use_scan(n, x.shape[1]):
+    # The path taken (scan or codes) against the bit path at its fixed default depth, query
+    # by query in turn, so that both see the same load (the machine is shared): the
+    # measurement behind searchscan.SCAN_FLOATS.
+    pair: dict = {path_taken: [], "bits": []}
+    if entry.scan is not None or entry.codes is not None:
         for q, sid in zip(queries, self_ids):
             excl = [sid] if sid else []
-            for name, kw in (("scan", {}), ("bits", {"candidates": search.default_candidates(k, n)})):
+            for name, kw in ((path_taken, {}), ("bits", {"candidates": search.default_candidates(k, n)})):
                 t = time.perf_counter()
                 search.knn(db, q, k, exclude=excl, **kw)
                 pair[name].append(time.perf_counter() - t)
@@ -217,7 +222,7 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
         rec.append(len(truth & {i for i, _ in got}) / k)
         nearest.append(float(s.max()))
     rec_a, near_a = np.asarray(rec), np.asarray(nearest)
-    out = {"n": n, "p50": pct(lat, 50), "p95": pct(lat, 95), "recall": float(np.mean(rec)),
+    out = {"n": n, "path": path_taken, "p50": pct(lat, 50), "p95": pct(lat, 95), "recall": float(np.mean(rec)),
            "min_recall": float(np.min(rec)), "warm": warm,
            "scan_p50": _scan_p50(db, queries[:float_scan], k),
            "missed": int((rec_a < 1).sum()), "queries": len(rec),
@@ -231,11 +236,12 @@ def run(path: str, x: np.ndarray, queries: np.ndarray, self_ids: list[int | None
     connection.close(plain)
     if storage:
         out.update(_storage(path, x))
-    out["rss_mb"] = rss_mb(path)
+    out["rss_mb"] = rss_mb(path, searchcodes.memory_limit() // 2**20)
     return out
 
 
 def report(name: str, r: dict, k: int) -> None:
+    print(f"{name:>14} n={r['n']:>8}  path: {r['path']}", flush=True)
     print(f"{name:>14} n={r['n']:>8}  knn p50 {r['p50']:6.2f} ms  p95 {r['p95']:6.2f} ms  "
           f"recall@{k} {r['recall']:.4f} (worst query {r['min_recall']:.2f})  "
           f"first query {r['warm'] * 1000:6.0f} ms  |  exact float scan p50 {r['scan_p50']:6.1f} ms "
@@ -244,7 +250,7 @@ def report(name: str, r: dict, k: int) -> None:
     print(f"{'':>14} Hamming stage {r['hamming_ms']:.2f} ms/query; misses: {r['missed']} of {r['queries']} queries, "
           f"their nearest image at cosine {r['nearest_missed']:.2f} (the others' {r['nearest_hit']:.2f})", flush=True)
     if r["pair"]:
-        print(f"{'':>14} in turn, query by query: exact in-memory scan p50 {r['pair']['scan']:.2f} ms, "
+        print(f"{'':>14} in turn, query by query: {r['path']} p50 {r['pair'][r['path']]:.2f} ms, "
               f"bit path at its fixed depth p50 {r['pair']['bits']:.2f} ms", flush=True)
     print(f"{'':>14} memory of a server process's search state: {r['rss_mb']:.0f} MB "
           f"({r['rss_mb'] / r['n'] * 100000:.0f} MB per 100k vectors)", flush=True)
@@ -276,12 +282,15 @@ def main() -> None:
     ap.add_argument("--vectors", choices=sorted(GENERATORS), default="synthetic",
                     help="synthetic: clustered with a positive offset (the README's first table); "
                          "cliplike: CLIP-like, one common direction, Zipf clusters, 5%% loners")
+    ap.add_argument("--memory-mb", type=int, default=searchcodes.DEFAULT_MEMORY_MB,
+                    help="the plugin setting search_memory_mb: 0 measures the bits alone")
     ap.add_argument("--float-scan", type=int, default=20, help="queries timed with the exact float scan")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "imageclust-bench-search"))
     ap.add_argument("--real", help="also measure on real vectors: an image folder (loaded with --model)")
     ap.add_argument("--model", default=str(Path(__file__).resolve().parent.parent.parent
                                            / "shared/models/efficientnet-lite0"))
     a = ap.parse_args()
+    searchcodes.set_memory_limit(a.memory_mb)
     os.makedirs(a.workdir, exist_ok=True)
     print(f"k={a.k}, {a.dims}-d, {a.queries} queries per size; candidates rescored: "
           f"{search.default_candidates(a.k, 10**9)}", flush=True)

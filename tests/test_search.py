@@ -240,12 +240,32 @@ def _vectors_db(path: str, x: np.ndarray) -> np.ndarray:
     return ids
 
 
-@pytest.mark.parametrize("path_taken", ["scan", "bits"])
-def test_recall_on_cliplike_vectors(tmp_path, monkeypatch, path_taken):
+@pytest.fixture
+def memory_limit():
+    """Restores the process-wide search memory limit a test changes."""
+    from datasette_imageclust.analysis import searchcodes
+
+    before = searchcodes.memory_limit()
+    yield searchcodes
+    searchcodes.set_memory_limit(before // 2**20)
+    search.clear_cache()
+
+
+def _force(path_taken: str, monkeypatch, limits) -> None:
+    """Send a small collection down ``path_taken``: the codes as above the scan's size
+    limit, the bits alone as when neither the floats nor the codes fit the memory limit."""
     from datasette_imageclust.analysis import searchscan
 
-    if path_taken == "bits":  # as for a collection above the scan's limit: adaptive depth
+    if path_taken == "codes":
         monkeypatch.setattr(searchscan, "SCAN_FLOATS", 0)
+    elif path_taken == "bits":
+        limits.set_memory_limit(0)
+    search.clear_cache()
+
+
+@pytest.mark.parametrize("path_taken", ["scan", "codes", "bits"])
+def test_recall_on_cliplike_vectors(tmp_path, monkeypatch, memory_limit, path_taken):
+    _force(path_taken, monkeypatch, memory_limit)
     bench = _bench_search()
     x = bench.cliplike(20000, 512, seed=3)
     mean_cos, nn_cos = bench.vector_stats(x, sample=300)
@@ -258,10 +278,72 @@ def test_recall_on_cliplike_vectors(tmp_path, monkeypatch, path_taken):
     for j in np.random.default_rng(4).choice(len(x), 100, replace=False):
         got = search.knn(db, x[j], 10, exclude=[int(ids[j])])
         assert int(ids[j]) not in {i for i, _ in got}
+        # The final ranking is by true cosine, whichever path chose the candidates.
+        assert np.allclose([d for _, d in got], [1 - float(x[i - 1] @ x[j]) for i, _ in got], atol=1e-6)
+        assert [d for _, d in got] == sorted(d for _, d in got)
         rec.append(len(exact_top(x, ids, x[j], 10, skip=int(ids[j])) & {i for i, _ in got}) / 10)
     assert np.mean(rec) >= 0.99, f"recall@10 on CLIP-like vectors ({path_taken}): {np.mean(rec):.3f}"
     (entry,) = search._CACHE.values()
-    assert (entry.scan is not None) is (path_taken == "scan")
+    assert (entry.scan is not None, entry.codes is not None) == (path_taken == "scan", path_taken == "codes")
+    if path_taken == "codes":  # the codes scored only part of the collection: a real prefilter
+        assert memory_limit.depth(len(x), 10) < len(x)
+
+
+def test_codes_path_scores_are_exact_and_stale_or_old_indexes_still_answer(tmp_path, monkeypatch, memory_limit):
+    _force("codes", monkeypatch, memory_limit)
+    path = str(tmp_path / "syn.db")
+    ids, x = synthetic_db(path, n=8000, dims=48)
+    db = dbmod.connect(path)
+    (entry,) = [search._load_bits(db, search.status(db).built, len(ids))]
+    assert entry.codes is not None and memory_limit.depth(len(ids), 5) < len(ids)
+    queries = [x[j] for j in range(0, 8000, 401)]
+    got = [search.knn(db, q, 5) for q in queries]
+    for q, hits in zip(queries, got):
+        # Exact cosine distances, not the codes' estimates (which differ by ~1e-3 here).
+        assert np.allclose([d for _, d in hits], [1 - float(x[i // 3 - 1] @ q) for i, _ in hits], atol=1e-6)
+        assert [i for i, _ in hits] == [i for i, _ in search.knn(db, q, 5, exact=True)]
+    row = list(ids).index(got[0][1][0])
+    est = entry.codes.estimate(np.array([row]), queries[0])[0] + float(entry.mean @ queries[0])
+    assert abs(est - (1 - got[0][1][1])) > 1e-5, "the test needs codes that are not exact"
+    # An index built before search_codes existed (or one whose codes are missing): the
+    # bits alone answer, still with exact distances.
+    db.execute("UPDATE search_index SET code_scale = NULL")
+    db.conn.commit()
+    search.clear_cache()
+    assert [search.knn(db, q, 5, candidates=400) for q in queries[:5]] == [search.knn(db, q, 5) for q in queries[:5]]
+    (entry,) = search._CACHE.values()
+    assert entry.codes is None and entry.scan is None
+    search.build_index(db)
+    db.execute("DELETE FROM search_codes WHERE chunk = 0")  # codes that do not cover the index
+    db.conn.commit()
+    search.clear_cache()
+    assert {i for i, _ in search.knn(db, queries[1], 5)} == {i for i, _ in got[1]}
+    (entry,) = search._CACHE.values()
+    assert entry.codes is None
+    # A stale index (a vector added since) is bypassed for sqlite-vec's exact scan.
+    search.build_index(db)
+    search.clear_cache()
+    new = np.ones((1, 48), np.float32) / np.sqrt(48)
+    with db.conn:
+        vectors.put(db, [99999], new)
+    assert not search.status(db).fresh
+    assert search.knn(db, new[0], 1)[0][0] == 99999
+    assert search.knn(db, x[0], 5) == search.knn(db, x[0], 5, exact=True)
+
+
+def test_memory_limit_rules(memory_limit):
+    from datasette_imageclust.analysis import searchscan
+
+    memory_limit.set_memory_limit(100)  # MB
+    assert memory_limit.use_codes(100 * 2**20 // 512, 512) and not memory_limit.use_codes(100 * 2**20 // 512 + 1, 512)
+    assert searchscan.use_scan(25 * 2**20 // 512, 512) and not searchscan.use_scan(25 * 2**20 // 512 + 1, 512)
+    memory_limit.set_memory_limit(0)
+    assert not memory_limit.use_codes(1, 8) and not searchscan.use_scan(1, 8)
+    with pytest.raises(ValueError):
+        memory_limit.set_memory_limit(-1)
+    # The Hamming distance within which at least m rows lie (all rows at the last distance).
+    cum = np.cumsum(np.bincount(np.array([5, 1, 3, 1, 2, 9], np.uint16)))
+    assert [memory_limit.within(cum, m) for m in (1, 2, 3, 4, 5, 6, 7)] == [1, 1, 2, 3, 5, 9, 9]
 
 
 def test_the_scan_rule_at_its_boundary(tmp_path, monkeypatch):

@@ -18,7 +18,9 @@ recall needs); (2) an asymmetric estimate <query - mean, +-1 bits> of the best
 PREFILTER x C of those; (3) exact cosine over the best C, read from ``search_vectors``,
 and over more of them when the query's k-th best is a near-tie (``searchdepth``).
 Collections small enough (``searchscan.use_scan``) skip all this: their float vectors are
-held in memory and scanned exactly, which is faster there and never misses.
+held in memory and scanned exactly, which is faster there and never misses. Larger ones
+within the memory limit replace stages 2-3 by int8 codes held in memory (``searchcodes``,
+from ``search_codes``): scored for a far deeper list, then exact cosine for the best few.
 Without an index, or with a stale one (vector count, largest id or model changed), it
 falls back to sqlite-vec's exact scan.
 The plugin writes only curation edits, never the index, so only the CLI builds it.
@@ -34,7 +36,7 @@ import numpy as np
 import sqlite_utils
 
 from ..store import vectors
-from . import searchdepth, searchscan
+from . import searchcodes, searchdepth, searchscan
 from ..store.cache import TokenCache
 from ..store.collection import (
     ImageCollection,
@@ -49,6 +51,7 @@ BITS_TABLE = "image_bits"
 META_TABLE = "search_index"
 COPY_TABLE = "search_vectors"
 PACKED_TABLE = "search_bits"
+CODES_TABLE = searchcodes.TABLE
 PACKED_CHUNK = 65536  # images per search_bits row
 
 
@@ -156,6 +159,7 @@ def build_index(db: sqlite_utils.Database, *, batch: int = 5000) -> IndexSummary
         conn.execute(f"DELETE FROM {COPY_TABLE}")
         conn.execute(f"DELETE FROM {META_TABLE}")
         conn.execute(f"DELETE FROM {PACKED_TABLE}")
+        conn.execute(f"DELETE FROM {CODES_TABLE}")
         if dims is None:
             return IndexSummary(0, None, round(time.perf_counter() - t0, 3))
         mean = x.mean(axis=0).astype(np.float32) if len(ids) else np.zeros(dims, np.float32)
@@ -170,15 +174,22 @@ def build_index(db: sqlite_utils.Database, *, batch: int = 5000) -> IndexSummary
                              [(int(j), b.tobytes()) for j, b in zip(chunk_ids, bits)])
             conn.executemany(f"INSERT INTO {COPY_TABLE} (image_id, embedding) VALUES (?, ?)",
                              [(int(j), v.tobytes()) for j, v in zip(chunk_ids, chunk)])
+        # Chunk by chunk: x - mean whole would be a second copy of all the vectors.
+        top = np.zeros(dims, np.float32)
+        for i in range(0, len(ids), PACKED_CHUNK):
+            top = np.maximum(top, np.abs(x[i:i + PACKED_CHUNK] - mean).max(axis=0))
+        scale = searchcodes.fit_scale(top)
         for n, i in enumerate(range(0, len(ids), PACKED_CHUNK)):
+            chunk = x[i:i + PACKED_CHUNK]
             conn.execute(f"INSERT INTO {PACKED_TABLE} (chunk, ids, bits) VALUES (?, ?, ?)",
-                         [n, ids[i:i + PACKED_CHUNK].astype("<i8").tobytes(),
-                          quantise(x[i:i + PACKED_CHUNK], mean).tobytes()])
+                         [n, ids[i:i + PACKED_CHUNK].astype("<i8").tobytes(), quantise(chunk, mean).tobytes()])
+            conn.execute(f"INSERT INTO {CODES_TABLE} (chunk, codes) VALUES (?, ?)",
+                         [n, searchcodes.encode(chunk - mean, scale).tobytes()])
         seconds = time.perf_counter() - t0
         conn.execute(
-            f"INSERT INTO {META_TABLE} (id, model_id, dimensions, n_vectors, mean, built, seconds) "
-            f"VALUES (1, ?, ?, ?, ?, ?, ?)",
-            [ImageCollection(conn).model_id(), dims, len(ids), mean.tobytes(), now(), seconds],
+            f"INSERT INTO {META_TABLE} (id, model_id, dimensions, n_vectors, mean, built, seconds, code_scale) "
+            f"VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+            [ImageCollection(conn).model_id(), dims, len(ids), mean.tobytes(), now(), seconds, scale.tobytes()],
         )
     return IndexSummary(int(len(ids)), dims, round(seconds, 3))
 
@@ -195,6 +206,8 @@ class _Bits:
     mean: np.ndarray
     # The float vectors, for the exact in-memory scan (only below searchscan's size limit).
     scan: searchscan.FloatScan | None = None
+    # Or, above that limit and within the memory limit, their int8 codes (same row order).
+    codes: searchcodes.Codes | None = None
 
     def hamming(self, qbytes: np.ndarray) -> np.ndarray:
         qw = _pad64(qbytes.reshape(1, -1))[0].view(np.uint64)
@@ -239,7 +252,7 @@ _LOCK = threading.Lock()
 
 def _load_bits(conn: Connection, built: str, n: int) -> _Bits:
     """The packed bits of the whole index, read once per process and index build."""
-    key = (database_file(conn) or f":memory:{id(conn)}", built, n)
+    key = (database_file(conn) or f":memory:{id(conn)}", built, n, searchcodes.memory_limit())
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
@@ -257,8 +270,12 @@ def _load_bits(conn: Connection, built: str, n: int) -> _Bits:
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             raw = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), nbytes)
         words = np.ascontiguousarray(_pad64(raw).view(np.uint64).T)
-        scan = searchscan.load(conn, COPY_TABLE, len(mean)) if searchscan.use_scan(len(ids), len(mean)) else None
-        entry = _Bits(ids, words, mean, scan)
+        scan = codes = None
+        if searchscan.use_scan(len(ids), len(mean)):
+            scan = searchscan.load(conn, COPY_TABLE, len(mean))
+        elif searchcodes.use_codes(len(ids), len(mean)):
+            codes = searchcodes.load(conn, META_TABLE, len(ids), len(mean))
+        entry = _Bits(ids, words, mean, scan, codes)
         # One entry per database file: drop older builds of the same file.
         for k in [k for k in _CACHE if k[0] == key[0]]:
             del _CACHE[k]
@@ -331,6 +348,9 @@ def knn(db: Connection, vector: Sequence[float] | np.ndarray, k: int = 10, *,
     bits = _load_bits(conn, st.built or "", st.indexed)
     if bits.scan is not None and candidates is None:
         return bits.scan.top(q, k, excluded)
+    if bits.codes is not None and candidates is None:
+        return bits.codes.top(bits.hamming(quantise(q, bits.mean)), bits.ids, q, k, excluded,
+                              lambda ids: _scores(conn, q, ids))
     n = len(bits.ids)
     c = min(n, (candidates or default_candidates(k, n)) + len(excluded))
     est = None

@@ -17,15 +17,23 @@ Z = 6.0  # 3 never went deeper on CLIP-like vectors (recall 0.982 at 20k); 6 giv
 MAX_FACTOR = 4
 
 
+def reach(est_done: np.ndarray, sims_done: np.ndarray, k: int, z: float = Z) -> float | None:
+    """The lowest estimate that could still make the top ``k``, given the estimates and
+    exact similarities of the candidates scored so far (None: no basis to go deeper)."""
+    if len(sims_done) < max(k, 3):
+        return None
+    beta, alpha = np.polyfit(est_done.astype(np.float64), sims_done.astype(np.float64), 1)
+    if not beta > 0:  # the estimate says nothing here: rescoring more would be blind
+        return None
+    sigma = float(np.std(sims_done - (alpha + beta * est_done)))
+    kth = float(np.partition(sims_done, len(sims_done) - k)[len(sims_done) - k])
+    return (kth - alpha - z * sigma) / beta
+
+
 def extra(est_done: np.ndarray, sims_done: np.ndarray, est_rest: np.ndarray, k: int, z: float = Z) -> int:
     """How many of ``est_rest`` (estimates of the remaining candidates, sorted descending)
     to rescore, given the estimates and exact similarities of the ones rescored already."""
-    if len(est_rest) == 0 or len(sims_done) < max(k, 3):
+    if len(est_rest) == 0:
         return 0
-    beta, alpha = np.polyfit(est_done.astype(np.float64), sims_done.astype(np.float64), 1)
-    if not beta > 0:  # the estimate says nothing here: rescoring more would be blind
-        return 0
-    sigma = float(np.std(sims_done - (alpha + beta * est_done)))
-    kth = float(np.partition(sims_done, len(sims_done) - k)[len(sims_done) - k])
-    reach = (kth - alpha - z * sigma) / beta  # the lowest estimate that could still make the top k
-    return int(np.count_nonzero(est_rest >= reach))
+    lowest = reach(est_done, sims_done, k, z)
+    return 0 if lowest is None else int(np.count_nonzero(est_rest >= lowest))

@@ -6,8 +6,9 @@ near-ties badly), while the scan (a float32 matrix-vector product by NumPy's ein
 about what the bit path costs: bench/search.py --vectors cliplike times both in turn, query
 by query (README, "Similarity search"). The matrix costs 4·D bytes per vector in each server
 process (~210 MB per 100k 512-d vectors) and the scan grows linearly, so it stops at
-``SCAN_FLOATS`` floats (150,000 512-d vectors, ~300 MB); beyond that the bit index is
-lighter, and the scan's time keeps growing with the collection.
+``SCAN_FLOATS`` floats (150,000 512-d vectors, ~300 MB); beyond that the bit index with
+the int8 codes (``searchcodes``) is lighter, and the scan's time keeps growing with the
+collection. Like the codes, it is held only within the memory limit (``search_memory_mb``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..store.connection import Connection
+from .searchcodes import memory_limit
 
 SCAN_FLOATS = 150_000 * 512
 
@@ -23,7 +25,7 @@ SCAN_FLOATS = 150_000 * 512
 def use_scan(n: int, dims: int) -> bool:
     """Whether ``n`` vectors of ``dims`` dimensions are searched by the exact in-memory
     scan rather than the bit index: the one home of that rule."""
-    return n * dims <= SCAN_FLOATS
+    return n * dims <= SCAN_FLOATS and 4 * n * dims <= memory_limit()
 
 
 @dataclass

@@ -23,7 +23,7 @@ IMAGE_COLUMNS = {
     "duplicate_members": "image_id", "layout_points": "image_id", "atlas_cells": "image_id",
 }
 # The vec0 tables (their shadow tables share the prefix, which hides them too on 0.65).
-HIDDEN = ("image_vectors", "image_bits", "search_vectors", "search_bits")
+HIDDEN = ("image_vectors", "image_bits", "search_vectors", "search_bits", "search_codes")
 # Tables named by prefix: one vec0 table of description vectors per text model.
 HIDDEN_PREFIXES = ("image_vectors_", "image_bits_", "description_vectors_")
 # Default facets of the plugin's tables on their Datasette table pages.
@@ -343,6 +343,12 @@ def _warm(paths: list[str]) -> None:
 
 @hookimpl
 def startup(datasette):
+    from ..analysis import searchcodes
+    from .settings import search_memory_mb
+
+    # Before the warm-up below, which loads what this limit allows.
+    memory_mb = search_memory_mb(datasette)
+    searchcodes.set_memory_limit(searchcodes.DEFAULT_MEMORY_MB if memory_mb is None else memory_mb)
     # Read the similarity bits of every database in the background, so the first search
     # does not pay for it (~0.2 s at 100k images, ~1 s at 1M).
     paths = [db.path for db in datasette.databases.values() if getattr(db, "path", None) and not db.is_memory]

@@ -29,7 +29,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "labels": ("cluster_labels",),                               # every label of a cluster
     "duplicates": ("duplicate_groups", "duplicate_members"),     # near duplicates
     "similar": ("image_vectors",),                               # similarity search, similar images
-    "index": ("search_index", "search_vectors", "search_bits"),  # the fast index (else exact search)
+    "index": ("search_index", "search_vectors", "search_bits", "search_codes"),  # the fast index (else exact)
     "map": ("layouts", "layout_points"),                         # the map's points
     "atlas": ("atlas_sheets", "atlas_cells", "thumbnails"),      # the map's sprite sheets
     "model": ("models",),                                        # the model's name

@@ -13,12 +13,15 @@
         post_date_column: timestamp   # the posts column that is the date (default: store.postcolumns's rule)
         post_author_column: author    # ... the author (default: author, author_username, username, user)
         post_hashtags_column: tags    # ... the hashtags (default: hashtags, tags)
+        search_memory_mb: 640         # global only: vector copies a server process holds per database
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import click
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -46,6 +49,23 @@ def _int(value: Any, default: int, low: int, high: int) -> int:
         return max(low, min(high, int(value)))
     except (TypeError, ValueError):
         return default
+
+
+class SettingError(click.ClickException):
+    """A plugin setting with a value it cannot have (``datasette serve`` prints it as one line)."""
+
+
+def search_memory_mb(datasette: Datasette) -> int | None:
+    """The global ``search_memory_mb`` setting (None if unset): a whole number of megabytes,
+    0 or more, as a YAML/JSON integer or a string of ASCII digits; anything else is refused."""
+    value = (datasette.plugin_config(PLUGIN) or {}).get("search_memory_mb")
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+        return value
+    raise SettingError(f"{PLUGIN}: search_memory_mb must be a whole number of megabytes (0 or more), not {value!r}")
 
 
 def settings(datasette: Datasette, database: str | None = None) -> Settings:

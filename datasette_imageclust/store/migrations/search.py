@@ -43,3 +43,17 @@ def _search_v2(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration("search")
+def _search_v3(db: sqlite_utils.Database) -> None:
+    # Int8 codes of the vectors (analysis/searchcodes.py), for a server process to rescore
+    # a deep candidate list in memory. An index built before them still works (bits only).
+    script(db, """
+        ALTER TABLE search_index ADD COLUMN code_scale BLOB;  -- float32 per-dimension scale of the codes
+        CREATE TABLE search_codes (
+            chunk INTEGER PRIMARY KEY,       -- the search_bits chunk of these vectors
+            codes BLOB NOT NULL              -- int8 codes of its vectors, D bytes each, in the same order
+        );
+        """
+    )
