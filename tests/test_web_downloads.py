@@ -283,6 +283,27 @@ async def test_a_post_needs_datasettes_csrf_check(big):
         assert r.status_code == 403 and "did not match cookie" in r.text, (r.status_code, r.text[:300])
 
 
+async def test_a_bad_post_from_a_browser_is_a_4xx_before_the_csrf_check(big):
+    """With the map's cookies (as a browser sends them), Datasette 0.65's CSRF check would
+    read any body into memory first and fail with a 500 on one that is not UTF-8 or a
+    multipart type without a boundary: the body is checked (and bounded) before it."""
+    ds = make_ds([big])
+    token, cookies = await _map_token(ds)
+    url, form = "/big/-/imageclust/export", {"content-type": "application/x-www-form-urlencoded"}
+    bad = [(b"csrftoken=" + token.encode() + b"&ids=1&run=\xff", form, 400, "ASCII"),
+           (b"csrftoken=" + token.encode() + b"&ids=1", {"content-type": "multipart/form-data"}, 400,
+            "x-www-form-urlencoded"),
+           (b"ids=" + b"%2C".join([b"1" * 30] * 20_000), form, 413, "form body is over"),
+           (b"ids=1", {**form, "content-length": str(10**9)}, 413, "form body is over")]
+    for body, headers, status, words in bad:
+        r = await ds.client.post(url, content=body, headers=headers, cookies=cookies)
+        assert r.status_code == status and words in r.text, (status, r.status_code, r.text[:300])
+    # ... and a good one still passes the check and downloads exactly its ids.
+    body, headers = _form(csrftoken=token, format="csv", ids="5,3,9")
+    r = await ds.client.post(url, content=body, headers=headers, cookies=cookies)
+    assert r.status_code == 200 and sorted(int(x["image_id"]) for x in _rows(r.content)) == [3, 5, 9], r.text[:300]
+
+
 @pytest.mark.parametrize("body,status,words", [
     ("format=csv&ids=1%2Cx", 400, "whole number"),
     ("format=csv&ids=", 400, "must list image ids"),

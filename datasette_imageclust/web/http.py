@@ -140,21 +140,28 @@ async def body_chunks(request: Any, limit: int, too_big: str, interrupted: str) 
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
-async def form_fields(request: Any, limit: int, too_big: str, max_fields: int = 16) -> MultiParams:
-    """The fields of an ``application/x-www-form-urlencoded`` body (as a browser's form
-    sends it), read through ``body_chunks`` (at most ``limit`` bytes, else 413 ``too_big``)
-    and parsed strictly: another content type, bytes beyond ASCII, a field without ``=``,
-    more than ``max_fields`` fields or escapes that are not UTF-8 are a 400."""
+async def form_body(request: Any, limit: int, too_big: str) -> bytes:
+    """The body of an ``application/x-www-form-urlencoded`` POST (as a browser's form sends
+    it), read through ``body_chunks`` (at most ``limit`` bytes, else 413 ``too_big``): another
+    content type or bytes beyond ASCII are a 400."""
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != FORM_TYPE:
         raise Problem(400, f"send the fields as {FORM_TYPE} (a form), not {_show(ctype or 'no content type')}")
     raw = b"".join([chunk async for chunk in body_chunks(request, limit, too_big,
                                                          "the client went away before sending the whole body")])
+    if not raw.isascii():
+        raise Problem(400, "the form body must be ASCII: other characters %-escaped (as UTF-8)")
+    return raw
+
+
+def parse_form(raw: bytes, max_fields: int = 16) -> MultiParams:
+    """``form_body``'s fields, parsed strictly: a field without ``=``, more than
+    ``max_fields`` fields or %-escapes that are not UTF-8 are a 400."""
     try:
         pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=True,
                           encoding="utf-8", errors="strict", max_num_fields=max_fields)
     except UnicodeDecodeError:
-        raise Problem(400, "the form body must be ASCII, its %-escapes UTF-8")
+        raise Problem(400, "the form body's %-escapes must be UTF-8")
     except ValueError as e:  # a field without '=', or too many fields
         raise Problem(400, f"malformed form body: {str(e)[:80]}")
     return MultiParams(pairs)
