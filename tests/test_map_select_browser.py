@@ -211,3 +211,60 @@ def test_show_on_map_from_a_table_and_a_query(browser, server, db_path):
     page.wait_for_load_state()
     assert page.locator("a", has_text="Show on map").count() == 0
     page.close()
+
+
+@pytest.fixture(scope="module")
+def big_db(tmp_path_factory) -> str:
+    """2,000 images on a t-SNE map: a whole-map selection's download link would pass 8,000
+    characters."""
+    need_browser()
+    from synthdb import make_db
+
+    from datasette_imageclust.pipeline import build_map
+    from datasette_imageclust.store import connection
+
+    path = make_db(str(tmp_path_factory.mktemp("bigsel") / "big.db"), 2000, clusters=12, thumb_px=32,
+                   distinct_thumbs=60)
+    db = connection.connect(path)
+    build_map(db, method="tsne")
+    connection.close(db)
+    return path
+
+
+def test_a_selection_too_long_for_a_link_downloads_by_post(browser, big_db):
+    with datasette_server(big_db) as server:
+        page, errors = _open(browser, f"{server}/big/-/imageclust/map")
+        points = _rows(big_db, "SELECT image_id, x, y FROM layout_points")
+        box = page.locator("#icm-map").bounding_box()
+        a, b = (box["x"] + 3, box["y"] + 3), (box["x"] + box["width"] - 3, box["y"] + box["height"] - 3)
+        (wx0, wy0), (wx1, wy1) = _world(page, *a), _world(page, *b)
+        want = sorted(i for i, x, y in points if wx0 <= x <= wx1 and wy0 <= y <= wy1)
+        assert len(want) > 1500
+        page.keyboard.down("Shift")
+        page.mouse.move(*a)
+        page.mouse.down()
+        page.mouse.move(*b, steps=10)
+        page.mouse.up()
+        page.keyboard.up("Shift")
+        page.wait_for_function(f"window.__imageclustSelection.length === {len(want)}")
+        assert _selection(page) == want
+        # Too long for a link (the query links are not offered and say so), but the
+        # downloads are: posted by the page's form.
+        assert page.is_hidden("#icm-sel-query") and "too many to open as a query" in page.inner_text("#icm-sel-note")
+        assert page.is_visible("#icm-sel-export-csv") and page.get_attribute("#icm-sel-export-csv", "href") is None
+        with page.expect_download() as got:
+            page.click("#icm-sel-export-csv")
+        assert got.value.suggested_filename == "big-selection.csv"
+        with open(got.value.path(), newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        assert sorted(int(r["image_id"]) for r in rows) == want and {r["run"] for r in rows} == {"default"}
+        with page.expect_download() as got:
+            page.click("#icm-sel-export-zip")
+        import zipfile
+
+        with zipfile.ZipFile(got.value.path()) as z:
+            manifest = list(csv.DictReader(io.StringIO(z.read("manifest.csv").decode("utf-8"))))
+        assert sorted(int(m["image_id"]) for m in manifest) == want
+        # The map stayed open with its selection.
+        assert _selection(page) == want and errors == []
+        page.close()

@@ -15,7 +15,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeVar
+from urllib.parse import parse_qsl
 
+from datasette.utils import MultiParams
 from datasette.utils.asgi import Response
 
 from ..store.collection import NotFound
@@ -63,15 +65,16 @@ def parse_int(raw: str, name: str, low: int = 0, high: int = MAX_ID) -> int:
     return int(digits)
 
 
-def arg(request: Request, name: str) -> str | None:
-    """The query parameter ``name`` (None if absent); given twice is ambiguous: 400."""
-    values = request.args.getlist(name)
+def arg(request: Request | MultiParams, name: str) -> str | None:
+    """The query parameter ``name`` (None if absent); given twice is ambiguous: 400.
+    ``request`` may also be the fields of a form body (``form_fields``)."""
+    values = (request if isinstance(request, MultiParams) else request.args).getlist(name)
     if len(values) > 1:
         raise Problem(400, f"give {name} once, not {len(values)} times")
     return values[0] if values else None
 
 
-def int_arg(request: Request, name: str, default: int | None, low: int = 0, high: int = MAX_ID) -> int | None:
+def int_arg(request: Request | MultiParams, name: str, default: int | None, low: int = 0, high: int = MAX_ID) -> int | None:
     """An integer query parameter; absent or empty gives ``default``."""
     raw = arg(request, name)
     if raw in (None, ""):
@@ -91,7 +94,7 @@ def flag_arg(request: Request, name: str) -> bool:
     return _FLAGS[raw]
 
 
-def text_arg(request: Request, name: str, max_len: int) -> str:
+def text_arg(request: Request | MultiParams, name: str, max_len: int) -> str:
     """A text parameter, stripped, at most ``max_len`` characters, without NUL."""
     raw = (arg(request, name) or "").strip()
     if len(raw) > max_len:
@@ -132,6 +135,36 @@ async def body_chunks(request: Any, limit: int, too_big: str, interrupted: str) 
             yield chunk
         if not more:
             return
+
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+async def form_body(request: Any, limit: int, too_big: str) -> bytes:
+    """The body of an ``application/x-www-form-urlencoded`` POST (as a browser's form sends
+    it), read through ``body_chunks`` (at most ``limit`` bytes, else 413 ``too_big``): another
+    content type or bytes beyond ASCII are a 400."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != FORM_TYPE:
+        raise Problem(400, f"send the fields as {FORM_TYPE} (a form), not {_show(ctype or 'no content type')}")
+    raw = b"".join([chunk async for chunk in body_chunks(request, limit, too_big,
+                                                         "the client went away before sending the whole body")])
+    if not raw.isascii():
+        raise Problem(400, "the form body must be ASCII: other characters %-escaped (as UTF-8)")
+    return raw
+
+
+def parse_form(raw: bytes, max_fields: int = 16) -> MultiParams:
+    """``form_body``'s fields, parsed strictly: a field without ``=``, more than
+    ``max_fields`` fields or %-escapes that are not UTF-8 are a 400."""
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=True,
+                          encoding="utf-8", errors="strict", max_num_fields=max_fields)
+    except UnicodeDecodeError:
+        raise Problem(400, "the form body's %-escapes must be UTF-8")
+    except ValueError as e:  # a field without '=', or too many fields
+        raise Problem(400, f"malformed form body: {str(e)[:80]}")
+    return MultiParams(pairs)
 
 
 class Slots:

@@ -5,7 +5,8 @@
  * by dragging on the map (lasso mode, or shift-drag for a rectangle; map.js reports the
  * ids inside with an "imageclust:select" event). The current selection's image ids are
  * window.__imageclustSelection (an array). It opens as a Datasette query of the images
- * table (and its CSV) through cfg.urls.selection_sql with :ids = "1,2,3".
+ * table (and its CSV) through cfg.urls.selection_sql with :ids = "1,2,3", and downloads
+ * through the export (a link, or a POST of #icm-sel-export-form when the link is too long).
  * Everything from the database is set as textContent, never parsed as HTML.
  */
 (function () {
@@ -72,22 +73,41 @@
       notes.push("too many to open as a query (the link would pass " + limits.url.toLocaleString() + " characters)");
     }
     // The export of the selection (imageclust export's csv / zip) with its clusters in this
-    // map's run. A GET link: a selection whose link passes the URL limit is not offered.
+    // map's run: a link while its URL fits (it can be copied or opened in a new tab), else the
+    // same parameters posted by a form (postExport), so any selection up to the cap downloads.
     var exportUrl = cfg.urls.export + "?" + (cfg.run_id == null ? "" : "run=" + cfg.run_id + "&") + "ids=" + ids.join(",");
     var exportFits = (exportUrl + "&format=csv").length <= limits.url;
     Object.keys(exportLinks).forEach(function (fmt) {
-      exportLinks[fmt].hidden = !exportFits;
-      if (exportFits) exportLinks[fmt].href = exportUrl + "&format=" + fmt;
+      var a = exportLinks[fmt];
+      if (exportFits) {
+        a.href = exportUrl + "&format=" + fmt; a.removeAttribute("role"); a.removeAttribute("tabindex");
+      } else {  // no href: a middle-click cannot open the export without its ids
+        a.removeAttribute("href"); a.setAttribute("role", "button"); a.tabIndex = 0;
+      }
     });
-    if (!exportFits && ids.length) {
-      notes.push("too many to download from here (the link would pass " + limits.url.toLocaleString() +
-                 " characters): use imageclust export --sql");
-    }
     noteEl.textContent = notes.join("; ");
     if (source !== "init") setUrl(ids, source);
     window.dispatchEvent(new CustomEvent("imageclust:selection", { detail: { ids: ids.slice(), source: source } }));
   }
   api.select = select;
+
+  // A selection too long for a URL: its export as a POST of the page's hidden form (with
+  // Datasette's CSRF token). The answer is an attachment, so the map stays open.
+  var exportForm = $("icm-sel-export-form");
+  function postExport(fmt) {
+    var f = exportForm.elements;
+    f.namedItem("format").value = fmt;
+    f.namedItem("ids").value = window.__imageclustSelection.join(",");
+    f.namedItem("run").disabled = cfg.run_id == null;  // a disabled field is not sent
+    f.namedItem("run").value = cfg.run_id == null ? "" : String(cfg.run_id);
+    exportForm.submit();
+  }
+  Object.keys(exportLinks).forEach(function (fmt) {
+    var a = exportLinks[fmt];
+    function go(e) { if (!a.hasAttribute("href")) { e.preventDefault(); postExport(fmt); } }
+    a.addEventListener("click", go);
+    a.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") go(e); });
+  });
 
   function setLasso(on) {
     api.lasso = on;
