@@ -3,6 +3,7 @@ processes started with Dask's CLI): the same database as a local run, and every
 guarantee of ``load`` when workers or the driver die."""
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import signal
@@ -24,6 +25,15 @@ from held_load import HELD
 HELD_LOAD = Path(__file__).parent / "held_load.py"
 BATCH = 4
 N_IMAGES = 40
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    """A cluster test that hangs (workers that never come back) ends the test process
+    after 5 minutes with every thread's traceback, instead of holding CI until its limit."""
+    faulthandler.dump_traceback_later(300, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +178,8 @@ def test_a_killed_driver_resumes(tmp_path, folder, stand_in_model, reference, cl
     assert_same(reference, db)
 
 
-def test_a_file_that_kills_its_worker(tmp_path, folder, stand_in_model, reference):
+@pytest.mark.parametrize("known", [False, True])
+def test_a_file_that_kills_its_worker(tmp_path, folder, stand_in_model, reference, known):
     """A file whose decoding kills the worker (a decoder crash, the OOM killer) gets an
     error row of its own; its chunk's other files load. The workers run under nannies,
     which restart them, and Dask gives up on a task after one death."""
@@ -181,11 +192,13 @@ def test_a_file_that_kills_its_worker(tmp_path, folder, stand_in_model, referenc
     with LocalDask(tmp_path, workers=2, nanny=True, preload="dask_poison",
                    env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}) as c:
         db = tmp_path / "dask.db"
+        if known:  # the workers also fetch the digests of the images already embedded
+            pipeline.load(db, [str(sorted(d.glob("0*"))[0])], stand_in_model)
         s = load(db, d, stand_in_model, address=c.address)
     errors = dict(rows(str(db), "select path, reason from errors"))
     assert errors[str(d / "zz-poison.png")] == dask_engine.WORKER_DIED
     assert errors[str(d / "broken-too.jpg")] == errors[str(d / "broken.jpg")]
-    assert s.errors == 3 and s.new == N_IMAGES + 1
+    assert s.errors == 3 and s.new == N_IMAGES + 1 - known
 
 
 def test_probe_says_what_a_worker_cannot_see(tmp_path, stand_in_model):
@@ -206,6 +219,8 @@ def test_known_digests():
     known = dask_engine.Known(shas)
     assert all(s in known for s in shas)
     assert f"{3:064x}" not in known and f"{256:064x}" not in known and "" not in dask_engine.Known(())
+    again = dask_engine.Known(packed=known.packed())  # as the workers get it from the scheduler
+    assert all(s in again for s in shas) and f"{3:064x}" not in again
 
 
 def cli(*args, env=None):

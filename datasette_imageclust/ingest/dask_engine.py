@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 import os
 import time
+import uuid
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from collections.abc import Container
@@ -51,8 +52,14 @@ class Known(Container[str]):
     """The sha256 of every image the model has embedded, as sorted 32-byte digests: 64 MB
     for 2M images, sent to each worker once, where a Python set of hex strings is ~3× that."""
 
-    def __init__(self, hexes: Iterable[str]):
-        self.digests = np.array(sorted(bytes.fromhex(h) for h in hexes), dtype="S32")
+    def __init__(self, hexes: Iterable[str] = (), *, packed: bytes | None = None):
+        if packed is not None:  # as :meth:`packed` gave it
+            self.digests = np.frombuffer(packed, dtype="S32")
+        else:
+            self.digests = np.array(sorted(bytes.fromhex(h) for h in hexes), dtype="S32")
+
+    def packed(self) -> bytes:
+        return self.digests.tobytes()
 
     def __contains__(self, sha256: object) -> bool:
         if not isinstance(sha256, str) or not len(self.digests):
@@ -66,14 +73,15 @@ class Known(Container[str]):
 @dataclass(frozen=True)
 class Job:
     """What every chunk needs: a few hundred bytes, sent with each task (so the scheduler
-    holds it: no worker's death loses it). The known digests, which can be large, go to
-    the workers once, separately."""
+    holds it: no worker's death loses it). The known digests, which can be large, wait in
+    a Dask ``Variable`` on the scheduler (``known``), fetched once per worker process."""
 
     files: ModelFiles
     sha256: str  # of the vision model file the driver registered
     device: str
     threads: int | None
     options: DecodeOptions | None  # None in the probe
+    known: str | None = None  # the name of the Variable holding Known.packed(); None: nothing known
 
 
 @dataclass
@@ -154,11 +162,27 @@ def probe(job: Job, sample: str | None) -> Probe:
         return Probe(0, _cores(), str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
-def embed_chunk(job: Job, known: Known | None, files: list[FoundFile]) -> Chunk:
-    """Read, hash, decode and embed ``files`` on a worker (``known``: the digests of the
-    images the model has embedded, whose bytes need no decoding)."""
+_known: dict[str, Known] = {}
+
+
+def _known_digests(name: str | None) -> Container[str]:
+    """The digests of the images the model has embedded (whose bytes need no decoding),
+    fetched from the scheduler once per worker process and run."""
+    if name is None:
+        return ()
+    if name not in _known:
+        from distributed import Variable, get_client
+
+        _known.clear()
+        _known[name] = Known(packed=Variable(name, client=get_client()).get(timeout=600))
+    return _known[name]
+
+
+def embed_chunk(job: Job, files: list[FoundFile]) -> Chunk:
+    """Read, hash, decode and embed ``files`` on a worker."""
     embedder = _embedder(job)
-    reads = [read(f, job.options, known or ()) for f in files]
+    known = _known_digests(job.known)
+    reads = [read(f, job.options, known) for f in files]
     out = Chunk(reads, None, decode_seconds=sum(r.seconds for r in reads))
     new = [r for r in reads if r.decoded is not None]
     if new:
@@ -242,26 +266,37 @@ class DaskEngine:
         """Embed ``todo`` on the workers, ``write`` each chunk here as it comes back.
         ``embedded`` (the writer's) grows as chunks are written: bytes seen in two chunks
         become one image and links."""
-        job = dataclasses.replace(self._job, options=options)
-        known = Known(embedded) if embedded else None
+        from distributed import Variable
+
+        known = None
+        if embedded:  # kept by the scheduler, so the death of every worker loses nothing
+            known = Variable(f"imageclust-known-{uuid.uuid4().hex}", client=self.client)
+            known.set(Known(embedded).packed())
+        job = dataclasses.replace(self._job, options=options, known=known.name if known else None)
         write = times.timed("write", write)
         done, total = 0, len(todo)
         on_progress(0, total)
-        for files, chunk in self._results(job, known, todo, chunk_size):
-            times.decode += chunk.decode_seconds
-            times.inference += chunk.inference_seconds
-            write(_batch(chunk, embedded, on_skip))
-            done += len(files)
-            on_progress(done, total)
+        try:
+            for files, chunk in self._results(job, todo, chunk_size):
+                times.decode += chunk.decode_seconds
+                times.inference += chunk.inference_seconds
+                write(_batch(chunk, embedded, on_skip))
+                done += len(files)
+                on_progress(done, total)
+        finally:
+            if known is not None:
+                try:
+                    known.delete()
+                except Exception:  # noqa: BLE001 - the scheduler may be gone; it took the variable along
+                    pass
 
-    def _results(self, job: Job, known: Known | None, todo: list[FoundFile],
-                 chunk_size: int) -> Iterator[tuple[list[FoundFile], Chunk]]:
+    def _results(self, job: Job, todo: list[FoundFile], chunk_size: int) -> Iterator[tuple[list[FoundFile], Chunk]]:
         """Each chunk of ``todo`` with its result, as they finish, with a bounded number in
         flight. A chunk whose workers keep dying (Dask gives up after its
         ``allowed-failures``) is split into one task per file, and the file that still
-        kills its worker gets an error of its own. When every worker holding ``known`` is
-        gone, it is sent again to the workers that come (or the run stops, after
-        ``NO_WORKERS_SECONDS`` without any)."""
+        kills its worker gets an error of its own. With no worker left, the tasks wait on
+        the scheduler for new ones (a batch system restarting them) for up to
+        ``NO_WORKERS_SECONDS``, then the run stops."""
         from distributed import wait
         from distributed.scheduler import KilledWorker
 
@@ -269,19 +304,9 @@ class DaskEngine:
         window = max(4, 3 * self.threads)  # enough queued to keep every worker thread busy
         sent: dict[Any, list[FoundFile]] = {}
         suspects: set[str] = set()  # files that died alone once
-        shared = [self._send(known)]
 
         def submit(files: list[FoundFile]) -> None:
-            sent[self.client.submit(embed_chunk, job, shared[0], files, pure=False)] = files
-
-        def resend() -> None:
-            waiting = list(sent.values())
-            for f in sent:
-                f.cancel()
-            sent.clear()
-            shared[0] = self._send(known)
-            for files in waiting:
-                submit(files)
+            sent[self.client.submit(embed_chunk, job, files, pure=False)] = files
 
         for files in itertools.islice(chunks, window):
             submit(files)
@@ -294,16 +319,11 @@ class DaskEngine:
                 except TimeoutError:  # tasks wait for workers forever: with none left, give up in time
                     idle_since = self._check_workers(idle_since)
                     continue
-                except CancelledError:  # the only copies of ``known`` were on workers that died
-                    resend()
-                    continue
-                except OSError as e:
+                except (OSError, CancelledError) as e:  # the scheduler or our connection to it went
                     raise self._lost(e) from None
                 idle_since = None
                 for fut in finished:
-                    files = sent.pop(fut, None)
-                    if files is None:  # cancelled by a resend() above
-                        continue
+                    files = sent.pop(fut)
                     try:
                         chunk: Chunk = fut.result()
                     except KilledWorker:
@@ -317,11 +337,7 @@ class DaskEngine:
                             for f in files:
                                 submit([f])
                             continue
-                    except CancelledError:
-                        sent[fut] = files  # resent with the rest
-                        resend()
-                        break
-                    except OSError as e:
+                    except (OSError, CancelledError) as e:
                         raise self._lost(e) from None
                     except LoadError:
                         raise
@@ -351,17 +367,6 @@ class DaskEngine:
     def _no_workers(self) -> LoadError:
         return LoadError(f"the Dask cluster at {self.address} has had no workers for {NO_WORKERS_SECONDS:.0f} s; "
                          "what was written is kept: start workers and run the same command again to resume")
-
-    def _send(self, known: Known | None) -> Any:
-        """``known`` on every worker, as a future (waiting up to ``NO_WORKERS_SECONDS`` for
-        a worker to exist); None stays None."""
-        try:
-            self.client.wait_for_workers(1, timeout=NO_WORKERS_SECONDS)
-            return None if known is None else self.client.scatter(known, broadcast=True, hash=False)
-        except TimeoutError:
-            raise self._no_workers() from None
-        except OSError as e:
-            raise self._lost(e) from None
 
     def _lost(self, e: BaseException) -> LoadError:
         return LoadError(f"lost the Dask cluster at {self.address} ({_first_line(e)}); "
