@@ -109,6 +109,30 @@ def test_auto_rule():
 
 
 def test_auto_resolves_to_a_recorded_variant(variant_model):
+    # The stand-in is convolutional: its int8 file runs ConvInteger, measured slower (x0.24),
+    # so auto is fp32 even where the CPU has VNNI and int8 helps a transformer.
+    assert variants.int8_is_slow(variant_model / "vision_model_quantized.onnx")
     files = find_model(str(variant_model), precision="auto")
-    assert files.precision == auto_precision(cpu_flags(), {"fp32", "int8"})
-    assert files.vision.name == ("vision_model_quantized.onnx" if files.precision == "int8" else "vision_model.onnx")
+    assert files.precision == "fp32" and files.vision.name == "vision_model.onnx"
+
+
+def test_auto_takes_int8_for_a_matmul_model_on_a_vnni_cpu(tmp_path, tiny_clip):
+    """A model whose int8 file does its work in MatMulInteger (a transformer's case, measured
+    x1.49 with VNNI): auto loads it wherever the CPU has VNNI."""
+    import logging
+
+    from onnxruntime.quantization import quantize_dynamic
+
+    d = tmp_path / "clip"
+    shutil.copytree(tiny_clip, d)
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(d / "onnx" / "vision_model.onnx"), str(d / "onnx" / "vision_model_quantized.onnx"))
+    finally:
+        logging.getLogger().setLevel(level)
+    assert not variants.int8_is_slow(d / "onnx" / "vision_model_quantized.onnx")
+    files = find_model(str(d), precision="auto")
+    vnni = any(f in cpu_flags() for f in variants.VNNI_FLAGS)
+    assert files.precision == ("int8" if vnni else "fp32")
+    assert files.vision.name == ("vision_model_quantized.onnx" if vnni else "vision_model.onnx")

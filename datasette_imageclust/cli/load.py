@@ -24,7 +24,8 @@ from .posts import export_options, load_from_export
 @click.argument("folders", nargs=-1, type=click.Path(), metavar="PATH...")
 @click.option("--model", help="Hub repo id or local model directory (default: Xenova/clip-vit-base-patch32)")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "auto"]), default="fp32", show_default=True,
-              help="Model variant: the ONNX file the export ships beside the fp32 one (auto: int8 on CPUs with VNNI)")
+              help="Model variant: the ONNX file the export ships beside the fp32 one (auto: int8 on CPUs with "
+                   "VNNI for models without int8 convolutions)")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Descend into sub-folders")
 @click.option("--hidden", is_flag=True, help="Include hidden files and folders (names starting with '.')")
 @click.option("--thumbnail-size", type=int, default=256, show_default=True, help="Long side of stored thumbnails, px")

@@ -139,6 +139,16 @@ def _local_variant(d: Path, bases: tuple[str, ...], precision: str) -> Path | No
     return next((d / v for f in bases for v in variants.variant_names(f, precision) if (d / v).is_file()), None)
 
 
+def _hub_variant(name: str, precision: str) -> Path:
+    """Download only the ``precision`` variant of the vision tower."""
+    tried = variants.variant_names(VISION_FILES[0], precision)
+    for candidate in tried:
+        vision = hub_file(name, candidate, required=candidate == tried[-1] and precision == "fp32")
+        if vision is not None:
+            return vision
+    raise _variant_missing(name, precision, tried, [f for f in _hub_listing(name) if f.endswith(".onnx")])
+
+
 def find_model(name: str | None = None, *, text: bool = False, precision: str | None = None) -> ModelFiles:
     """Locate a model by local directory or Hub repo id (default: CLIP ViT-B/32), in
     variant ``precision`` (fp32, fp16, int8 or auto; see :mod:`.variants`).
@@ -154,10 +164,13 @@ def find_model(name: str | None = None, *, text: bool = False, precision: str | 
         d = Path(os.path.expanduser(name))
         if not d.is_dir():
             raise ModelError(f"model directory {name} does not exist")
-        if precision == "auto":
+        auto = precision == "auto"
+        if auto:
             have = {p for p in variants.PRECISIONS if _local_variant(d, VISION_FILES, p)}
             precision = variants.auto_precision(variants.cpu_flags(), have)
         vision = _local_variant(d, VISION_FILES, precision)
+        if auto and precision == "int8" and vision is not None and variants.int8_is_slow(vision):
+            precision, vision = "fp32", _local_variant(d, VISION_FILES, "fp32")
         if vision is None:
             if precision == "fp32":
                 raise ModelError(f"{name} has no vision_model.onnx (looked for {', '.join(VISION_FILES)})")
@@ -171,19 +184,15 @@ def find_model(name: str | None = None, *, text: bool = False, precision: str | 
         tok = d / "tokenizer.json"
         return ModelFiles(str(name), vision, pre, txt, tok if tok.is_file() else None, precision)
     pre = hub_file(name, "preprocessor_config.json")
-    if precision == "auto":
+    auto = precision == "auto"
+    if auto:
         listed = _hub_listing(name)
         have = {p for p in variants.PRECISIONS
                 if any(v in listed for v in variants.variant_names(VISION_FILES[0], p))}
         precision = variants.auto_precision(variants.cpu_flags(), have)
-    vision = None
-    tried = variants.variant_names(VISION_FILES[0], precision)
-    for candidate in tried:  # download only the chosen variant
-        vision = hub_file(name, candidate, required=candidate == tried[-1] and precision == "fp32")
-        if vision is not None:
-            break
-    if vision is None:
-        raise _variant_missing(name, precision, tried, [f for f in _hub_listing(name) if f.endswith(".onnx")])
+    vision = _hub_variant(name, precision)
+    if auto and precision == "int8" and variants.int8_is_slow(vision):
+        precision, vision = "fp32", _hub_variant(name, "fp32")
     txt = tok = None
     if text:
         tok = hub_file(name, "tokenizer.json", required=False)

@@ -15,13 +15,24 @@ SUFFIXES = {"fp32": ("",), "fp16": ("_fp16",), "int8": ("_quantized", "_int8")}
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 
 # The rule for ``auto``: int8 only on a CPU with VNNI (int8 dot products in one
-# instruction; on plain AVX2 int8 must widen to 16 bits and loses to fp32) AND only if
-# int8 was measured faster there. bench/precision.py on this project's 2-core test machine
-# (avx2, avx512f, avx512_vnni, avx_vnni; shared, load 4-12) did not find int8 faster:
-# random-weight CLIP ViT-B/32 x0.92 and x1.27 in two runs (noise), EfficientNet-lite0 x0.21
-# and x0.22 (onnxruntime's ConvInteger path is slow) and fp16 no faster on the CLIP (the CPU provider has few fp16
-# kernels), so auto stays fp32 until a measurement shows otherwise. Flip this when one does.
-INT8_MEASURED_FASTER_WITH_VNNI = False
+# instruction; on plain AVX2 int8 must widen to 16 bits and loses to fp32), only for a
+# model whose int8 file does its work in matrix products, and only because that was
+# measured faster: bench/precision.py on this project's 2-core test machine (AMD EPYC,
+# avx2, avx512f, avx512_vnni, avx_vnni; quiet, load 1.7), random-weight CLIP ViT-B/32:
+# int8 x1.49 (fp16 x1.01). The same run found int8 x0.24 on the convolutional
+# EfficientNet-lite0: onnxruntime's ConvInteger kernels are slow (and its depthwise
+# convolutions lose precision), so an int8 file with ConvInteger ops stays fp32.
+INT8_MEASURED_FASTER_WITH_VNNI = True
+INT8_SLOW_OPS = (b"ConvInteger",)
+
+
+def int8_is_slow(path) -> bool:
+    """Whether an int8 ONNX file uses ops measured slower than fp32 (ConvInteger). The op
+    types are plain strings in the protobuf: a byte search, no ``onnx`` package needed."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return any(m.find(op) != -1 for op in INT8_SLOW_OPS)
 
 
 def variant_names(filename: str, precision: str) -> list[str]:
