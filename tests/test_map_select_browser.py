@@ -19,6 +19,16 @@ from dbrows import rows as _rows
 API = "window.__imageclustMap"
 
 
+def shift_drag(page, a, b) -> None:
+    """Shift-drag from screen point ``a`` to ``b``: the map's rectangle selection."""
+    page.keyboard.down("Shift")
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move(*b, steps=10)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+
+
 @pytest.fixture(scope="module")
 def db_path(tmp_path_factory) -> str:
     need_browser()
@@ -121,12 +131,7 @@ def test_rectangle_and_lasso_select_and_export_csv(browser, server, db_path):
     (wx0, wy0), (wx1, wy1) = _world(page, *a), _world(page, *b)
     want = sorted(i for i, x, y in points if wx0 <= x <= wx1 and wy0 <= y <= wy1)
     assert 20 < len(want) < 500
-    page.keyboard.down("Shift")
-    page.mouse.move(*a)
-    page.mouse.down()
-    page.mouse.move(*b, steps=10)
-    page.mouse.up()
-    page.keyboard.up("Shift")
+    shift_drag(page, a, b)
     page.wait_for_function("window.__imageclustSelection.length > 0")
     assert _selection(page) == want
     assert page.inner_text("#icm-sel-count") == f"{len(want)} selected"
@@ -240,12 +245,7 @@ def test_a_selection_too_long_for_a_link_downloads_by_post(browser, big_db):
         (wx0, wy0), (wx1, wy1) = _world(page, *a), _world(page, *b)
         want = sorted(i for i, x, y in points if wx0 <= x <= wx1 and wy0 <= y <= wy1)
         assert len(want) > 1500
-        page.keyboard.down("Shift")
-        page.mouse.move(*a)
-        page.mouse.down()
-        page.mouse.move(*b, steps=10)
-        page.mouse.up()
-        page.keyboard.up("Shift")
+        shift_drag(page, a, b)
         page.wait_for_function(f"window.__imageclustSelection.length === {len(want)}")
         assert _selection(page) == want
         # Too long for a link (the query links are not offered and say so), but the
