@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,9 @@ def test_every_worker_killed_then_resumed(tmp_path, folder, stand_in_model, refe
     with LocalDask(tmp_path, workers=2) as c:
         def progress(done, total):
             if done and c.alive():
+                # let the workers finish chunks this process has not fetched yet: killed, they
+                # are "lost" (a state the run must not wait on forever)
+                time.sleep(1.5)
                 c.kill_worker(0)
                 c.kill_worker(1)
 

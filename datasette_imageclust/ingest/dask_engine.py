@@ -321,6 +321,13 @@ class DaskEngine:
                     continue
                 except (OSError, CancelledError) as e:  # the scheduler or our connection to it went
                     raise self._lost(e) from None
+                # "lost": computed on a worker that died before we fetched it; wait() counts it
+                # as done, but its result() would block until it is computed again
+                finished = {f for f in finished if f.status != "lost"}
+                if not finished:
+                    idle_since = self._check_workers(idle_since)
+                    time.sleep(POLL_SECONDS)
+                    continue
                 idle_since = None
                 for fut in finished:
                     files = sent.pop(fut)
