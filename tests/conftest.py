@@ -7,6 +7,7 @@ suite. Elsewhere those tests skip with the reason (``-rs`` shows it).
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,13 @@ TUX_DUPES = SHARED / "imagesets" / "tuxpaint-stamps-dupes"
 
 
 CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+# A test run started in the background without job control (nohup, `cmd &` in a script)
+# inherits SIGINT ignored, and so would every process a test starts, which then shrugs off
+# the Ctrl-C the interrupt tests send: give this process Python's own handler back (a
+# handler, unlike "ignored", is reset to the default in each child).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def need(path: Path) -> Path:
