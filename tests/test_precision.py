@@ -21,22 +21,52 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.fixture(scope="module")
-def variant_model(tmp_path_factory, stand_in_model) -> Path:
-    """The stand-in with an int8 variant beside it (no fp16), as a Hub export ships one."""
+def quantize(src: Path, dst: Path) -> None:
+    """onnxruntime's dynamic quantisation, as bench/make_variants.py and Hub exports make int8 files."""
     import logging
 
-    from onnxruntime.quantization import quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # a warning per shape tensor it leaves in float
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8)
+    finally:
+        logging.getLogger().setLevel(level)
+
+
+def vit_shaped(path: Path, dim: int = 32, blocks: int = 4) -> None:
+    """A vision tower shaped like CLIP's ViT export: a Conv patch embedding (32x32, stride 32),
+    then matrix products over the 49 patch tokens, mean-pooled to ``dim``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.standard_normal((dim, 3, 32, 32)) * 0.02).astype(np.float32), "P"),
+               numpy_helper.from_array(np.array([0, dim, 49], dtype=np.int64), "shape")]
+    nodes = [helper.make_node("Conv", ["pixel_values", "P"], ["c"], kernel_shape=[32, 32], strides=[32, 32]),
+             helper.make_node("Reshape", ["c", "shape"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["h0"], perm=[0, 2, 1])]
+    for i in range(blocks):
+        weights.append(numpy_helper.from_array((rng.standard_normal((dim, dim)) * 0.2).astype(np.float32), f"W{i}"))
+        nodes.append(helper.make_node("MatMul", [f"h{i}", f"W{i}"], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("ReduceMean", [f"h{blocks}"], ["image_embeds"], axes=[1], keepdims=0))
+    g = helper.make_graph(
+        nodes, "vision",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+        [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["batch", dim])],
+        weights,
+    )
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+
+
+@pytest.fixture(scope="module")
+def variant_model(tmp_path_factory, stand_in_model) -> Path:
+    """The stand-in with an int8 variant beside it (no fp16), as a Hub export ships one."""
     d = tmp_path_factory.mktemp("variants")
     for name in ("vision_model.onnx", "preprocessor_config.json"):
         shutil.copy(Path(stand_in_model) / name, d / name)
-    try:
-        quantize_dynamic(str(d / "vision_model.onnx"), str(d / "vision_model_quantized.onnx"))
-    finally:
-        logging.getLogger().setLevel(level)
+    quantize(d / "vision_model.onnx", d / "vision_model_quantized.onnx")
     return d
 
 
@@ -118,19 +148,14 @@ def test_auto_resolves_to_a_recorded_variant(variant_model):
 
 def test_auto_takes_int8_for_a_matmul_model_on_a_vnni_cpu(tmp_path, tiny_clip):
     """A model whose int8 file does its work in MatMulInteger (a transformer's case, measured
-    x1.49 with VNNI): auto loads it wherever the CPU has VNNI."""
-    import logging
-
-    from onnxruntime.quantization import quantize_dynamic
-
+    x1.49 with VNNI): auto loads it wherever the CPU has VNNI. Shaped like CLIP's ViT export,
+    its int8 file has one ConvInteger (the patch embedding), which must not make it "slow"."""
     d = tmp_path / "clip"
     shutil.copytree(tiny_clip, d)
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)
-    try:
-        quantize_dynamic(str(d / "onnx" / "vision_model.onnx"), str(d / "onnx" / "vision_model_quantized.onnx"))
-    finally:
-        logging.getLogger().setLevel(level)
+    vit_shaped(d / "onnx" / "vision_model.onnx")
+    quantize(d / "onnx" / "vision_model.onnx", d / "onnx" / "vision_model_quantized.onnx")
+    data = (d / "onnx" / "vision_model_quantized.onnx").read_bytes()
+    assert data.count(b"ConvInteger") == 1 and data.count(b"MatMulInteger") == 4
     assert not variants.int8_is_slow(d / "onnx" / "vision_model_quantized.onnx")
     files = find_model(str(d), precision="auto")
     vnni = any(f in cpu_flags() for f in variants.VNNI_FLAGS)
