@@ -218,6 +218,27 @@ def test_probe_says_what_a_worker_cannot_see(tmp_path, stand_in_model):
     assert "differs from the driver's" in wrong.error
 
 
+def test_workers_without_this_package_or_on_another_version(tmp_path, folder, stand_in_model):
+    """Workers must run the driver's version of the package: one without it, then one on an
+    old release, each stops the run in one line before the database exists."""
+    db = tmp_path / "x.db"
+    with LocalDask(tmp_path, workers=0, preload="dask_no_package") as cluster:
+        cluster.add_workers(1)
+        with pytest.raises(LoadError) as e:
+            pipeline.load(db, [str(folder)], stand_in_model, engine="dask", address=cluster.address)
+        assert "cannot run datasette-imageclust (ModuleNotFoundError" in str(e.value)
+        assert f"install version {dask_engine.version()} on every worker" in str(e.value)
+        assert "\n" not in str(e.value) and not db.exists()
+        cluster.kill_worker(0)
+        cluster.wait_for(0)
+        cluster.preload = "dask_old_version"
+        cluster.add_workers(1)
+        with pytest.raises(LoadError) as e:
+            pipeline.load(db, [str(folder)], stand_in_model, engine="dask", address=cluster.address)
+        assert f"has datasette-imageclust 0.0.1, this machine {dask_engine.version()}" in str(e.value)
+        assert dask_engine.version() != "0.0.1" and not db.exists()
+
+
 def test_known_digests():
     shas = [f"{i:064x}" for i in (0, 1, 2 ** 200, 255 << 8)]
     known = dask_engine.Known(shas)

@@ -95,12 +95,24 @@ class Chunk:
     inference_seconds: float = 0.0
 
 
+def version() -> str:
+    """This package's installed version (the driver's and every worker's must match)."""
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("datasette-imageclust")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
+
+
 @dataclass
 class Probe:
     dimensions: int
     cores: int
     error: str | None = None
     provider: str = ""  # the one the worker's session runs on (an accelerator may have fallen back)
+    # of this package where the probe ran: chunks travel as its classes, so workers must match the driver
+    version: str = field(default_factory=version)
 
 
 # --- on the workers ------------------------------------------------------------------
@@ -159,7 +171,7 @@ def probe(job: Job, sample: str | None) -> Probe:
         embedder = _embedder(job)
         return Probe(embedder.dimensions, _cores(), provider=embedder.session.get_providers()[0])
     except Exception as e:  # shown to the user as one line
-        return Probe(0, _cores(), str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return Probe(0, _cores(), _first_line(e))
 
 
 _known: dict[str, Known] = {}
@@ -250,9 +262,15 @@ class DaskEngine:
             probes: dict[str, Probe] = self.client.run(probe, self._job, sample)
         except (OSError, TimeoutError) as e:
             raise LoadError(f"lost the Dask scheduler at {self.address}: {_first_line(e)}") from None
+        except Exception as e:  # noqa: BLE001 - the probe could not even run there (Dask re-raises it as text)
+            raise LoadError(f"the Dask workers at {self.address} cannot run datasette-imageclust ({_first_line(e)}): "
+                            f"install version {version()} on every worker: {INSTALL}") from None
         if not probes:
             raise LoadError(f"the Dask cluster at {self.address} has no workers")
         for worker, p in sorted(probes.items()):
+            if p.version != version():
+                raise LoadError(f"Dask worker {worker} has datasette-imageclust {p.version}, this machine "
+                                f"{version()}: install the same version on every worker")
             if p.error:
                 raise LoadError(f"Dask worker {worker}: {p.error}")
         self.workers = len(probes)
