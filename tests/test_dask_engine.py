@@ -9,7 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -28,13 +30,31 @@ BATCH = 4
 N_IMAGES = 40
 
 
+HANG_SECONDS = 300
+HANG_LOG = Path(tempfile.gettempdir()) / "imageclust-test-hang.log"  # .ci/run prints it if the run died
+
+
 @pytest.fixture(autouse=True)
 def no_hang():
-    """A cluster test that hangs (workers that never come back) ends the test process
-    after 5 minutes with every thread's traceback, instead of holding CI until its limit."""
-    faulthandler.dump_traceback_later(300, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
+    """A cluster test that hangs (workers that never come back) fails after 5 minutes with
+    every thread's stack, instead of holding CI until its limit. One that a signal cannot
+    interrupt ends the test process a minute later, the stacks in HANG_LOG (pytest holds
+    stderr, where they would be lost)."""
+    def expire(signum, frame):
+        stacks = "".join(f"\nthread {ident}:\n" + "".join(traceback.format_stack(f))
+                         for ident, f in sys._current_frames().items())
+        raise TimeoutError(f"the test hung for {HANG_SECONDS} s; every thread's stack:{stacks}")
+
+    before = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(HANG_SECONDS)
+    with open(HANG_LOG, "w") as log:
+        faulthandler.dump_traceback_later(HANG_SECONDS + 60, exit=True, file=log)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, before)
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +157,17 @@ def test_every_worker_killed_then_resumed(tmp_path, folder, stand_in_model, refe
     if known:
         pipeline.load(db, [str(sorted(Path(folder).glob("0*"))[5])], stand_in_model)
     with LocalDask(tmp_path, workers=2) as c:
+        written_chunks = []
+
         def progress(done, total):
-            if done and c.alive():
-                # let the workers finish chunks this process has not fetched yet: killed, they
-                # are "lost" (a state the run must not wait on forever)
-                time.sleep(1.5)
+            if not done:
+                return
+            written_chunks.append(done)
+            if len(written_chunks) == 1:
+                time.sleep(3)  # every chunk in flight finishes meanwhile: the next wait() sees several done
+            elif len(written_chunks) == 2:
+                # between two results of that set: the rest are "lost" with their workers, unfetched
+                # (result() would wait for them to be computed again: with no workers, forever)
                 c.kill_worker(0)
                 c.kill_worker(1)
 

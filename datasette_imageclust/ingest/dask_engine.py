@@ -37,6 +37,7 @@ from .summary import LoadError
 INSTALL = "pip install 'datasette-imageclust[dask]'"
 POLL_SECONDS = 1.0
 NO_WORKERS_SECONDS = 120.0  # then give up: a batch system may take a while to start workers, not forever
+FETCH_SECONDS = 10.0  # a chunk's result is a few MB; longer, and its worker may have died since wait()
 WORKER_DIED = "a worker process died while reading this file (it crashed the decoder or ran out of memory)"
 
 
@@ -350,7 +351,10 @@ class DaskEngine:
                 for fut in finished:
                     files = sent.pop(fut)
                     try:
-                        chunk: Chunk = fut.result()
+                        chunk = self._fetch(fut)
+                        if chunk is None:  # lost since wait() saw it done: computed again, waited for again
+                            sent[fut] = files
+                            continue
                     except KilledWorker:
                         if len(files) == 1 and files[0].path in suspects:
                             chunk = Chunk([Read(files[0], error=WORKER_DIED)], None)
@@ -375,6 +379,19 @@ class DaskEngine:
         finally:
             for f in sent:
                 f.cancel()
+
+    def _fetch(self, fut: Any) -> Chunk | None:
+        """A finished task's result, or None once it is "lost" (its worker died before we
+        fetched it, perhaps after ``wait()`` said done; ``result()`` would then block until
+        it is computed again, which without workers is never)."""
+        timeout = FETCH_SECONDS
+        while fut.status in ("finished", "error", "cancelled"):
+            try:
+                return fut.result(timeout=timeout)
+            except TimeoutError:  # still "finished": a slow transfer; longer rather than again and again
+                self._check_workers(None)  # (a scheduler that is gone raises)
+                timeout *= 2
+        return None
 
     def _check_workers(self, idle_since: float | None) -> float | None:
         """None while the cluster has workers, else since when it has had none (raising
