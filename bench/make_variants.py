@@ -25,8 +25,12 @@ def make_int8(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # It logs a warning per tensor it leaves in float (shape arithmetic): noise, not news.
+    level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8)
+    finally:
+        logging.getLogger().setLevel(level)
 
 
 def make_fp16(src: Path, dst: Path) -> None:

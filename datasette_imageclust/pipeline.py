@@ -83,7 +83,7 @@ def load(db_path: str | os.PathLike, paths: Iterable[str], model: str | None = N
     on_status = on_status or _quiet
     start = time.perf_counter()
     loader = Loader(model, on_status=on_status, on_progress=on_progress, on_skip=on_skip, **options)
-    roots = loader.prepare(paths)  # before the database file is created
+    roots = loader.prepare(paths, db_path)  # before the database file is created
     with loader:  # lets go of a Dask cluster, whatever happens
         db = connection.connect(db_path)
         try:

@@ -52,7 +52,7 @@ def load_export(db_path: str | os.PathLike, export: str, *, url_column: str, id_
     limits = limits or Limits()
     rows = read_export(export, url_column=url_column, id_column=id_column, columns=columns,
                        all_columns=all_columns, separator=separator)  # a bad export stops here, nothing written
-    Loader(model, **options).prepare([])  # so do the load's options and model, before any download
+    Loader(model, **options).prepare([], db_path)  # so do the load's options and model, before any download
     cache = os.path.abspath(cache or default_cache(db_path))
     try:
         os.makedirs(cache, exist_ok=True)

@@ -2,11 +2,14 @@
 
 Serves ``/{owner}/{repo}/resolve/{revision}/{path}`` from a model directory with the
 headers ``huggingface_hub`` reads (X-Repo-Commit, ETag, X-Linked-Size, Content-Length),
-and 404 + ``X-Error-Code: EntryNotFound`` for missing files, on 127.0.0.1 only.
+and 404 + ``X-Error-Code: EntryNotFound`` for missing files, and the file listing
+``/api/models/{owner}/{repo}/tree/{revision}?recursive=...`` (one page, as the Hub's JSON),
+on 127.0.0.1 only.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,7 +56,33 @@ class FakeHub:
             def do_HEAD(self):
                 self._file()
 
+            def _tree(self) -> bool:
+                m = re.match(r"^/api/models/(.+?)/tree/([^/?]+)", self.path)
+                if not m:
+                    return False
+                hub.requests.append((self.command, self.path))
+                if m.group(1) != hub.repo_id:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "RepoNotFound")
+                    self.end_headers()
+                    return True
+                entries = []
+                for f in sorted(hub.folder.rglob("*")):
+                    rel = f.relative_to(hub.folder).as_posix()
+                    oid = hashlib.sha1(rel.encode()).hexdigest()
+                    entries.append({"type": "file", "path": rel, "size": f.stat().st_size, "oid": oid}
+                                   if f.is_file() else {"type": "directory", "path": rel, "oid": oid})
+                body = json.dumps(entries).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return True
+
             def do_GET(self):
+                if self._tree():
+                    return
                 data = self._file()
                 if data is not None:
                     self.wfile.write(data)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from datasette_imageclust.models import (DEFAULT_MODEL, ImageEmbedder, ModelError, Preprocessor,
                                          TextEmbedder, find_model)
+from dbrows import rows
 from fakehub import FakeHub
 from imagefactory import photo, photo_folder
 
@@ -139,6 +140,43 @@ def test_download_from_hub_once_then_cached(tmp_path, tiny_clip):
                             str(tmp_path / "p"), "--json"], env=env, capture_output=True, text=True)
         assert r.returncode == 0 and json.loads(r.stdout)["unchanged"] == 2
         assert len(hub.requests) == n  # the second run did not touch the network
+
+
+def test_auto_precision_from_the_hub_then_offline(tmp_path, tiny_clip):
+    """--precision auto against the Hub stand-in: its file listing says which variants the
+    repo ships and only the chosen vision file is downloaded. Offline, a database of int8
+    vectors grows with the cached int8 file (auto keeps the database's variant), asking
+    nothing of the network."""
+    import shutil
+    from pathlib import Path
+
+    from datasette_imageclust.models import variants
+    from tinyvit import quantize, vit_shaped
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_clip, repo)
+    vit_shaped(repo / "onnx" / "vision_model.onnx")  # its int8 file: MatMulInteger, no slow convolutions
+    quantize(repo / "onnx" / "vision_model.onnx", repo / "onnx" / "vision_model_quantized.onnx")
+    vnni = any(f in variants.cpu_flags() for f in variants.VNNI_FLAGS)
+    want = "vision_model_quantized.onnx" if vnni else "vision_model.onnx"
+
+    def load(db, env, *extra):
+        r = subprocess.run([sys.executable, "-m", "datasette_imageclust", "load", str(tmp_path / db),
+                            str(tmp_path / "p"), "--json", *extra], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    photo_folder(tmp_path / "p", 2)
+    with FakeHub(DEFAULT_MODEL, repo) as hub:
+        env = _env(tmp_path, HF_ENDPOINT=hub.url)
+        assert load("auto.db", env, "--precision", "auto")["new"] == 2
+        got = [path for method, path in hub.requests if method == "GET"]
+        assert any(path.startswith(f"/api/models/{DEFAULT_MODEL}/tree/") for path in got)
+        assert [p.rsplit("/", 1)[1] for p in got if "/resolve/" in p and "vision_model" in p] == [want]
+        assert load("int8.db", env, "--precision", "int8")["new"] == 2
+    photo_folder(tmp_path / "p", 1, start=2)
+    assert load("int8.db", _env(tmp_path, HF_HUB_OFFLINE="1"), "--precision", "auto")["new"] == 1
+    assert rows(str(tmp_path / "int8.db"), "SELECT precision FROM models") == [("int8",)]
 
 
 class SilentServer:

@@ -15,49 +15,11 @@ from datasette_imageclust.models import variants
 from datasette_imageclust.models.variants import auto_precision, cpu_flags
 from datasette_imageclust.store import connection
 from datasette_imageclust.store.collection import ImageCollection
+from tinyvit import quantize, vit_shaped
 
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def quantize(src: Path, dst: Path) -> None:
-    """onnxruntime's dynamic quantisation, as bench/make_variants.py and Hub exports make int8 files."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # a warning per shape tensor it leaves in float
-    try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8)
-    finally:
-        logging.getLogger().setLevel(level)
-
-
-def vit_shaped(path: Path, dim: int = 32, blocks: int = 4) -> None:
-    """A vision tower shaped like CLIP's ViT export: a Conv patch embedding (32x32, stride 32),
-    then matrix products over the 49 patch tokens, mean-pooled to ``dim``."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array((rng.standard_normal((dim, 3, 32, 32)) * 0.02).astype(np.float32), "P"),
-               numpy_helper.from_array(np.array([0, dim, 49], dtype=np.int64), "shape")]
-    nodes = [helper.make_node("Conv", ["pixel_values", "P"], ["c"], kernel_shape=[32, 32], strides=[32, 32]),
-             helper.make_node("Reshape", ["c", "shape"], ["r"]),
-             helper.make_node("Transpose", ["r"], ["h0"], perm=[0, 2, 1])]
-    for i in range(blocks):
-        weights.append(numpy_helper.from_array((rng.standard_normal((dim, dim)) * 0.2).astype(np.float32), f"W{i}"))
-        nodes.append(helper.make_node("MatMul", [f"h{i}", f"W{i}"], [f"h{i + 1}"]))
-    nodes.append(helper.make_node("ReduceMean", [f"h{blocks}"], ["image_embeds"], axes=[1], keepdims=0))
-    g = helper.make_graph(
-        nodes, "vision",
-        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 224, 224])],
-        [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["batch", dim])],
-        weights,
-    )
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +123,23 @@ def test_auto_takes_int8_for_a_matmul_model_on_a_vnni_cpu(tmp_path, tiny_clip):
     vnni = any(f in cpu_flags() for f in variants.VNNI_FLAGS)
     assert files.precision == ("int8" if vnni else "fp32")
     assert files.vision.name == ("vision_model_quantized.onnx" if vnni else "vision_model.onnx")
+
+
+def test_auto_keeps_the_variant_the_database_holds(tmp_path, variant_model, stamps):
+    """On a database of int8 vectors auto stays int8, though alone it takes fp32 for this
+    convolutional model (a database made on a VNNI machine, grown on another): two variants'
+    vectors do not mix. With --reembed, auto decides afresh."""
+    first = tmp_path / "first"
+    first.mkdir()
+    for f in sorted(stamps.iterdir())[:4]:
+        shutil.copy(f, first / f.name)
+    db = tmp_path / "x.db"
+    assert run("load", db, first, "--model", variant_model, "--precision", "int8").exit_code == 0
+    assert find_model(str(variant_model), precision="auto").precision == "fp32"  # alone
+    r = run("load", db, stamps, "--model", variant_model, "--precision", "auto")
+    assert r.exit_code == 0, r.stderr
+    precision, v = vectors(db)
+    assert precision == "int8" and len(v) == len(list(stamps.iterdir()))
+    r = run("load", db, stamps, "--model", variant_model, "--precision", "auto", "--reembed")
+    assert r.exit_code == 0, r.stderr
+    assert vectors(db)[0] == "fp32"

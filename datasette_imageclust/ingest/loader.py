@@ -16,7 +16,7 @@ import numpy as np
 import sqlite_utils
 
 from ..models import ImageEmbedder, ModelFiles, Preprocessor, devices, file_sha256, find_model
-from ..store import paths, vectors
+from ..store import connection, paths, vectors
 from ..store.collection import ImageCollection
 from ..store.schema import migrate, now, versions
 from . import dask_engine, stages, tidy
@@ -90,15 +90,17 @@ class Loader:
         self.files: ModelFiles | None = None
         self._embedder: ImageEmbedder | None = None
 
-    def prepare(self, roots: Iterable[str]) -> list[str]:
+    def prepare(self, roots: Iterable[str], database: str | os.PathLike | None = None) -> list[str]:
         """Check that every root exists and find the model (downloading it if needed):
         everything that can refuse the run before a database is created. Returns the
-        roots as absolute paths."""
+        roots as absolute paths. ``database``: where the run will write; with
+        ``precision="auto"`` an existing one keeps the variant its vectors are."""
         roots = [os.path.abspath(os.path.expanduser(r)) for r in roots]
         for r in roots:
             if not os.path.exists(r):
                 raise LoadError(f"no such file or folder: {paths.display(r)}")
-        self.files = find_model(self.model_name, precision=self.precision)
+        keep = None if self.reembed or self.precision != "auto" else _recorded_precision(database)
+        self.files = find_model(self.model_name, precision=self.precision, keep=keep)
         if self.engine == "dask":  # a cluster that cannot do the work refuses the run here too
             if not dask_engine.available():
                 raise LoadError(f"--engine dask needs Dask's distributed scheduler: {dask_engine.INSTALL}")
@@ -269,3 +271,18 @@ class Loader:
                 write_error(db, path, reason, None, None, stamp)
         for path, reason in skipped:
             self._skip(path, reason)
+
+
+def _recorded_precision(database: str | os.PathLike | None) -> str | None:
+    """The variant an existing database's vectors were made with; None without one."""
+    if database is None or not os.path.isfile(database):
+        return None
+    try:
+        db = connection.connect(database, readonly=True)
+    except Exception:  # noqa: BLE001 - the run's own connect says what is wrong with the file
+        return None
+    try:
+        row = ImageCollection(db).model()
+    finally:
+        connection.close(db)
+    return (row.get("precision") or "fp32") if row else None

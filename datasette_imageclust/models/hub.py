@@ -69,6 +69,19 @@ def _hub_unreachable(url: str) -> str | None:
     return result[0] if result else f"no answer within {PROBE_SECONDS:g} s"
 
 
+def _why_offline(path: str) -> str | None:
+    """None when the Hub can be asked, else why not: HF_HUB_OFFLINE, or no answer to one
+    probe of ``path`` (decided once per endpoint and process)."""
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set (no network)"
+    endpoint = constants.ENDPOINT
+    if endpoint not in _REACHABLE:
+        _REACHABLE[endpoint] = _hub_unreachable(f"{endpoint}/{path}")
+    return None if _REACHABLE[endpoint] is None else f"the Hub at {endpoint} cannot be reached ({_REACHABLE[endpoint]})"
+
+
 IMAGE_LAYOUT = "--model DIR with a local copy in the Hugging Face layout (onnx/vision_model.onnx + preprocessor_config.json)"
 
 
@@ -91,17 +104,11 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True, local: str =
         return Path(huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=True))
     except Exception:
         pass  # not cached (or the cache is unreadable): try the network
-    if constants.is_offline_mode():
+    why = _why_offline(f"{repo_id}/resolve/main/{filename}")
+    if why is not None:
         if not required:
             return None
-        raise _offline_hint(repo_id, "HF_HUB_OFFLINE is set (no network)", local)
-    endpoint = constants.ENDPOINT
-    if endpoint not in _REACHABLE:
-        _REACHABLE[endpoint] = _hub_unreachable(f"{endpoint}/{repo_id}/resolve/main/{filename}")
-    if _REACHABLE[endpoint] is not None:
-        if not required:
-            return None
-        raise _offline_hint(repo_id, f"the Hub at {endpoint} cannot be reached ({_REACHABLE[endpoint]})", local)
+        raise _offline_hint(repo_id, why, local)
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename))
     except EntryNotFoundError as e:
@@ -149,9 +156,17 @@ def _hub_variant(name: str, precision: str) -> Path:
     raise _variant_missing(name, precision, tried, [f for f in _hub_listing(name) if f.endswith(".onnx")])
 
 
-def find_model(name: str | None = None, *, text: bool = False, precision: str | None = None) -> ModelFiles:
+def _int8_demoted(precision: str, keep: str | None, vision: Path | None) -> bool:
+    """``auto``'s second look: an int8 file doing its work in convolutions (measured slow)
+    gives way to fp32, unless the database's vectors are int8 already."""
+    return precision == "int8" and keep != "int8" and vision is not None and variants.int8_is_slow(vision)
+
+
+def find_model(name: str | None = None, *, text: bool = False, precision: str | None = None,
+               keep: str | None = None) -> ModelFiles:
     """Locate a model by local directory or Hub repo id (default: CLIP ViT-B/32), in
-    variant ``precision`` (fp32, fp16, int8 or auto; see :mod:`.variants`).
+    variant ``precision`` (fp32, fp16, int8 or auto; see :mod:`.variants`). With auto,
+    ``keep`` is the variant a database's vectors already are, taken where the model has it.
 
     With ``text=True`` the text tower and tokenizer are fetched too when available; the
     text tower is the same variant when the model ships it, else fp32.
@@ -167,9 +182,9 @@ def find_model(name: str | None = None, *, text: bool = False, precision: str | 
         auto = precision == "auto"
         if auto:
             have = {p for p in variants.PRECISIONS if _local_variant(d, VISION_FILES, p)}
-            precision = variants.auto_precision(variants.cpu_flags(), have)
+            precision = variants.auto_precision(variants.cpu_flags(), have, keep=keep)
         vision = _local_variant(d, VISION_FILES, precision)
-        if auto and precision == "int8" and vision is not None and variants.int8_is_slow(vision):
+        if auto and _int8_demoted(precision, keep, vision):
             precision, vision = "fp32", _local_variant(d, VISION_FILES, "fp32")
         if vision is None:
             if precision == "fp32":
@@ -186,12 +201,9 @@ def find_model(name: str | None = None, *, text: bool = False, precision: str | 
     pre = hub_file(name, "preprocessor_config.json")
     auto = precision == "auto"
     if auto:
-        listed = _hub_listing(name)
-        have = {p for p in variants.PRECISIONS
-                if any(v in listed for v in variants.variant_names(VISION_FILES[0], p))}
-        precision = variants.auto_precision(variants.cpu_flags(), have)
+        precision = variants.auto_precision(variants.cpu_flags(), _hub_precisions(name, keep), keep=keep)
     vision = _hub_variant(name, precision)
-    if auto and precision == "int8" and variants.int8_is_slow(vision):
+    if auto and _int8_demoted(precision, keep, vision):
         precision, vision = "fp32", _hub_variant(name, "fp32")
     txt = tok = None
     if text:
@@ -205,12 +217,31 @@ def find_model(name: str | None = None, *, text: bool = False, precision: str | 
 
 def _hub_listing(repo_id: str) -> list[str]:
     """The files of Hub repo ``repo_id`` (empty when it cannot be listed, e.g. offline)."""
+    if _why_offline(f"api/models/{repo_id}") is not None:
+        return []
     try:
         import huggingface_hub
 
         return list(huggingface_hub.list_repo_files(repo_id))
     except Exception:
         return []
+
+
+def _hub_precisions(repo_id: str, keep: str | None) -> set[str]:
+    """The variants of the vision tower ``repo_id`` ships: ``keep`` alone when it is in the
+    cache (nothing to ask), else as the Hub lists them, else (offline) those in the cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(p: str) -> bool:
+        return any(isinstance(try_to_load_from_cache(repo_id, v), str)
+                   for v in variants.variant_names(VISION_FILES[0], p))
+
+    if keep in variants.PRECISIONS and cached(keep):
+        return {keep}
+    listed = set(_hub_listing(repo_id))
+    if listed:
+        return {p for p in variants.PRECISIONS if listed & set(variants.variant_names(VISION_FILES[0], p))}
+    return {p for p in variants.PRECISIONS if cached(p)}
 
 
 _SHA256: dict[tuple, str] = {}

@@ -59,10 +59,15 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def auto_precision(flags: set[str], available: set[str], int8_faster: bool | None = None) -> str:
-    """``--precision auto``: int8 where the CPU has VNNI, the model ships an int8 variant
-    and int8 was measured faster (``int8_faster``, default: what was measured, above);
-    else fp32. Never fp16: no CPU measurement found it faster."""
+def auto_precision(flags: set[str], available: set[str], int8_faster: bool | None = None, *,
+                   keep: str | None = None) -> str:
+    """``--precision auto``: the variant ``keep`` when the model ships it (the one a
+    database's vectors already are: two variants' vectors do not mix, whatever this CPU
+    prefers); else int8 where the CPU has VNNI, the model ships an int8 variant and int8 was
+    measured faster (``int8_faster``, default: what was measured, above); else fp32. Never
+    fp16: no CPU measurement found it faster."""
+    if keep in available:
+        return keep
     if int8_faster is None:
         int8_faster = INT8_MEASURED_FASTER_WITH_VNNI
     if int8_faster and "int8" in available and any(f in flags for f in VNNI_FLAGS):
