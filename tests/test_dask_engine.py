@@ -124,7 +124,8 @@ def test_cli_reports_the_cluster(tmp_path, folder, stand_in_model, reference, cl
                         stand_in_model, "--engine", "dask", "--address", cluster.address, "--batch-size", str(BATCH),
                         "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert f"dask: 2 workers, 2 threads, at {cluster.address}, running on CPUExecutionProvider" in r.stderr
+    assert (f"dask: 2 workers, 2 threads, at {cluster.address}, running on CPUExecutionProvider; "
+            f"model {stand_in_model} (fp32)") in r.stderr
     assert '"engine": "dask (2 workers)"' in r.stdout and "Traceback" not in r.stderr
     assert_same(reference, db)
 

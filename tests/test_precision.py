@@ -138,8 +138,10 @@ def test_auto_keeps_the_variant_the_database_holds(tmp_path, variant_model, stam
     assert find_model(str(variant_model), precision="auto").precision == "fp32"  # alone
     r = run("load", db, stamps, "--model", variant_model, "--precision", "auto")
     assert r.exit_code == 0, r.stderr
+    assert f"loading model {variant_model} (int8, chosen by --precision auto)" in r.stderr  # says what it took
     precision, v = vectors(db)
     assert precision == "int8" and len(v) == len(list(stamps.iterdir()))
     r = run("load", db, stamps, "--model", variant_model, "--precision", "auto", "--reembed")
     assert r.exit_code == 0, r.stderr
+    assert "(fp32, chosen by --precision auto)" in r.stderr
     assert vectors(db)[0] == "fp32"

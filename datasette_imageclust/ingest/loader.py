@@ -161,10 +161,15 @@ class Loader:
             db.execute("INSERT OR REPLACE INTO imageclust_meta (key, value) VALUES ('model_id', ?)",
                        [str(self.model_id)])
 
+    def _model_line(self) -> str:
+        """The model and its variant, as the status line says them (auto says what it chose)."""
+        how = ", chosen by --precision auto" if self.precision == "auto" else ""
+        return f"{paths.display(self.files.name)} ({self.files.precision}{how})"
+
     @property
     def embedder(self) -> ImageEmbedder:
         if self._embedder is None:
-            self.on_status(f"loading model {paths.display(self.files.name)}")
+            self.on_status(f"loading model {self._model_line()}")
             self._embedder = ImageEmbedder(self.files, threads=self.threads, spinning=False)
         return self._embedder
 
@@ -200,7 +205,7 @@ class Loader:
             raise
         self.summary.engine = f"dask ({cluster.workers} workers)"
         self.on_status(f"dask: {cluster.workers} workers, {cluster.threads} threads, at {cluster.address}, "
-                       f"running on {', '.join(cluster.providers)}")
+                       f"running on {', '.join(cluster.providers)}; model {self._model_line()}")
         return cluster
 
     def _run(self, db: sqlite_utils.Database, roots: list[str]) -> LoadSummary:
