@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
-import resource
 import shutil
 import subprocess
 import sys

@@ -3,7 +3,6 @@ the real stand-in model and clustered by `imageclust cluster`. Every operation, 
 each, the user's mistakes, concurrent writers, and re-applying the edits after re-runs."""
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time

@@ -148,7 +148,6 @@ def test_auto_precision_from_the_hub_then_offline(tmp_path, tiny_clip):
     vectors grows with the cached int8 file (auto keeps the database's variant), asking
     nothing of the network."""
     import shutil
-    from pathlib import Path
 
     from datasette_imageclust.models import variants
     from tinyvit import quantize, vit_shaped

@@ -318,7 +318,7 @@ async def test_malformed_requests_get_4xx_never_500(photos):
             assert r.json()["ok"] is False and r.json()["errors"], (op, r.text[:300])
         else:
             assert status == 403 and not DS1 and "content-type" in r.text.lower(), r.text[:300]
-    r = await ds.client.get(f"/photos/-/imageclust/edit/label", cookies=cookie(ds, "root"))
+    r = await ds.client.get("/photos/-/imageclust/edit/label", cookies=cookie(ds, "root"))
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     r = await ds.client.post("/nope/-/imageclust/edit/label", content=b"{}", headers=JSON, cookies=cookie(ds, "root"))
     assert r.status_code == 404
@@ -336,7 +336,7 @@ async def test_csrf_as_datasette_handles_it(photos):
                    headers={**JSON, "origin": "http://localhost", "sec-fetch-site": "same-origin"})
     assert r.status_code == 200, r.text
     # A cross-site form POST with the actor's cookie never writes.
-    r = await ds.client.post(f"/photos/-/imageclust/edit/label", content="cluster=1&label=evil",
+    r = await ds.client.post("/photos/-/imageclust/edit/label", content="cluster=1&label=evil",
                              headers={"content-type": "application/x-www-form-urlencoded",
                                       "origin": "http://evil.example", "sec-fetch-site": "cross-site"},
                              cookies=cookie(ds, "root"))

@@ -166,7 +166,6 @@ class Handler(BaseHTTPRequestHandler):
                    else {"error": {"message": "Not Found", "type": "not_found", "code": None}})
 
     def do_POST(self):
-        srv = self.server
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         try:
             body = json.loads(raw)

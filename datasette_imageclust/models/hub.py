@@ -97,7 +97,6 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True, local: str =
     downloaded (with a progress bar on stderr). None if optional and absent. ``local``:
     how to pass a local copy instead, for the message when the Hub cannot be reached."""
     import huggingface_hub
-    from huggingface_hub import constants
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     try:
