@@ -98,6 +98,11 @@ def test_auto_rule():
     assert auto_precision({"avx2", "avx512_vnni"}, {"fp32", "int8"}, int8_faster=False) == "fp32"
     assert auto_precision({"avx512_vnni"}, {"fp32", "int8"}) == \
         ("int8" if variants.INT8_MEASURED_FASTER_WITH_VNNI else "fp32")
+    # A database's variant comes first, whatever the CPU prefers, where the model ships it.
+    assert auto_precision({"avx2"}, {"fp32", "int8"}, int8_faster=True, keep="int8") == "int8"
+    assert auto_precision({"avx512_vnni"}, {"fp32", "int8"}, int8_faster=True, keep="fp32") == "fp32"
+    assert auto_precision({"avx512_vnni"}, {"fp32", "fp16"}, int8_faster=True, keep="fp16") == "fp16"
+    assert auto_precision({"avx2"}, {"fp32"}, int8_faster=True, keep="int8") == "fp32"  # not shipped
 
 
 def test_auto_resolves_to_a_recorded_variant(variant_model):
