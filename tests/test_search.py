@@ -14,6 +14,7 @@ from datasette_imageclust.analysis import search, embed_query
 from datasette_imageclust.store import vectors
 from datasette_imageclust.cli import cli
 from datasette_imageclust.store.schema import migrate
+import benchscripts
 
 
 @pytest.fixture
@@ -217,17 +218,6 @@ def test_status_sees_another_connections_commit(tmp_path):
         assert not st.fresh and st.n_vectors == 301 + i
 
 
-def _bench_search():
-    """bench/search.py, for its CLIP-like generator (the one home of those vectors)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_search", Path(__file__).resolve().parent.parent / "bench" / "search.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _vectors_db(path: str, x: np.ndarray) -> np.ndarray:
     db = dbmod.connect(path)
     migrate(db, "core")
@@ -266,7 +256,7 @@ def _force(path_taken: str, monkeypatch, limits) -> None:
 @pytest.mark.parametrize("path_taken", ["scan", "codes", "bits"])
 def test_recall_on_cliplike_vectors(tmp_path, monkeypatch, memory_limit, path_taken):
     _force(path_taken, monkeypatch, memory_limit)
-    bench = _bench_search()
+    bench = benchscripts.load("search")  # its CLIP-like generator: the one home of those vectors
     x = bench.cliplike(20000, 512, seed=3)
     mean_cos, nn_cos = bench.vector_stats(x, sample=300)
     assert 0.35 < mean_cos < 0.45 and 0.6 < nn_cos < 0.75, (mean_cos, nn_cos)  # as hard as the issue's

@@ -6,18 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+import benchscripts
 
 
 def quantize(src: Path, dst: Path) -> None:
     """The int8 variant as ``bench/make_variants.py`` makes it (onnxruntime's dynamic
     quantisation, as the Hub's ``*_quantized.onnx`` files are made)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_variants", BENCH / "make_variants.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.make_int8(src, dst)
+    benchscripts.load("make_variants").make_int8(src, dst)
 
 
 def vit_shaped(path: Path, dim: int = 32, blocks: int = 4) -> None:
