@@ -232,6 +232,30 @@ def test_a_file_that_kills_its_worker(tmp_path, folder, stand_in_model, referenc
     assert s.errors == 3 and s.new == N_IMAGES + 1 - known
 
 
+def test_files_queued_beside_a_deadly_one_are_not_blamed(tmp_path, folder, stand_in_model):
+    """Dask blames every task on a worker that dies, not only the one that killed it. One
+    worker that takes every task at once (worker-saturation inf), one file per task and the
+    deadly file first: the files after it wait on that worker each time it dies, so Dask
+    gives up on them too. They load all the same; only the deadly file gets an error row.
+    (Before, they were errors too, unless they happened to be sent again before it: a CI
+    run saw one.)"""
+    d = tmp_path / "photos"
+    shutil.copytree(folder, d)
+    im = Image.open(sorted(Path(folder).glob("0*"))[3]).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    im.save(d / "0-poison.png")  # sorts first, so it is the first task and has followers queued
+    with LocalDask(tmp_path, workers=1, nanny=True, preload="dask_poison",
+                   env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+                        "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "inf"}) as c:
+        db = tmp_path / "dask.db"
+        s = pipeline.load(db, [str(d)], stand_in_model, batch_size=1, threads=1, engine="dask",
+                          address=c.address)
+    errors = dict(rows(str(db), "select path, reason from errors"))
+    assert errors == {str(d / "0-poison.png"): dask_engine.WORKER_DIED,
+                      str(d / "broken.jpg"): errors[str(d / "broken.jpg")]}
+    assert errors[str(d / "broken.jpg")] != dask_engine.WORKER_DIED
+    assert (s.new, s.duplicates, s.errors) == (N_IMAGES + 1, 1, 2)
+
+
 def test_probe_says_what_a_worker_cannot_see(tmp_path, stand_in_model):
     from datasette_imageclust.models import file_sha256, find_model
 

@@ -312,9 +312,11 @@ class DaskEngine:
     def _results(self, job: Job, todo: list[FoundFile], chunk_size: int) -> Iterator[tuple[list[FoundFile], Chunk]]:
         """Each chunk of ``todo`` with its result, as they finish, with a bounded number in
         flight. A chunk whose workers keep dying (Dask gives up after its
-        ``allowed-failures``) is split into one task per file, and the file that still
-        kills its worker gets an error of its own. With no worker left, the tasks wait on
-        the scheduler for new ones (a batch system restarting them) for up to
+        ``allowed-failures``) is split into one task per file. A file whose own task Dask
+        gives up on may only have been queued on the worker beside the file that killed it,
+        so it is run again once nothing else is in flight: only a file that kills its worker
+        with no other task in the cluster gets an error of its own. With no worker left, the
+        tasks wait on the scheduler for new ones (a batch system restarting them) for up to
         ``NO_WORKERS_SECONDS``, then the run stops."""
         from distributed import wait
         from distributed.scheduler import KilledWorker
@@ -322,16 +324,23 @@ class DaskEngine:
         chunks = iter([todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)])
         window = max(4, 3 * self.threads)  # enough queued to keep every worker thread busy
         sent: dict[Any, list[FoundFile]] = {}
-        suspects: set[str] = set()  # files that died alone once
+        # Dask blames every task on a worker that dies, so a lone file it gave up on may be
+        # innocent; such files wait here and run one at a time, with nothing beside them
+        probation: list[FoundFile] = []
+        alone = None  # the future of the file on probation now running by itself
 
-        def submit(files: list[FoundFile]) -> None:
-            sent[self.client.submit(embed_chunk, job, files, pure=False)] = files
+        def submit(files: list[FoundFile]) -> Any:
+            fut = self.client.submit(embed_chunk, job, files, pure=False)
+            sent[fut] = files
+            return fut
 
         for files in itertools.islice(chunks, window):
             submit(files)
         try:
             idle_since = None
-            while sent:
+            while sent or probation:
+                if not sent:  # every chunk is done (each result brings in the next): the suspects, alone
+                    alone = submit([probation.pop(0)])
                 try:
                     with self.client.as_current():  # wait() asks for the default client; not made ours globally
                         finished = wait(list(sent), timeout=POLL_SECONDS, return_when="FIRST_COMPLETED").done
@@ -356,13 +365,12 @@ class DaskEngine:
                             sent[fut] = files
                             continue
                     except KilledWorker:
-                        if len(files) == 1 and files[0].path in suspects:
+                        if fut is alone:  # it killed its worker with no other task in the cluster
                             chunk = Chunk([Read(files[0], error=WORKER_DIED)], None)
-                        else:
-                            # one task per file, and a lone file once more: a file that merely
-                            # ran beside the one that kills its worker is not blamed for it
-                            if len(files) == 1:
-                                suspects.add(files[0].path)
+                        elif len(files) == 1:
+                            probation.append(files[0])
+                            chunk = None
+                        else:  # one task per file, to find the one that kills its worker
                             for f in files:
                                 submit([f])
                             continue
@@ -372,7 +380,8 @@ class DaskEngine:
                         raise
                     except Exception as e:  # a worker's own failure (the model, onnxruntime), not a file's
                         raise LoadError(f"a Dask worker failed: {type(e).__name__}: {_first_line(e)}") from None
-                    yield files, chunk
+                    if chunk is not None:
+                        yield files, chunk
                     nxt = next(chunks, None)
                     if nxt is not None:
                         submit(nxt)
