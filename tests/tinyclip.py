@@ -10,8 +10,12 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the models are built only when a test asks for one
+    import onnx
 
 # ../shared beside the checkout; IMAGECLUST_SHARED points elsewhere (e.g. at a missing
 # folder, to check that a CI run without it fails).
@@ -27,8 +31,7 @@ CLIP_PRE = {
 }
 
 
-def _vision(dim: int, rng) -> "onnx.ModelProto":
-    import onnx
+def _vision(dim: int, rng) -> onnx.ModelProto:
     from onnx import TensorProto, helper, numpy_helper
 
     # 8x8 average pooling -> 3x28x28 -> flatten -> random projection -> dim
@@ -47,7 +50,7 @@ def _vision(dim: int, rng) -> "onnx.ModelProto":
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def _text(dim: int, rng) -> "onnx.ModelProto":
+def _text(dim: int, rng) -> onnx.ModelProto:
     from onnx import TensorProto, helper, numpy_helper
 
     # token embedding -> masked mean over the sequence -> dim

@@ -15,9 +15,12 @@ import json
 import os
 import string
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:  # the models are built only when a test asks for one
+    import onnx
 
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # Words the tests write descriptions with (others are spelt out letter by letter).
@@ -48,7 +51,7 @@ def _tokenizer(path: Path, words: Iterable[str]) -> int:
     return len(vocab)
 
 
-def _encoder(vocab: int, dim: int, rng) -> "onnx.ModelProto":
+def _encoder(vocab: int, dim: int, rng) -> onnx.ModelProto:
     from onnx import TensorProto, helper, numpy_helper
 
     e = numpy_helper.from_array(rng.standard_normal((vocab, dim)).astype(np.float32), "E")
