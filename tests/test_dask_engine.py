@@ -19,7 +19,7 @@ from PIL import Image
 
 from dask_cluster import LocalDask, need_dask
 from datasette_imageclust import pipeline
-from datasette_imageclust.ingest import dask_engine
+from datasette_imageclust.ingest import dask_engine, dask_worker
 from datasette_imageclust.ingest.loader import LoadError
 from dbrows import rows
 from dbsnapshot import assert_same
@@ -260,12 +260,12 @@ def test_probe_says_what_a_worker_cannot_see(tmp_path, stand_in_model):
     from datasette_imageclust.models import file_sha256, find_model
 
     files = find_model(stand_in_model)
-    job = dask_engine.Job(files, file_sha256(files.vision), "cpu", 1, None)
-    p = dask_engine.probe(job, str(tmp_path / "not-on-this-worker"))
+    job = dask_worker.Job(files, file_sha256(files.vision), "cpu", 1, None)
+    p = dask_worker.probe(job, str(tmp_path / "not-on-this-worker"))
     assert p.error.startswith("cannot see ") and "filesystem the workers share" in p.error
-    ok = dask_engine.probe(job, str(tmp_path))
+    ok = dask_worker.probe(job, str(tmp_path))
     assert ok.error is None and ok.dimensions == 1280
-    wrong = dask_engine.probe(dask_engine.Job(files, "0" * 64, "cpu", 1, None), None)
+    wrong = dask_worker.probe(dask_worker.Job(files, "0" * 64, "cpu", 1, None), None)
     assert "differs from the driver's" in wrong.error
 
 
@@ -278,7 +278,7 @@ def test_workers_without_this_package_or_on_another_version(tmp_path, folder, st
         with pytest.raises(LoadError) as e:
             pipeline.load(db, [str(folder)], stand_in_model, engine="dask", address=cluster.address)
         assert "cannot run datasette-imageclust (ModuleNotFoundError" in str(e.value)
-        assert f"install version {dask_engine.version()} on every worker" in str(e.value)
+        assert f"install version {dask_worker.version()} on every worker" in str(e.value)
         assert "\n" not in str(e.value) and not db.exists()
         cluster.kill_worker(0)
         cluster.wait_for(0)
@@ -286,16 +286,16 @@ def test_workers_without_this_package_or_on_another_version(tmp_path, folder, st
         cluster.add_workers(1)
         with pytest.raises(LoadError) as e:
             pipeline.load(db, [str(folder)], stand_in_model, engine="dask", address=cluster.address)
-        assert f"has datasette-imageclust 0.0.1, this machine {dask_engine.version()}" in str(e.value)
-        assert dask_engine.version() != "0.0.1" and not db.exists()
+        assert f"has datasette-imageclust 0.0.1, this machine {dask_worker.version()}" in str(e.value)
+        assert dask_worker.version() != "0.0.1" and not db.exists()
 
 
 def test_known_digests():
     shas = [f"{i:064x}" for i in (0, 1, 2 ** 200, 255 << 8)]
-    known = dask_engine.Known(shas)
+    known = dask_worker.Known(shas)
     assert all(s in known for s in shas)
-    assert f"{3:064x}" not in known and f"{256:064x}" not in known and "" not in dask_engine.Known(())
-    again = dask_engine.Known(packed=known.packed())  # as the workers get it from the scheduler
+    assert f"{3:064x}" not in known and f"{256:064x}" not in known and "" not in dask_worker.Known(())
+    again = dask_worker.Known(packed=known.packed())  # as the workers get it from the scheduler
     assert all(s in again for s in shas) and f"{3:064x}" not in again
 
 

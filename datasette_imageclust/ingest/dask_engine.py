@@ -12,26 +12,25 @@ a local run does. So everything ``load`` promises holds: a killed worker's chunk
 run again elsewhere (Dask retries it), a chunk that keeps killing workers is split to
 find the one file that does, and a killed driver resumes on the next run.
 Workers must see the files and the model at the same paths as the driver (a shared
-filesystem); :meth:`DaskEngine.probe` checks that on every worker before any work.
+filesystem); :func:`.dask_worker.probe` checks that on every worker before any work.
+What runs on the workers is in :mod:`.dask_worker`.
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import time
 import uuid
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
-from collections.abc import Container
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..models import ImageEmbedder, ModelFiles, devices, file_sha256
-from ..store import paths
+from ..models import ModelFiles
+from .dask_worker import Chunk, Job, Known, Probe, cores, first_line, embed_chunk, probe, version
 from .scan import FoundFile
-from .stages import Batch, DecodeOptions, Pending, Read, StageTimes, read
+from .stages import Batch, DecodeOptions, Pending, Read, StageTimes
 from .summary import LoadError
 
 INSTALL = "pip install 'datasette-imageclust[dask]'"
@@ -49,165 +48,6 @@ def available() -> bool:
     return True
 
 
-class Known(Container[str]):
-    """The sha256 of every image the model has embedded, as sorted 32-byte digests: 64 MB
-    for 2M images, sent to each worker once, where a Python set of hex strings is ~3× that."""
-
-    def __init__(self, hexes: Iterable[str] = (), *, packed: bytes | None = None):
-        if packed is not None:  # as :meth:`packed` gave it
-            self.digests = np.frombuffer(packed, dtype="S32")
-        else:
-            self.digests = np.array(sorted(bytes.fromhex(h) for h in hexes), dtype="S32")
-
-    def packed(self) -> bytes:
-        return self.digests.tobytes()
-
-    def __contains__(self, sha256: object) -> bool:
-        if not isinstance(sha256, str) or not len(self.digests):
-            return False
-        d = bytes.fromhex(sha256)
-        i = int(np.searchsorted(self.digests, d))
-        # numpy strips trailing NULs from S32 values; compare padded
-        return i < len(self.digests) and self.digests[i].ljust(32, b"\0") == d
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every chunk needs: a few hundred bytes, sent with each task (so the scheduler
-    holds it: no worker's death loses it). The known digests, which can be large, wait in
-    a Dask ``Variable`` on the scheduler (``known``), fetched once per worker process."""
-
-    files: ModelFiles
-    sha256: str  # of the vision model file the driver registered
-    device: str
-    threads: int | None
-    options: DecodeOptions | None  # None in the probe
-    known: str | None = None  # the name of the Variable holding Known.packed(); None: nothing known
-
-
-@dataclass
-class Chunk:
-    """A chunk's results: every file's :class:`Read` (crops dropped) and, in order, a
-    vector for each one that was decoded."""
-
-    reads: list[Read]
-    vectors: np.ndarray | None
-    decode_seconds: float = 0.0
-    inference_seconds: float = 0.0
-
-
-def version() -> str:
-    """This package's installed version (the driver's and every worker's must match)."""
-    from importlib.metadata import PackageNotFoundError, version as installed
-
-    try:
-        return installed("datasette-imageclust")
-    except PackageNotFoundError:  # run from a source tree without installing
-        return "unknown"
-
-
-@dataclass
-class Probe:
-    dimensions: int
-    cores: int
-    error: str | None = None
-    provider: str = ""  # the one the worker's session runs on (an accelerator may have fallen back)
-    # of this package where the probe ran: chunks travel as its classes, so workers must match the driver
-    version: str = field(default_factory=version)
-
-
-# --- on the workers ------------------------------------------------------------------
-
-_sessions: dict[tuple, ImageEmbedder] = {}
-
-
-def _embedder(job: Job) -> ImageEmbedder:
-    key = (str(job.files.vision), job.sha256, job.device, job.threads)
-    if key not in _sessions:
-        if file_sha256(job.files.vision) != job.sha256:
-            raise LoadError(f"the model file {paths.display(str(job.files.vision))} on worker {_worker_name()} "
-                            "differs from the driver's: workers must see the same model files")
-        devices.choose(job.device, report=lambda line: None)
-        _sessions.clear()  # one session per worker process: a new run's model replaces the last
-        # the worker's cores shared by the tasks it runs at once (each runs this session)
-        threads = job.threads or max(1, _cores() // _worker_threads())
-        _sessions[key] = ImageEmbedder(job.files, threads=threads, spinning=False)
-    return _sessions[key]
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # what Slurm or a container gives this process
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _worker_threads() -> int:
-    try:
-        from distributed import get_worker
-
-        return get_worker().state.nthreads
-    except (ImportError, ValueError, AttributeError):
-        return 1
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except (ImportError, ValueError):
-        return "?"
-
-
-def probe(job: Job, sample: str | None) -> Probe:
-    """Run on each worker before any work: can it load the model and see the files?"""
-    if sample is not None and not os.path.exists(sample):
-        return Probe(0, _cores(), f"cannot see {paths.display(sample)}: the files must be on a filesystem "
-                                  "the workers share, at the same path as on this machine")
-    if not os.path.exists(job.files.vision):
-        return Probe(0, _cores(), f"cannot see the model at {paths.display(str(job.files.vision))}: "
-                                  "put it on a filesystem the workers share (--model DIRECTORY)")
-    try:
-        embedder = _embedder(job)
-        return Probe(embedder.dimensions, _cores(), provider=embedder.session.get_providers()[0])
-    except Exception as e:  # shown to the user as one line
-        return Probe(0, _cores(), _first_line(e))
-
-
-_known: dict[str, Known] = {}
-
-
-def _known_digests(name: str | None) -> Container[str]:
-    """The digests of the images the model has embedded (whose bytes need no decoding),
-    fetched from the scheduler once per worker process and run."""
-    if name is None:
-        return ()
-    if name not in _known:
-        from distributed import Variable, get_client
-
-        _known.clear()
-        _known[name] = Known(packed=Variable(name, client=get_client()).get(timeout=600))
-    return _known[name]
-
-
-def embed_chunk(job: Job, files: list[FoundFile]) -> Chunk:
-    """Read, hash, decode and embed ``files`` on a worker."""
-    embedder = _embedder(job)
-    known = _known_digests(job.known)
-    reads = [read(f, job.options, known) for f in files]
-    out = Chunk(reads, None, decode_seconds=sum(r.seconds for r in reads))
-    new = [r for r in reads if r.decoded is not None]
-    if new:
-        t0 = time.perf_counter()
-        out.vectors = embedder.embed_uint8(np.stack([r.decoded.crop for r in new]))
-        out.inference_seconds = time.perf_counter() - t0
-        for r in new:  # the driver needs no crop: ~150 KB each not sent back
-            r.decoded.crop = np.empty((0, 0, 3), np.uint8)
-    return out
-
-
-# --- on the driver ---------------------------------------------------------------------
 
 
 @dataclass
@@ -236,11 +76,11 @@ class DaskEngine:
                 self.client = Client(address, timeout="10s", set_as_default=False)
             else:
                 # its HTTP server starts whatever the options: on a free port of this host only
-                self.cluster = LocalCluster(n_workers=_cores(), threads_per_worker=1, processes=True,
+                self.cluster = LocalCluster(n_workers=cores(), threads_per_worker=1, processes=True,
                                             host="127.0.0.1", dashboard_address="127.0.0.1:0")
                 self.client = Client(self.cluster, set_as_default=False)
         except (OSError, TimeoutError) as e:
-            raise LoadError(f"cannot reach the Dask scheduler at {address}: {_first_line(e)}") from None
+            raise LoadError(f"cannot reach the Dask scheduler at {address}: {first_line(e)}") from None
         self.address = self.client.scheduler.address
 
     def close(self) -> None:
@@ -262,9 +102,9 @@ class DaskEngine:
         try:
             probes: dict[str, Probe] = self.client.run(probe, self._job, sample)
         except (OSError, TimeoutError) as e:
-            raise LoadError(f"lost the Dask scheduler at {self.address}: {_first_line(e)}") from None
+            raise LoadError(f"lost the Dask scheduler at {self.address}: {first_line(e)}") from None
         except Exception as e:  # noqa: BLE001 - the probe could not even run there (Dask re-raises it as text)
-            raise LoadError(f"the Dask workers at {self.address} cannot run datasette-imageclust ({_first_line(e)}): "
+            raise LoadError(f"the Dask workers at {self.address} cannot run datasette-imageclust ({first_line(e)}): "
                             f"install version {version()} on every worker: {INSTALL}") from None
         if not probes:
             raise LoadError(f"the Dask cluster at {self.address} has no workers")
@@ -379,7 +219,7 @@ class DaskEngine:
                     except LoadError:
                         raise
                     except Exception as e:  # a worker's own failure (the model, onnxruntime), not a file's
-                        raise LoadError(f"a Dask worker failed: {type(e).__name__}: {_first_line(e)}") from None
+                        raise LoadError(f"a Dask worker failed: {type(e).__name__}: {first_line(e)}") from None
                     if chunk is not None:
                         yield files, chunk
                     nxt = next(chunks, None)
@@ -420,7 +260,7 @@ class DaskEngine:
                          "what was written is kept: start workers and run the same command again to resume")
 
     def _lost(self, e: BaseException) -> LoadError:
-        return LoadError(f"lost the Dask cluster at {self.address} ({_first_line(e)}); "
+        return LoadError(f"lost the Dask cluster at {self.address} ({first_line(e)}); "
                          "what was written is kept: run the same command again to resume")
 
 
@@ -446,8 +286,3 @@ def _batch(chunk: Chunk, embedded: set[str], on_skip: Callable[[str, str], None]
     vectors: Future = Future()
     vectors.set_result(np.stack(vecs) if vecs else None)
     return Batch(new, links, errors, vectors if vecs else None)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
