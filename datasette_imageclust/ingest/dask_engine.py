@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..models import ModelFiles
-from .dask_worker import Chunk, Job, Known, Probe, cores, first_line, embed_chunk, probe, version
+from .dask_worker import Chunk, Job, Known, Probe, cores, embed_chunk, first_line, probe, version
 from .scan import FoundFile
 from .stages import Batch, DecodeOptions, Pending, Read, StageTimes
 from .summary import LoadError
