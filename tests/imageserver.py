@@ -89,7 +89,8 @@ class Handler(BaseHTTPRequestHandler):
             nth = self.server.seen[path] = self.server.seen.get(path, 0) + 1
             self.server.active += 1
             self.server.max_active = max(self.server.max_active, self.server.active)
-        kind, _, name = path.lstrip("/").partition("/")
+        # A query string is part of the URL (CDNs sign theirs), not of the image's name.
+        kind, _, name = path.split("?", 1)[0].lstrip("/").partition("/")
         counted = True
         try:
             if kind == "img":

@@ -3,6 +3,12 @@ hashtags, and the SQL that reads them: one home for the rule that the plugin's p
 ready-made queries and facets share.
 
 The rule: a configured name (plugin settings ``post_date_column``, ``post_author_column``,
+``post_hashtags_column``) when ``posts`` has that column; else the normalised columns
+``created``, ``author`` and ``hashtags`` that every load since posts schema v2 fills.
+
+A database of posts schema v1 that is served read-only has no normalised columns; for it
+(and for the v2 migration, which fills them from it) the older guess stays, as
+:func:`legacy_columns`: a configured name (plugin settings ``post_date_column``, ``post_author_column``,
 ``post_hashtags_column``) when ``posts`` has that column; else, for the date, the first
 kept column whose values (a sample) are all ISO 8601 dates (``is_date_sql``); for the
 author the first of ``author``, ``author_username``, ``username``, ``user``; for the
@@ -15,7 +21,9 @@ from dataclasses import dataclass
 
 AUTHOR_NAMES = ("author", "author_username", "username", "user")
 HASHTAG_NAMES = ("hashtags", "tags")
-FIXED = ("id", "export", "post_id", "row", "loaded")  # posts' own columns (ingest/posts.py)
+OWN = ("id", "export", "post_id", "row", "loaded")  # posts' own columns since v1 (ingest/posts.py)
+NORMALISED = ("platform", "permalink", "author", "created", "text", "hashtags", "image_count")  # since v2
+FIXED = OWN + NORMALISED  # a kept export column named like one of these gets a "_" after it
 SAMPLE = 200  # values looked at to decide that a column holds dates
 
 
@@ -58,12 +66,24 @@ def _is_dates(conn: sqlite3.Connection, column: str) -> bool:
 def post_columns(conn: sqlite3.Connection, date: str | None = None, author: str | None = None,
                  hashtags: str | None = None) -> PostColumns:
     """The date, author and hashtags columns of ``posts`` (None where there is none), the
-    configured names first. No ``posts`` table: all None."""
+    configured names first, then the normalised ones. No ``posts`` table: all None."""
+    if not has_posts(conn):
+        return PostColumns()
+    cols = {r[1].lower(): r[1] for r in conn.execute("PRAGMA table_info(posts)")}
+    if "created" not in cols:
+        return legacy_columns(conn, date, author, hashtags)
+    return PostColumns(cols.get((date or "created").lower()), cols.get((author or "author").lower()),
+                       cols.get((hashtags or "hashtags").lower()))
+
+
+def legacy_columns(conn: sqlite3.Connection, date: str | None = None, author: str | None = None,
+                   hashtags: str | None = None) -> PostColumns:
+    """The guess of posts schema v1 (see the module's docstring)."""
     if not has_posts(conn):
         return PostColumns()
     cols = [r[1] for r in conn.execute("PRAGMA table_info(posts)")]
     by_lower = {c.lower(): c for c in cols}
-    kept = [c for c in cols if c.lower() not in FIXED]
+    kept = [c for c in cols if c.lower() not in OWN]
 
     def pick(configured: str | None, names: tuple[str, ...]) -> str | None:
         if configured:

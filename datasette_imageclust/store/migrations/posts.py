@@ -56,3 +56,50 @@ def _posts_v1(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration("posts")
+def _posts_v2(db: sqlite_utils.Database) -> None:
+    # The normalised columns every recognised export fills (ingest/formats/base.py
+    # POST_FIELDS). A kept column of an older load that has one of these names is
+    # renamed with a "_" after it (as kept columns named like posts' own always were);
+    # the new columns are then filled from what the older rule guessed
+    # (store/postcolumns.py), so an old database keeps its timelines and facets.
+    from ..postcolumns import NORMALISED, hashtags_cte, legacy_columns, quote
+
+    guessed = legacy_columns(db.conn)
+    cols = [r[1] for r in db.execute("PRAGMA table_info(posts)").fetchall()]
+    taken = {c.lower() for c in cols}
+    renamed: dict[str, str] = {}
+    for c in cols:
+        if c.lower() in NORMALISED:
+            new = c + "_"
+            while new.lower() in taken:
+                new += "_"
+            db.execute(f"ALTER TABLE posts RENAME COLUMN {quote(c)} TO {quote(new)}")
+            taken.add(new.lower())
+            renamed[c] = new
+    script(db, """
+        ALTER TABLE posts ADD COLUMN platform TEXT;     -- instagram, tiktok, x, ... (NULL: unknown)
+        ALTER TABLE posts ADD COLUMN permalink TEXT;    -- the post's own page
+        ALTER TABLE posts ADD COLUMN author TEXT;       -- user name, without '@'
+        ALTER TABLE posts ADD COLUMN created TEXT;      -- ISO 8601 UTC: 2024-03-02T10:11:12Z
+        ALTER TABLE posts ADD COLUMN text TEXT;         -- caption, tweet, description
+        ALTER TABLE posts ADD COLUMN hashtags TEXT;     -- JSON list, without '#', lower case
+        ALTER TABLE posts ADD COLUMN image_count INTEGER;  -- the post's image links
+        CREATE INDEX posts_created ON posts(created);
+        CREATE INDEX posts_author ON posts(author);
+        """)
+    db.execute("UPDATE posts SET image_count = (SELECT count(*) FROM post_images WHERE post = posts.id)")
+    date, author, tags = (renamed.get(c, c) if c else None for c in (guessed.date, guessed.author, guessed.hashtags))
+    if date:
+        v = quote(date)
+        db.execute(f"UPDATE posts SET created = strftime('%Y-%m-%dT%H:%M:%SZ', {v}) "
+                   f"WHERE typeof({v}) = 'text' AND {v} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'")
+    if author:
+        v = quote(author)
+        db.execute(f"UPDATE posts SET author = ltrim(CAST({v} AS TEXT), '@') WHERE {v} IS NOT NULL AND {v} != ''")
+    if tags:
+        db.execute(f"WITH {hashtags_cte(tags)} UPDATE posts SET hashtags = "
+                   "(SELECT json_group_array(tag) FROM (SELECT DISTINCT tag FROM post_tags WHERE post = posts.id)) "
+                   f"WHERE {quote(tags)} IS NOT NULL AND {quote(tags)} != ''")
