@@ -16,9 +16,11 @@ from typing import Callable, Sequence
 
 from . import pipeline
 from .ingest.download import CacheError, Fetched, Limits, download_all
-from .ingest.exports import read_export
+from .ingest.exportfiles import export_kind
+from .ingest.exports import Export, Mapping, read_export
+from .ingest.exportzip import ZipExport, open_zip, unpack
 from .ingest.loader import Loader
-from .ingest.posts import ExportSummary, link, pending_urls, record_download, record_rows
+from .ingest.posts import ExportSummary, link, nothing_loaded, pending_urls, record_download, record_rows
 from .ingest.sidecars import SidecarSummary, record_sidecars
 from .store import connection
 from .store.paths import display, os_path
@@ -30,60 +32,83 @@ def default_cache(db_path: str | os.PathLike) -> str:
     return os.path.splitext(os.path.abspath(os.fspath(db_path)))[0] + "-cache"
 
 
-def load_export(db_path: str | os.PathLike, export: str, *, url_column: str, id_column: str | None = None,
-                columns: Sequence[str] | None = None, all_columns: bool = False, separator: str | None = None,
-                cache: str | None = None, concurrency: int = 8, per_host: int = 2, limits: Limits | None = None,
-                retry_failed: bool = False, model: str | None = None,
+def load_export(db_path: str | os.PathLike, export: str, *, url_column: str | None = None,
+                id_column: str | None = None, columns: Sequence[str] | None = None, all_columns: bool = False,
+                separator: str | None = None, export_format: str | None = None, delimiter: str | None = None,
+                mapping: Mapping | None = None, cache: str | None = None, concurrency: int = 8, per_host: int = 2,
+                limits: Limits | None = None, retry_failed: bool = False, model: str | None = None,
                 on_status: Callable[[str], None] | None = None,
                 on_download: Callable[[ExportSummary, int], None] | None = None,
                 on_skip: Callable[[str, str], None] | None = None,
                 on_progress: Callable[[int, int], None] | None = None, **options) -> ExportSummary:
-    """Load the posts of ``export`` (CSV, TSV, NDJSON or JSON) into the database at
-    ``db_path``: the posts (``columns`` kept, or ``all_columns``), every image URL of
-    ``url_column`` (a JSON list, or text split on ``separator``) downloaded into ``cache``
-    (default :func:`default_cache`) unless tried before, then the cache folder loaded as
-    :func:`pipeline.load` loads a folder (``model`` and ``options`` are its own).
-    ``on_download(summary, total)`` follows the downloads, ``on_skip(what, reason)`` names
-    each failed URL and unreadable row, ``on_progress`` is the folder load's. An interrupt
-    during the downloads returns with ``interrupted`` set: the next run resumes."""
+    """Load the posts of ``export`` into the database at ``db_path``: a file a known tool
+    wrote (recognised, or named by ``export_format``: see ``ingest/formats``), or one
+    mapped by ``url_column`` (a JSON list, or text split on ``separator``; ``mapping``
+    for the other fields). The posts (normalised, plus ``columns`` kept, or
+    ``all_columns``) are written, every image URL not tried before is downloaded into
+    ``cache`` (default :func:`default_cache`) -- or, for 4CAT's image-download ZIP, taken
+    from the ZIP -- then the cache folder is loaded as :func:`pipeline.load` loads a
+    folder (``model`` and ``options`` are its own). ``on_download(summary, total)``
+    follows the downloads, ``on_skip(what, reason)`` names each failed URL and
+    unreadable row, ``on_progress`` is the folder load's. An interrupt during the
+    downloads returns with ``interrupted`` set: the next run resumes. A run that ends
+    with no image to load sets ``summary.problem`` (the CLI exits 1 with it)."""
     on_status = on_status or (lambda line: None)
     on_skip = on_skip or (lambda what, reason: None)
     _check(concurrency, per_host, columns, all_columns, separator)
     limits = limits or Limits()
-    rows = read_export(export, url_column=url_column, id_column=id_column, columns=columns,
-                       all_columns=all_columns, separator=separator)  # a bad export stops here, nothing written
-    Loader(model, **options).prepare([], db_path)  # so do the load's options and model, before any download
-    cache = os.path.abspath(cache or default_cache(db_path))
+    if export_kind(export) == "zip":
+        if url_column or mapping:
+            raise pipeline.OptionError("a ZIP is read by its .metadata.json: --url-column goes with CSV and JSON")
+        source: Export | ZipExport = open_zip(export)
+    else:
+        source = read_export(export, url_column=url_column, id_column=id_column, columns=columns,
+                             all_columns=all_columns, separator=separator, export_format=export_format,
+                             delimiter=delimiter, mapping=mapping)  # a bad export stops here, nothing written
     try:
-        os.makedirs(cache, exist_ok=True)
-    except OSError as e:
-        raise CacheError(f"cannot use {display(cache)} as the cache folder: {e.strerror or e}") from e
-    name = display(os.path.basename(export))
-    summary = ExportSummary()
-    db = connection.connect(db_path)
-    try:
-        record_rows(db, name, rows, summary, lambda row, reason: on_skip(f"{name} row {row}", reason))
-        todo = pending_urls(db, name, cache, retry_failed, summary)
-        on_status(f"{summary.posts} posts, {summary.urls} image URLs: {summary.cached} downloaded before, "
-                  f"{summary.failed_before} failed before, {len(todo)} to fetch into {display(cache)}")
-
-        def done(f: Fetched) -> None:
-            record_download(db, f)
-            if f.status == "ok":
-                summary.fetched += 1
-            else:
-                summary.failed += 1
-                on_skip(f.url, f.error or "failed")
-            if on_download:
-                on_download(summary, len(todo))
-
+        Loader(model, **options).prepare([], db_path)  # so do the load's options and model, before any download
+        cache = os.path.abspath(cache or default_cache(db_path))
         try:
-            download_all(todo, cache, limits, concurrency=concurrency, per_host=per_host, on_result=done)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            return summary
+            os.makedirs(cache, exist_ok=True)
+        except OSError as e:
+            raise CacheError(f"cannot use {display(cache)} as the cache folder: {e.strerror or e}") from e
+        name = display(os.path.basename(export))
+        summary = ExportSummary(source.format.title if source.format else None, source.detail)
+        db = connection.connect(db_path)
+        try:
+            record_rows(db, name, source, summary, lambda row, reason: on_skip(f"{name} row {row}", reason))
+            on_status(source.recognised(summary.posts + summary.merged + summary.bad_rows))
+            for hint in source.hints:
+                on_status(f"note: {hint}")
+            todo = pending_urls(db, name, cache, retry_failed, summary)
+            if isinstance(source, ZipExport):
+                unpack(db, source, todo, cache, limits, summary, on_skip)
+                todo = []
+            on_status(f"{summary.posts} posts, {summary.urls} image URLs: {summary.cached} downloaded before, "
+                      f"{summary.failed_before} failed before, {len(todo)} to fetch into {display(cache)}")
+
+            def done(f: Fetched) -> None:
+                record_download(db, f)
+                if f.status == "ok":
+                    summary.fetched += 1
+                else:
+                    summary.failed += 1
+                    on_skip(f.url, f.error or "failed")
+                if on_download:
+                    on_download(summary, len(todo))
+
+            try:
+                download_all(todo, cache, limits, concurrency=concurrency, per_host=per_host, on_result=done)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                return summary
+            summary.problem = nothing_loaded(db, name, summary)
+        finally:
+            connection.close(db)
     finally:
-        connection.close(db)
+        source.close()
+    if summary.problem:
+        return summary  # nothing to load: the folder load would only scan an empty cache
     start = time.perf_counter()
     loaded = pipeline.load(db_path, [cache], model, on_status=on_status, on_skip=on_skip, on_progress=on_progress,
                            **options)

@@ -14,6 +14,8 @@ ways real hosts misbehave, chosen by the path:
     /loop              302 -> /loop2 -> /loop ... (a redirect loop)
     /tofile            302 to file:///etc/passwd (a redirect out of http)
     /endless           200 without Content-Length, bytes until the client hangs up
+    /trickle           a status line and headers a byte every 0.2 s (each read within any read
+                       timeout), for at most 30 s: only a deadline on the whole response ends it
 
 Every request is counted in ``requests`` (path list), so a test can assert that a re-run
 sends none. Binds 127.0.0.1 only.
@@ -129,6 +131,12 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(self.server.slow_seconds)
             elif kind == "tofile":
                 self._send(302, headers={"Location": "file:///etc/passwd"})
+            elif kind == "trickle":
+                head = b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\nX-Padding: " + b"a" * 200
+                for byte in head:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
             elif kind in ("loop", "loop2"):
                 self._send(302, headers={"Location": "/loop2" if kind == "loop" else "/loop"})
             elif kind == "endless":

@@ -83,10 +83,14 @@ def test_a_4cat_csv_loads_posts_images_links_and_every_failure(tmp_path, server,
     assert server.seen["/img/a.jpg"] == 1 and server.seen["/img/b.jpg"] == 1  # each in two posts, fetched once
     ok = dict(rows(db, "select url, content_type from downloads where status = 'ok'"))
     assert ok[server.url("/wrongtype/d.jpg")] == "text/plain"
-    # Columns typed: dates ISO, numbers numbers, JSON lists JSON; the export's "id" kept as "id_".
-    post = rows(db, "select post_id, timestamp, typeof(likes), likes, mentions, hashtags, id_ from posts "
+    # Columns typed: dates ISO, numbers numbers, JSON lists JSON; the export's "id", "author" and
+    # "hashtags" kept as "id_", "author_", "hashtags_" beside the normalised columns of those names.
+    post = rows(db, "select post_id, timestamp, typeof(likes), likes, mentions, hashtags_, id_, author_ from posts "
                     "where post_id = '1764002'")
-    assert post == [("1764002", "2024-03-02T11:00:00", "integer", 5, '["alice"]', "cats,reposts", 1764002)]
+    assert post == [("1764002", "2024-03-02T11:00:00", "integer", 5, '["alice"]', "cats,reposts", 1764002, "bob")]
+    # Mapped by flags, the normalised columns are still filled from the usual names.
+    assert rows(db, "select author, created, hashtags, image_count from posts where post_id = '1764002'") == [
+        ("bob", "2024-03-02T11:00:00Z", '["cats", "reposts"]', 2)]
     cache = tmp_path / "posts-cache"
     files = sorted(p for p in cache.rglob("*") if p.is_file())
     assert len(files) == 6 and all(p.parent.name == p.name[:2] and p.suffix == ".jpg" for p in files)
@@ -114,6 +118,14 @@ def test_private_and_loopback_addresses_are_refused_without_allow_private(tmp_pa
     assert len(errors) == 14
     assert set(errors) == {"127.0.0.1 is a loopback address (--allow-private fetches it)"}
     assert rows(db, "select count(*) from images") == [(0,)]
+    assert s.problem == ("no image could be fetched of the 16 URLs: 14 refused as private, loopback or link-local "
+                         "addresses (--allow-private fetches them); 2 not http(s) URLs")
+    assert rows(db, "select count(*) from posts") == [(10,)]  # the posts are kept
+    # The CLI says it in one line and exits 1.
+    result = CliRunner().invoke(cli, ["load", db, "--from", export, "--url-column", "images", "--separator", ",",
+                                      "--retries", "0", "--model", stand_in_model])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == "Error: " + s.problem.replace("16 URLs", "16 URLs")
 
 
 def test_a_zeeschuimer_ndjson_with_nested_columns(tmp_path, server, stand_in_model):
@@ -128,6 +140,14 @@ def test_a_zeeschuimer_ndjson_with_nested_columns(tmp_path, server, stand_in_mod
         ("7340000000000000004", "carol", "integer")]
     assert rows(db, "select row, reason like 'not JSON:%' from export_errors") == [(3, 1)]
     assert rows(db, "select count(*) from images") == [(3,)]
+
+
+def test_a_server_trickling_its_headers_is_cut_off_by_the_total_timeout(tmp_path, server):
+    # Each byte comes within the 1 s read timeout, so only the deadline on the whole
+    # response (3 s here) ends the request; before it, http.client read headers for 40 s.
+    limits = Limits(allow_private=True, connect_timeout=2, read_timeout=1, total_timeout=3, retries=0)
+    f = fetch(server.url("/trickle"), str(tmp_path), limits)
+    assert (f.status, f.error) == ("failed", "timed out: the response took more than 3s")
 
 
 def test_per_host_and_total_concurrency_are_held(tmp_path, server):
@@ -178,7 +198,9 @@ def test_an_interrupted_download_resumes_without_fetching_twice(tmp_path, server
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--from", "{csv}"], "--from needs --url-column"),
+    (["--from", "{txt}"], "cannot tell which tool wrote"),
+    (["--from", "{csv}", "--id-column", "id"], "--id-column goes with --url-column"),
+    (["--from", "{csv}", "--export-format", "nosuch"], "no export format 'nosuch'"),
     (["--from", "{csv}", "--url-column", "pictures"], "has no column 'pictures' (its columns: id, thread_id"),
     (["--from", "{csv}", "--url-column", "images", "photos"], "give PATH... or --from EXPORT, not both"),
     (["--url-column", "images", "photos"], "--url-column goes with --from EXPORT"),
@@ -186,7 +208,7 @@ def test_an_interrupted_download_resumes_without_fetching_twice(tmp_path, server
     (["--sidecars", "--from", "{csv}", "--url-column", "images"], "--sidecars goes with folders (PATH...), not --from"),
     ([], "give PATH... (folders or image files) or --from EXPORT"),
     (["--from", "{missing}", "--url-column", "images"], "cannot read"),
-    (["--from", "{txt}", "--url-column", "images"], "cannot tell the format"),
+    (["--from", "{bin}", "--url-column", "images"], "cannot tell the format"),
     (["--from", "{csv}", "--url-column", "images", "--per-host", "0"], "--per-host must be between 1 and 64"),
     (["--from", "{csv}", "--url-column", "images", "--columns", "id", "--all-columns"], "not both"),
     (["--from", "{csv}", "--url-column", "images", "--cache", "{txt}", "--model", "{model}"],
@@ -194,7 +216,8 @@ def test_an_interrupted_download_resumes_without_fetching_twice(tmp_path, server
 ])
 def test_bad_options_and_exports_are_one_line_and_write_nothing(tmp_path, args, message, stand_in_model):
     (tmp_path / "x.txt").write_text("id,images\n")
-    paths = {"csv": str(EXPORTS / "4cat-twitter.csv"), "missing": str(tmp_path / "nope.csv"),
+    (tmp_path / "x.bin").write_bytes(b"\x00\x01binary")
+    paths = {"csv": str(EXPORTS / "4cat-twitter.csv"), "missing": str(tmp_path / "nope.csv"), "bin": str(tmp_path / "x.bin"),
              "txt": str(tmp_path / "x.txt"), "model": stand_in_model}
     db = tmp_path / "x.db"
     result = CliRunner().invoke(cli, ["load", str(db), *[a.format(**paths) for a in args]])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import clusters, curate, describe, evaluate, export, load, map, publish, search, tags
+from . import clusters, curate, describe, evaluate, export, load, map, posts, publish, search, tags
 
 
 @click.group()
@@ -19,6 +19,6 @@ def cli() -> None:
     """Turn folders of images into a SQLite database to cluster and explore in Datasette."""
 
 
-for _module in (load, clusters, curate, search, map, describe, tags, evaluate, export, publish):
+for _module in (load, posts, clusters, curate, search, map, describe, tags, evaluate, export, publish):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

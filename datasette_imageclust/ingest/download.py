@@ -27,7 +27,7 @@ import ssl
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import quote, urljoin, urlsplit
 
 from PIL import Image
@@ -142,16 +142,59 @@ def resolve(host: str, port: int, allow_private: bool) -> str:
     return addresses[0]
 
 
+class _Deadline:
+    """A socket whose every read also ends at a deadline: a server that trickles its
+    status line and headers a byte at a time (each read within the read timeout) is cut
+    off like one that trickles its body. http.client reads the response through
+    ``makefile``, so that is where the deadline goes."""
+
+    def __init__(self, sock: socket.socket, deadline: float, read_timeout: float, total: float):
+        self._sock, self._deadline, self._read_timeout, self._total = sock, deadline, read_timeout, total
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the response took more than {self._total:g}s")
+        self._sock.settimeout(min(self._read_timeout, left))
+        try:
+            return self._sock.recv_into(buffer, nbytes, flags)
+        except TimeoutError:
+            if left < self._read_timeout:  # the deadline, not the read timeout, ran out
+                raise TimeoutError(f"the response took more than {self._total:g}s") from None
+            raise
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        # As socket.makefile does: the file holds a reference, so closing the connection
+        # (HTTP/1.0 closes it before the body is read) leaves the socket open until the file closes.
+        self._sock._io_refs += 1  # type: ignore[attr-defined]
+        return io.BufferedReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]
+
+    def _decref_socketios(self) -> None:
+        self._sock._decref_socketios()  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class _Pinned(http.client.HTTPConnection):
-    """HTTP to one checked address (the Host header still names the host)."""
+    """HTTP to one checked address (the Host header still names the host), the whole
+    response bounded by ``total_timeout`` from the connection on."""
 
     def __init__(self, host: str, port: int, address: str, limits: Limits):
         super().__init__(host, port, timeout=limits.read_timeout)
-        self.address, self.connect_timeout = address, limits.connect_timeout
+        self.address, self.connect_timeout, self.limits = address, limits.connect_timeout, limits
+
+    def _raw(self) -> socket.socket:
+        sock = socket.create_connection((self.address, self.port), self.connect_timeout)
+        sock.settimeout(self.timeout)
+        return sock
+
+    def _bound(self, sock: socket.socket) -> None:
+        total = self.limits.total_timeout
+        self.sock = _Deadline(sock, time.monotonic() + total, self.limits.read_timeout, total)  # type: ignore
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.connect_timeout)
-        self.sock.settimeout(self.timeout)
+        self._bound(self._raw())
 
 
 class _PinnedTLS(_Pinned):
@@ -159,8 +202,7 @@ class _PinnedTLS(_Pinned):
     context = ssl.create_default_context()
 
     def connect(self) -> None:
-        super().connect()
-        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
+        self._bound(self.context.wrap_socket(self._raw(), server_hostname=self.host))
 
 
 def _retry_after(value: str | None, limits: Limits) -> float | None:
@@ -259,7 +301,7 @@ def fetch(url: str, cache: str, limits: Limits) -> Fetched:
     content_type = headers.get("content-type")
     if status != 200:
         return _failure(url, f"HTTP {status} {http.client.responses.get(status, '')}".strip(), status, content_type)
-    return _keep(url, body, cache, content_type)
+    return keep(url, body, cache, content_type)
 
 
 def _reason(e: Exception) -> str:
@@ -270,7 +312,7 @@ def _reason(e: Exception) -> str:
     return f"connection failed: {getattr(e, 'strerror', None) or e or type(e).__name__}"
 
 
-def _keep(url: str, body: bytes, cache: str, content_type: str | None) -> Fetched:
+def keep(url: str, body: bytes, cache: str, content_type: str | None) -> Fetched:
     """Keep ``body`` if its bytes are an image a folder load reads."""
     try:
         with Image.open(io.BytesIO(body)) as im:

@@ -18,7 +18,9 @@ import sqlite_utils
 
 from ..store.paths import text
 from ..store.schema import migrate
+from . import formats
 from .exports import column_value, typed
+from .formats.base import Post, RowError, Sample
 from .posts import record_bad, replace_links, upsert_post
 
 MAX_BYTES = 20 * 1024 * 1024  # a post's metadata is kilobytes; this is a bound, not a guess
@@ -57,7 +59,7 @@ def read_sidecar(path: str) -> dict[str, Any] | str:
 
 @dataclass
 class SidecarSummary:
-    posts: int = 0  # sidecars read as posts
+    posts: int = 0  # posts made of sidecars (the sidecars of one post's files are one post)
     links: int = 0  # images linked to them
     unreadable: int = 0  # sidecars recorded in export_errors and skipped
 
@@ -65,11 +67,24 @@ class SidecarSummary:
         return asdict(self)
 
 
+def _as_post(data: dict) -> tuple[str, Post | None]:
+    """The export name and post of a sidecar: ``gallery-dl:<platform>`` or ``instaloader:<platform>``
+    with the post's id when a format knows it (so one post's files group), else ``sidecars``."""
+    found = formats.recognise(Sample("sidecar", [], [data]))
+    if found is None:
+        return "sidecars", None
+    fmt = found[0]
+    post = fmt.post(data)
+    return (f"{fmt.name}:{post.platform or found[1] or 'unknown'}" if post.post_id else "sidecars"), post
+
+
 def record_sidecars(db: sqlite_utils.Database, files: Iterable[tuple[str, str, int]], *,
                     columns: Sequence[str] | None, all_columns: bool,
                     on_skip: Callable[[str, str], None]) -> SidecarSummary:
-    """One post per sidecar among ``files`` (OS path, sha256, image id of each loaded file),
-    linking the images beside it; its columns as an export's (``columns``, or all)."""
+    """One post per post among the sidecars of ``files`` (OS path, sha256, image id of each
+    loaded file): gallery-dl writes a sidecar per file, so the files of a tweet of four
+    photos are grouped by the post id its format reads; a sidecar no format knows is a
+    post of its own. Its columns as an export's (``columns``, or all; the first sidecar's)."""
     migrate(db, "posts")
     known = {c.lower(): c for c in db["posts"].columns_dict}
     groups: dict[str, list[tuple[str, str, int]]] = {}
@@ -77,20 +92,37 @@ def record_sidecars(db: sqlite_utils.Database, files: Iterable[tuple[str, str, i
         sidecar = sidecar_for(path)
         if sidecar:
             groups.setdefault(sidecar, []).append((path, sha, image_id))
+    posts: dict[tuple[str, str], dict[str, Any]] = {}
     summary = SidecarSummary()
     with db.conn:
-        for n, (sidecar, images) in enumerate(sorted(groups.items()), 1):
+        for sidecar, images in sorted(groups.items()):
             name = text(sidecar)
             data = read_sidecar(sidecar)
+            post: Post | None = None
+            export = "sidecars"
+            if not isinstance(data, str):
+                try:
+                    export, post = _as_post(data)
+                except RowError as e:
+                    data = str(e)
+                except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError) as e:
+                    data = f"cannot be read as a post ({type(e).__name__}: {e})"[:300]
             if isinstance(data, str):
                 record_bad(db, name, 0, data)
                 summary.unreadable += 1
                 on_skip(sidecar, data)
                 continue
             db.execute("DELETE FROM export_errors WHERE export = ?", [name])
+            key = (export, post.post_id if post and post.post_id and export != "sidecars" else name)
+            entry = posts.setdefault(key, {"post": post, "data": data, "images": [], "row": len(posts) + 1})
+            entry["images"].extend(images)
+        for (export, post_id), entry in posts.items():
+            data = entry["data"]
             keep = list(data) if all_columns else list(columns or ())
-            post = upsert_post(db, "sidecars", name, n, {k: typed(column_value(data, k)) for k in keep}, known)
-            replace_links(db, post, [(None, sha, image_id) for _, sha, image_id in sorted(images)])
+            links = sorted(dict.fromkeys((path, sha, image_id) for path, sha, image_id in entry["images"]))
+            pid = upsert_post(db, export, post_id, entry["row"], {k: typed(column_value(data, k)) for k in keep},
+                              known, entry["post"], len(links))
+            replace_links(db, pid, [(None, sha, image_id) for _, sha, image_id in links])
             summary.posts += 1
-            summary.links += len(images)
+            summary.links += len(links)
     return summary

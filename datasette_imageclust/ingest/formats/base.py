@@ -64,6 +64,7 @@ class Format:
     fields: tuple[tuple[str, str], ...] = ()
     source: str = ""
     note: str = ""  # anything a user must know (e.g. 'carries no image URLs: use ...')
+    images: bool = True  # False: this export carries no image URLs (loading it stops, saying ``note``)
 
 
 # --- values -------------------------------------------------------------------------------
