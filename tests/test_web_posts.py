@@ -80,11 +80,11 @@ def plain_db(tmp_path_factory, tux_dir, stand_in_model) -> str:
 async def test_image_page_says_how_many_posts_share_it_and_when(posts_db):
     ds = make_ds([posts_db])
     for (image_id,) in sql(posts_db, "select id from images"):
-        want = sql(posts_db, """select count(distinct p.id), min(p.timestamp), max(p.timestamp)
+        want = sql(posts_db, """select count(distinct p.id), min(p.created), max(p.created)
                                 from post_images pi join posts p on p.id = pi.post where pi.image_id = ?""", [image_id])[0]
         got = (await get_json(ds, f"/posts/-/imageclust/image/{image_id}.json"))["posts"]
         assert (got["posts"], got["first"], got["last"]) == want
-        assert got["columns"] == {"date": "timestamp", "author": "author", "hashtags": "hashtags"}
+        assert got["columns"] == {"date": "created", "author": "author", "hashtags": "hashtags"}
     # The image of a.jpg: three posts (two by URL, one by the same bytes at another URL).
     (a,) = sql(posts_db, "select image_id from post_images where url like '%/img/a.jpg' limit 1")[0]
     html = (await ds.client.get(f"/posts/-/imageclust/image/{a}")).text
@@ -102,7 +102,7 @@ async def test_cluster_page_counts_posts_per_month_hashtags_and_authors(posts_db
     clusters = sql(posts_db, "select c.id from clusters c join cluster_runs r on r.id = c.run_id where r.is_default = 1")
     assert len(clusters) >= 2
     for (cid,) in clusters:
-        posts = sql(posts_db, """select distinct p.id, p.timestamp, p.author, p.hashtags from posts p
+        posts = sql(posts_db, """select distinct p.id, p.created, p.author, p.hashtags from posts p
                                  join post_images pi on pi.post = p.id join cluster_members m on m.image_id = pi.image_id
                                  where m.cluster_id = ?""", [cid])
         got = (await get_json(ds, f"/posts/-/imageclust/cluster/{cid}.json"))["posts"]
@@ -181,10 +181,10 @@ async def test_ready_made_queries_clusters_by_month_and_hashtag(posts_db):
     assert r.status_code == 200, r.text[:300]
     got = {(row["cluster_id"], row["month"]): row["posts"] for row in r.json()["rows"]}
     want = Counter()
-    for cid, pid, t in sql(posts_db, """select distinct m.cluster_id, p.id, p.timestamp from cluster_members m
+    for cid, pid, t in sql(posts_db, """select distinct m.cluster_id, p.id, p.created from cluster_members m
                                         join cluster_runs r on r.id = m.run_id and r.is_default = 1
                                         join post_images pi on pi.image_id = m.image_id join posts p on p.id = pi.post
-                                        where p.timestamp is not null"""):
+                                        where p.created is not null"""):
         want[(cid, t[:7])] += 1
     assert got == dict(want)
     r = await ds.client.get("/posts/imageclust_clusters_by_hashtag.json?_shape=objects")
@@ -207,30 +207,67 @@ async def test_posts_table_facets_by_date_and_author(posts_db, plain_db):
     assert r.status_code == 200, r.text[:300]
     facets = r.json()["facet_results"]
     facets = facets.get("results", facets)
-    assert {"timestamp", "author"} <= set(facets)
+    assert {"created", "author"} <= set(facets)
     authors = {f["value"]: f["count"] for f in facets["author"]["results"]}
     assert authors == dict(sql(posts_db, "select author, count(*) from posts group by author"))
     assert (await ds.client.get("/plain/images.json")).status_code == 200
 
 
-async def test_the_date_column_is_the_first_holding_iso_dates(tmp_path):
+async def test_the_date_column_is_created_or_else_the_first_holding_iso_dates(tmp_path):
     import sqlite_utils
 
     from datasette_imageclust.store.postcolumns import post_columns
     from datasette_imageclust.store.schema import migrate
 
     db = sqlite_utils.Database(str(tmp_path / "cols.db"))
-    migrate(db, "posts")
+    # posts as schema v1 made it (a database served read-only before its migration)
+    db.execute("CREATE TABLE posts (id INTEGER PRIMARY KEY, export TEXT, post_id TEXT, row INTEGER, loaded TEXT)")
+    db.execute("CREATE TABLE post_images (post INTEGER, position INTEGER, url TEXT, sha256 TEXT, image_id INTEGER)")
+    db.execute("CREATE TABLE schema_versions (component TEXT PRIMARY KEY, version INTEGER, applied TEXT)")
+    db.execute("INSERT INTO schema_versions VALUES ('posts', 1, 'then')")
     for name in ("code", "n", "year", "when", "Username", "Tags"):
         db.execute(f'ALTER TABLE posts ADD COLUMN "{name}"')
     # Digits as text and a number read as Julian days by SQLite's date(); a bare year: none is a date.
     db.execute("INSERT INTO posts (export, post_id, row, loaded, code, n, year, \"when\", Username, Tags) "
                "VALUES ('e', '1', 1, 'now', '007', 2460000, '2024', '2024-03-02T10:11:12', 'ann', 'a,b')")
     db.conn.commit()
-    cols = post_columns(db.conn)
+    cols = post_columns(db.conn)  # no normalised columns: the guess
     assert (cols.date, cols.author, cols.hashtags) == ("when", "Username", "Tags")
     assert post_columns(db.conn, date="CODE", author="nonesuch").as_dict() == {
         "date": "code", "author": None, "hashtags": "Tags"}
+    # The v2 migration renames nothing here and fills the normalised columns from that guess.
+    migrate(db, "posts")
+    assert sql(str(tmp_path / "cols.db"), "select created, author, hashtags from posts") == [
+        ("2024-03-02T10:11:12Z", "ann", '["a","b"]')]
+    # Since v2, the normalised columns, unless configured otherwise.
+    assert post_columns(db.conn).as_dict() == {"date": "created", "author": "author", "hashtags": "hashtags"}
+    assert post_columns(db.conn, date="CODE", author="nonesuch").as_dict() == {
+        "date": "code", "author": None, "hashtags": "hashtags"}
+
+
+async def test_the_v2_migration_renames_kept_columns_named_like_the_normalised_ones(tmp_path):
+    import sqlite_utils
+
+    from datasette_imageclust.store.schema import migrate
+
+    path = str(tmp_path / "v1.db")
+    db = sqlite_utils.Database(path)
+    db.execute("CREATE TABLE posts (id INTEGER PRIMARY KEY, export TEXT, post_id TEXT, row INTEGER, loaded TEXT, "
+               "timestamp, Author, hashtags, text, hashtags_)")
+    db.execute("CREATE TABLE post_images (post INTEGER, position INTEGER, url TEXT, sha256 TEXT, image_id INTEGER)")
+    db.execute("CREATE TABLE schema_versions (component TEXT PRIMARY KEY, version INTEGER, applied TEXT)")
+    db.execute("INSERT INTO schema_versions VALUES ('posts', 1, 'then')")
+    db.execute("INSERT INTO posts VALUES (1, 'e', '1', 1, 'now', '2024-03-02T10:11:12', '@ann', 'Cats, #dogs', "
+               "'hello', 'taken')")
+    db.execute("INSERT INTO post_images VALUES (1, 1, 'u1', NULL, NULL), (1, 2, 'u2', NULL, NULL)")
+    db.conn.commit()
+    migrate(db, "posts")
+    cols = [c for (c,) in sql(path, "select name from pragma_table_info('posts')")]
+    assert cols[:10] == ["id", "export", "post_id", "row", "loaded", "timestamp", "Author_", "hashtags__", "text_",
+                         "hashtags_"]
+    assert sql(path, 'select "Author_", hashtags__, text_, hashtags_, created, author, hashtags, text, image_count '
+                     "from posts") == [("@ann", "Cats, #dogs", "hello", "taken", "2024-03-02T10:11:12Z", "ann",
+                                        '["cats","dogs"]', None, 2)]
 
 
 async def test_the_map_colours_by_the_first_posts_author_and_year(posts_db, tmp_path):
@@ -247,13 +284,13 @@ async def test_the_map_colours_by_the_first_posts_author_and_year(posts_db, tmp_
     ds = make_ds([path])
     meta = await get_json(ds, "/map/-/imageclust/map.json")
     offered = [o["value"] for o in meta["colour_options"]]
-    assert "post:author" in offered and "postyear:timestamp" in offered
+    assert "post:author" in offered and "postyear:created" in offered
     on_map = [i for (i,) in sql(path, "select image_id from layout_points order by image_id")]
     for by, q in (("post:author", "select pi.image_id, p.author, min(p.id) from post_images pi join posts p "
                                   "on p.id = pi.post where pi.image_id is not null group by pi.image_id"),
-                  ("postyear:timestamp", "select pi.image_id, substr(min(p.timestamp), 1, 4), 0 from post_images pi "
+                  ("postyear:created", "select pi.image_id, substr(min(p.timestamp), 1, 4), 0 from post_images pi "
                                          "join posts p on p.id = pi.post where pi.image_id is not null "
-                                         "and p.timestamp is not null group by pi.image_id")):
+                                         "and p.created is not null group by pi.image_id")):
         want = {iid: value for iid, value, _ in sql(path, q)}
         got = await get_json(ds, f"/map/-/imageclust/map/colour.json?by={by}")
         legend = [e["value"] for e in got["legend"]]
@@ -277,7 +314,7 @@ async def test_exports_carry_the_posts(posts_db, tmp_path):
     import json
 
     want = {}
-    for iid, pid, author, ts in sql(posts_db, "select pi.image_id, p.post_id, p.author, p.timestamp from post_images pi "
+    for iid, pid, author, ts in sql(posts_db, "select pi.image_id, p.post_id, p.author, p.created from post_images pi "
                                               "join posts p on p.id = pi.post where pi.image_id is not null "
                                               "group by pi.image_id, p.id order by pi.image_id, p.id"):
         want.setdefault(iid, []).append((str(pid), author, ts))
@@ -291,7 +328,7 @@ async def test_exports_carry_the_posts(posts_db, tmp_path):
     for r in rows:
         posts = want[r["image_id"]]
         assert r["posts"] == len(posts) and [str(p) for p in r["post_ids"]] == [p[0] for p in posts]
-        assert (r["first_post"]["author"], r["first_post"]["timestamp"]) == posts[0][1:]
+        assert (r["first_post"]["author"], r["first_post"]["created"]) == posts[0][1:]
         assert "id" not in r["first_post"] and "export" not in r["first_post"]
     for r in csv.DictReader((tmp_path / "rows.csv").open(encoding="utf-8")):
         assert json.loads(r["first_post"])["author"] == want[int(r["image_id"])][0][1]

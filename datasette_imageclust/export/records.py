@@ -7,7 +7,7 @@ from typing import Iterator
 
 from ..store.collection import ImageCollection, raw_connection
 from ..store.connection import Connection
-from ..store.postcolumns import FIXED, has_posts
+from ..store.postcolumns import OWN, has_posts
 from .selection import Selection
 
 CHUNK = 500  # images read per round of queries: memory stays flat whatever the selection's size
@@ -92,5 +92,5 @@ def _posts(conn, arg: str) -> dict[int, list[dict]]:
 
 
 def _post_fields(posts: list[dict]) -> dict:
-    first = {k: v for k, v in posts[0].items() if k.lower() not in FIXED} if posts else None
+    first = {k: v for k, v in posts[0].items() if k.lower() not in OWN} if posts else None
     return {"posts": len(posts), "post_ids": [p["post_id"] for p in posts], "first_post": first}

@@ -101,5 +101,5 @@ def _posts_v2(db: sqlite_utils.Database) -> None:
         db.execute(f"UPDATE posts SET author = ltrim(CAST({v} AS TEXT), '@') WHERE {v} IS NOT NULL AND {v} != ''")
     if tags:
         db.execute(f"WITH {hashtags_cte(tags)} UPDATE posts SET hashtags = "
-                   "(SELECT json_group_array(tag) FROM (SELECT DISTINCT tag FROM post_tags WHERE post = posts.id)) "
+                   "(SELECT json_group_array(tag) FROM (SELECT DISTINCT tag FROM post_tags WHERE post = posts.id ORDER BY tag)) "
                    f"WHERE {quote(tags)} IS NOT NULL AND {quote(tags)} != ''")
