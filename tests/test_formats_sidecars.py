@@ -161,6 +161,34 @@ def test_gallery_dl_other_sites_and_mastodon_instances():
     assert p.urls == ["https://i.pinimg.com/originals/d4/f4/7f/d4.jpg"]
 
 
+def test_gallery_dl_tumblr_story_and_reddit_comment():
+    base = {"filename": "x", "extension": "jpg", "num": 1, "count": 2}
+    # tumblr.py: the API's post; 'date' replaced by str(datetime)
+    tb = dict(base, category="tumblr", subcategory="post", id=812307562622042112,
+              id_string="812307562622042112", blog_name="oidial", date="2026-03-28 05:47:39",
+              timestamp=1774676859, post_url="https://www.tumblr.com/oidial/812307562622042112/slug",
+              summary="", caption="<p>two <b>birds</b></p><p>#notatag</p>", tags=["Birds", "spring"])
+    p = gallerydl.post(tb)
+    assert (p.platform, p.post_id, p.author) == ("tumblr", "812307562622042112", "oidial")
+    assert (p.text, p.hashtags, p.created) == ("two birds\n#notatag", ["birds", "spring"], "2026-03-28T05:47:39Z")
+    assert p.permalink == "https://www.tumblr.com/oidial/812307562622042112/slug"
+    # instagram.py _parse_post_rest of a story: post_id is the reel's, each item its own post
+    story = dict(gdl("instagram/bob/3316000000000000002.jpg.json"), type="story", post_id="77",
+                 media_id="3316000000000000009", post_url="https://www.instagram.com/stories/bob/")
+    p = gallerydl.post(story)
+    assert p.post_id == "3316000000000000009"
+    assert p.permalink == "https://www.instagram.com/stories/bob/3316000000000000009/"
+    # reddit.py: a file from a comment carries the comment beside the submission
+    rd = gdl("reddit/pics/1b4xyz9 Apples on a table.jpeg.json")
+    rd.update(num=1, comment={"id": "kx1y2z3", "author": "dave", "body": "mine too",
+                              "permalink": "/r/pics/comments/1b4xyz9/apples_on_a_table/kx1y2z3/",
+                              "created_utc": 1709643600.0})
+    p = gallerydl.post(rd)
+    assert (p.post_id, p.author, p.text, p.created) == ("kx1y2z3", "dave", "mine too", "2024-03-05T13:00:00Z")
+    assert p.permalink == "https://www.reddit.com/r/pics/comments/1b4xyz9/apples_on_a_table/kx1y2z3/"
+    assert p.urls == []  # the submission's url is not this file's
+
+
 def test_the_older_sidecar_fixture_is_gallery_dl_too():
     data = json.loads((EXPORTS / "sidecars" / "gallery-dl-tweet.json").read_text(encoding="utf-8"))
     fmt, detail = recognise(Sample(kind="sidecar", header=[], records=[data]))

@@ -14,6 +14,7 @@ mastodon}.py`` with their ``test/results/*.py`` (the keys per site, below).
 from __future__ import annotations
 
 import email.utils
+import html
 import re
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ _IMAGE_EXT = {"jpg", "jpeg", "png", "webp", "gif", "heic", "avif", "bmp", "tif",
 # Subcategories whose files are a profile's pictures, not a post's.
 _PROFILE = {"avatar", "background", "banner", "info"}
 _HASHTAG = re.compile(r"#(\w+)")
+_BREAK = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.I)  # between paragraphs: a new line
 _TAGS = re.compile(r"<[^>]+>")
 
 
@@ -85,10 +87,10 @@ def _file_url(data: dict, *keys: str) -> list[str]:
     return []
 
 
-def _plain(html: Any) -> str | None:
+def _plain(value: Any) -> str | None:
     """Text of an HTML field (Mastodon's content, Tumblr's caption): tags out."""
-    text = _str(html)
-    return text_of(_TAGS.sub(" ", text).replace("&amp;", "&")) if text else None
+    text = _str(value)
+    return text_of(html.unescape(_TAGS.sub("", _BREAK.sub("\n", text)))) if text else None
 
 
 def _twitter(d: dict) -> dict:
