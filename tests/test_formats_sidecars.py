@@ -189,6 +189,15 @@ def test_gallery_dl_tumblr_story_and_reddit_comment():
     assert p.urls == []  # the submission's url is not this file's
 
 
+def test_gallery_dl_a_video_file_has_no_image_url():
+    # NAME.mp4.json: its video_url is no image, its display_url the cover's (another file)
+    data = dict(gdl("instagram/bob/3316000000000000003p.jpg.json"), extension="mp4",
+                media_id="3316000000000000003", gdl_file_url="https://scontent.cdninstagram.com/o1/v/t16/f2/m86/AQ.mp4")
+    post = gallerydl.post(data)
+    assert post.urls == []
+    assert post.post_id == "3316000000000000003"  # still the same post as its cover
+
+
 def test_the_older_sidecar_fixture_is_gallery_dl_too():
     data = json.loads((EXPORTS / "sidecars" / "gallery-dl-tweet.json").read_text(encoding="utf-8"))
     fmt, detail = recognise(Sample(kind="sidecar", header=[], records=[data]))

@@ -71,16 +71,12 @@ def _date(*values: Any) -> str | None:
 
 
 def _file_url(data: dict, *keys: str) -> list[str]:
-    """The file's source URL when the kwdict holds it: a metadata-url key, else one of
-    ``keys`` (the site's) when the file is an image (a video's sidecar names its cover
-    otherwise)."""
-    for key in _URL_KEYS:
-        url = _str(data.get(key))
-        if url and url.startswith(("http://", "https://")):
-            return [url]
+    """The file's source URL when the kwdict holds it (a metadata-url key, else one of
+    the site's ``keys``), for an image only: a video's URL is no image's, and its
+    ``display_url`` is its cover's, which is another file."""
     if str(data.get("extension", "")).lower() not in _IMAGE_EXT:
         return []
-    for key in keys:
+    for key in (*_URL_KEYS, *keys):
         url = _str(value_at(data, key))
         if url and url.startswith(("http://", "https://")):
             return [url]
