@@ -291,3 +291,12 @@ def test_a_gallery_dl_sidecar_is_not_instaloader_and_back():
     assert instaloader.detect(Sample("sidecar", [], [g])) is None
     assert gallerydl.detect(Sample("sidecar", [], [i])) is None
     assert recognise(Sample("sidecar", [], [i]))[0].name == "instaloader"
+
+
+def test_instaloader_iphone_carousel_without_graphql_children():
+    data = il("bob/2024-03-05_12-00-00_UTC.json")
+    ist = data["node"]["iphone_struct"]
+    ist["media_type"] = 8
+    ist["carousel_media"] = [{"media_type": 1, "image_versions2": {"candidates": [{"url": f"https://cdn.example/{n}.jpg"}]}}
+                             for n in (1, 2)]
+    assert instaloader.post(data).urls == ["https://cdn.example/1.jpg", "https://cdn.example/2.jpg"]
