@@ -1,0 +1,117 @@
+"""Every export fixture built from a real tool's field names (tests/fixtures/exports/<tool>/,
+each folder's README names the upstream source files) loads completely with NO mapping
+flag: `imageclust load DB --from FILE` recognises it, every image URL in the file is
+linked (counted independently, by a regular expression over the file's text), every
+image a local server has is downloaded and loaded, and every post has an author and a
+date. Then the sidecar folders of gallery-dl and Instaloader, grouped one post per post."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from datasette_imageclust.cli import cli
+from dbrows import rows
+from imageserver import ImageServer
+
+EXPORTS = Path(__file__).parent / "fixtures" / "exports"
+TOOLS = {"tcat": "DMI-TCAT", "zeeschuimer": "Zeeschuimer", "fourcat": "4CAT"}
+FILES = sorted(p for tool in TOOLS for p in (EXPORTS / tool).glob("*")
+               if p.suffix in (".csv", ".tsv", ".ndjson", ".jsonl", ".json") and not p.name.startswith("expected"))
+# A URL of the local server in a fixture: up to a quote, white space, or a list separator.
+URL = re.compile(r"\{base\}[^\"\s;,|\\]+")
+
+
+@pytest.fixture(scope="module")
+def server(tux_dir):
+    files = sorted((tux_dir / "fruit").glob("*.jpg"))[:6]
+    images = {f"{c}.jpg": f.read_bytes() for c, f in zip("abcdef", files)}
+    images["a-copy.jpg"] = images["a.jpg"]
+    with ImageServer(images) as s:
+        yield s
+
+
+def test_there_are_fixtures_of_every_tool():
+    assert {p.parent.name for p in FILES} == set(TOOLS)
+
+
+@pytest.mark.parametrize("fixture", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_real_export_loads_completely_with_no_mapping_flag(fixture, tmp_path, server, stand_in_model):
+    raw = fixture.read_bytes().decode("utf-8")
+    export = tmp_path / fixture.name
+    export.write_bytes(raw.replace("{base}", server.base).encode("utf-8"))
+    in_file = {u.replace("{base}", server.base) for u in URL.findall(raw)}
+    assert in_file, f"{fixture} has no image URL of the test server"
+    db = str(tmp_path / "x.db")
+    result = CliRunner().invoke(cli, ["load", db, "--from", str(export), "--allow-private", "--retries", "0",
+                                      "--model", stand_in_model, "--json"])
+    assert result.exit_code == 0, result.output
+    assert f"recognised: {TOOLS[fixture.parent.name]}" in result.stderr
+    summary = json.loads(result.stdout)
+    # Every URL of the file is a link of some post: none is lost (and none made up).
+    linked = {u for (u,) in rows(db, "select distinct url from post_images")}
+    assert linked == in_file
+    # The summary's numbers are the tables'.
+    assert summary["posts"] == rows(db, "select count(*) from posts")[0][0]
+    assert summary["links"] == rows(db, "select count(*) from post_images")[0][0]
+    assert summary["urls"] == len(linked)
+    # Every image the server has is downloaded and loaded; only what it lacks failed.
+    good = {u for u in linked if "/img/" in u}
+    assert {u for (u,) in rows(db, "select url from downloads where status = 'ok'")} == good
+    assert rows(db, "select count(*) from post_images where url in (%s) and image_id is null"
+                % ",".join("?" * len(good)), list(good)) == [(0,)]
+    # Every post knows its author and date, and how many images it has.
+    assert rows(db, "select count(*) from posts where author is null or created is null") == [(0,)]
+    assert rows(db, "select count(*) from posts p where image_count != "
+                    "(select count(*) from post_images where post = p.id)") == [(0,)]
+    assert rows(db, "select count(*) from posts where created not glob '[0-9][0-9][0-9][0-9]-[0-9][0-9]-*Z'") == [(0,)]
+
+
+def test_tcat_hashtags_are_exact(tmp_path, server, stand_in_model):
+    # tcat-fullExport.csv's first tweet: hashtags "cats; Dogs" (TCAT joins with "; ").
+    src = EXPORTS / "tcat" / "tcat-fullExport.csv"
+    export = tmp_path / src.name
+    export.write_text(src.read_text(encoding="utf-8-sig").replace("{base}", server.base), encoding="utf-8-sig")
+    db = str(tmp_path / "t.db")
+    result = CliRunner().invoke(cli, ["load", db, "--from", str(export), "--allow-private", "--model",
+                                      stand_in_model])
+    assert result.exit_code == 0, result.output
+    assert rows(db, "select hashtags, author, created, permalink, image_count from posts "
+                    "where post_id = '1763869657003001234'") == [
+        ('["cats", "dogs"]', "alice", "2024-03-02T10:11:12Z",
+         "https://twitter.com/alice/status/1763869657003001234", 4)]
+    tags = [t for (h,) in rows(db, "select hashtags from posts where hashtags is not null") for t in json.loads(h)]
+    assert tags and not [t for t in tags if t != t.strip() or ";" in t or "#" in t]
+
+
+def _folder(tool: str, tux_dir: Path, tmp_path: Path) -> Path:
+    """The tool's fixture folder with the images its manifest names copied in beside the sidecars."""
+    folder = tmp_path / tool
+    shutil.copytree(EXPORTS / tool, folder)
+    for line in (folder / "manifest.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            target, stamp = line.split("\t")
+            shutil.copy(tux_dir / stamp, folder / target)
+    return folder
+
+
+@pytest.mark.parametrize("tool, posts, images", [("gallery-dl", 6, 9), ("instaloader", 5, 7)])
+def test_sidecar_folders_load_one_post_per_post(tool, posts, images, tmp_path, tux_dir, stand_in_model):
+    import lzma
+
+    folder = _folder(tool, tux_dir, tmp_path)
+    if tool == "instaloader":  # Instaloader compresses its sidecars (the fixtures are kept readable)
+        for side in folder.rglob("*.json"):
+            side.with_name(side.name + ".xz").write_bytes(lzma.compress(side.read_bytes()))
+            side.unlink()
+    db = str(tmp_path / "s.db")
+    result = CliRunner().invoke(cli, ["load", db, str(folder), "--sidecars", "--model", stand_in_model])
+    assert result.exit_code == 0, result.output
+    assert rows(db, "select count(*) from posts") == [(posts,)]
+    assert rows(db, "select count(*), count(distinct image_id) from post_images") == [(images, images)]
+    assert rows(db, "select count(*) from posts where author is null or created is null or platform is null") \
+        == [(0,)]
