@@ -20,7 +20,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Format, Post, RowError, Sample, hashtag_list, id_of, iso_utc, text_of, unique
+from .base import (
+    Format,
+    Post,
+    RowError,
+    Sample,
+    hashtag_list,
+    id_of,
+    iso_utc,
+    text_of,
+    unique,
+)
 from .zeeschuimer_platforms import MAPPERS, generic
 
 _ENVELOPE = ("item_id", "source_platform", "data")
@@ -159,24 +169,24 @@ FORMATS: list[Format] = [
         name="zeeschuimer", title="Zeeschuimer NDJSON", kinds=("ndjson", "json"),
         detect=detect_items, post=item_post,
         fields=(
-            ("post_id", "instagram data.code | data.shortcode; tiktok data.id; x data.rest_id | "
-                        "data.legacy.id_str; threads data.code; linkedin the urn:li:activity id; else item_id"),
-            ("urls", "instagram data.carousel_media[*].image_versions2.candidates[0].url | "
+            ("post_id", ("instagram data.code | data.shortcode; tiktok data.id; x data.rest_id | "
+                        "data.legacy.id_str; threads data.code; linkedin the urn:li:activity id; else item_id")),
+            ("urls", ("instagram data.carousel_media[*].image_versions2.candidates[0].url | "
                      "data.image_versions2.candidates[0].url | data.edge_sidecar_to_children.edges[*].node."
                      "display_url | data.display_url | data.display_uri; tiktok data.imagePost.images[*]."
                      "imageURL.urlList[0] | data.video.cover; x data.legacy.extended_entities.media[*]."
                      "media_url_https; threads as instagram; pinterest data.imageSpec_orig.url | "
                      "data.images.orig.url; linkedin data.content.images[*] vectorImage rootUrl+segment; "
-                     "douyin data.images[*].url_list[0] | data.video.cover; others: see the module"),
+                     "douyin data.images[*].url_list[0] | data.video.cover; others: see the module")),
             ("platform", "from source_platform (twitter.com -> x)"),
-            ("permalink", "built as 4CAT does: instagram.com/p/<code>, tiktok.com/@<user>/video/<id>, "
-                          "x.com/<user>/status/<id>, threads.com/@<user>/post/<code>, pinterest.com/pin/<id>"),
-            ("author", "data.user.username | data.author.uniqueId | data.core.user_results.result."
-                       "{core,legacy}.screen_name | data.pinner.username | ..."),
+            ("permalink", ("built as 4CAT does: instagram.com/p/<code>, tiktok.com/@<user>/video/<id>, "
+                          "x.com/<user>/status/<id>, threads.com/@<user>/post/<code>, pinterest.com/pin/<id>")),
+            ("author", ("data.user.username | data.author.uniqueId | data.core.user_results.result."
+                       "{core,legacy}.screen_name | data.pinner.username | ...")),
             ("created", "data.taken_at | data.createTime | data.legacy.created_at | data.created_at"),
             ("text", "data.caption.text | data.desc | data.legacy.full_text | data.description"),
-            ("hashtags", "data.textExtra[*].hashtagName + data.challenges[*].title | data.legacy.entities."
-                         "hashtags[*].text | data.tags[*].name; else #words of the text"),
+            ("hashtags", ("data.textExtra[*].hashtagName + data.challenges[*].title | data.legacy.entities."
+                         "hashtags[*].text | data.tags[*].name; else #words of the text")),
         ),
         source=_SOURCE,
         note="Instagram grid items marked partial (_zs_partial) have no date; LinkedIn's date is "
@@ -187,8 +197,8 @@ FORMATS: list[Format] = [
         detect=detect_csv, post=csv_post,
         fields=(
             ("post_id", "id"),
-            ("urls", "image_urls | thumbnail_url | images | image_url | media_url | video_thumbs "
-                     "(split on ',')"),
+            ("urls", ("image_urls | thumbnail_url | images | image_url | media_url | video_thumbs "
+                     "(split on ',')")),
             ("platform", "the module whose columns the header has"),
             ("permalink", "url | tiktok_url | link | post_url"),
             ("author", "author | account_username | author_nickname"),

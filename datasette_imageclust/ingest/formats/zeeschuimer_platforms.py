@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any
 
-from .base import Post, first, hashtag_list, id_of, iso_utc, text_of, unique, value_at, values_at
+from .base import (
+    Post,
+    first,
+    hashtag_list,
+    id_of,
+    iso_utc,
+    text_of,
+    unique,
+    value_at,
+    values_at,
+)
 
 _HASHTAG = re.compile(r"#(\w+)")
 _TAG = re.compile(r"<[^>]+>")
@@ -30,7 +41,7 @@ def plain(markup: Any) -> str | None:
     text = text_of(markup)
     if text is None:
         return None
-    text = re.sub(r"<br\s*/?>|</p>", "\n", text, flags=re.I)
+    text = re.sub(r"<br\s*/?>|</p>", "\n", text, flags=re.IGNORECASE)
     return text_of(html.unescape(_TAG.sub("", text)))
 
 
