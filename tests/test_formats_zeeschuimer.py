@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from datasette_imageclust.ingest.formats import Post, RowError, Sample, by_name, recognise
+from datasette_imageclust.ingest.formats import (
+    Post,
+    RowError,
+    Sample,
+    by_name,
+    recognise,
+)
 
 DIR = Path(__file__).parent / "fixtures" / "exports" / "zeeschuimer"
 H = "http://h"
@@ -54,8 +60,9 @@ def test_instagram_items_carousels_graph_and_polaris():
         "dunes.and.light", "2024-03-02T10:11:12Z", "https://www.instagram.com/p/C4Xb1aLrT2k")
     assert first.hashtags == ["travel", "namibia"]
     assert first.text == "Morning light over the dunes #travel #Namibia"
-    assert first.urls == [f"{H}/img/a.jpg?stp=dst-jpg_e35_p1080x1080&_nc_ht=scontent-ams2-1.cdninstagram.com"
-                          "&_nc_cat=105&oh=00_AfB1x&oe=65E8C1A2"]  # candidates[0], not the 640 one
+    # candidates[0], not the 640 one
+    assert first.urls == [(f"{H}/img/a.jpg?stp=dst-jpg_e35_p1080x1080&_nc_ht=scontent-ams2-1.cdninstagram.com"
+                           "&_nc_cat=105&oh=00_AfB1x&oe=65E8C1A2")]
     carousel = by["C4Yq7ZpM0sN"]
     assert urls(carousel) == [f"{H}/img/b.jpg", f"{H}/img/c.jpg", f"{H}/img/d.jpg"]
     assert carousel.hashtags == ["cats", "amsterdam"]  # '#cats' twice in the caption, once here
