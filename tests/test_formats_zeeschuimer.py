@@ -289,3 +289,39 @@ def test_4cat_flattened_items_map_like_zeeschuimer_ones():
     flat = {**rec["data"], "__import_meta": {k: v for k, v in rec.items() if k != "data"}}
     fmt = by_name("zeeschuimer")
     assert fmt.post(flat) == fmt.post(rec)
+
+
+def test_douyin_9gag_truth_gab_imgur_xiaohongshu():
+    douyin, errors = mapped("douyin.ndjson", "douyin.com")
+    assert (len(douyin), errors) == (4, 0)
+    assert [urls(p) for p in douyin] == [[f"{H}/img/a.jpg", f"{H}/img/b.jpg", f"{H}/img/c.jpg"], [f"{H}/img/d.jpg"],
+                                         [f"{H}/gone404"], [f"{H}/img/e.jpg"]]
+    assert (douyin[0].post_id, douyin[0].author, douyin[0].created, douyin[0].hashtags) == (
+        "7341555666777888991", "成都美食家", "2024-03-02T10:11:12Z", ["美食", "成都"])
+    assert douyin[0].permalink == "https://www.douyin.com/video/7341555666777888991"
+    assert (douyin[3].author, douyin[3].created, douyin[3].hashtags) == ("夜景", "2024-03-03T10:00:00Z", ["夜景"])
+
+    gag, _ = mapped("9gag.ndjson", "9gag.com")
+    assert [p.urls for p in gag] == [[f"{H}/img/a.jpg"], [f"{H}/img/b.jpg"], [f"{H}/gone404"]]  # image700, no video
+    assert [p.author for p in gag] == ["purrfectday", "9GAGGER", "purrfectday"]
+    assert (gag[0].permalink, gag[0].hashtags, gag[0].platform) == ("https://9gag.com/gag/aQz1Wn8", ["cats", "funny"], "9gag")
+
+    truth, _ = mapped("truthsocial.ndjson", "truthsocial.com")
+    assert [p.urls for p in truth] == [[f"{H}/img/a.jpg", f"{H}/img/b.jpg"], [f"{H}/img/c.jpg"]]  # a video's preview
+    assert truth[0].text == "Two views of the front & the radar #weather"
+    assert (truth[0].author, truth[0].created, truth[0].hashtags) == ("dailyweather", "2024-03-02T10:11:12Z", ["weather"])
+
+    gab, _ = mapped("gab.ndjson", "gab.com")
+    assert (gab[0].post_id, gab[0].urls, gab[0].author) == ("112027700000000001", [f"{H}/img/d.jpg", f"{H}/img/e.jpg"],
+                                                            "lenslover")
+    assert (gab[0].created, gab[0].hashtags) == ("2024-03-02T10:11:12Z", ["photography", "nature"])
+
+    imgur, _ = mapped("imgur.ndjson", "imgur.com")
+    assert [p.urls for p in imgur] == [[f"{H}/img/f.jpg"], []]  # a video cover is the video: left out
+    assert (imgur[0].permalink, imgur[0].created) == ("https://imgur.com/gallery/Xk2LmQ9", "2024-03-02T10:11:12Z")
+
+    xhs, _ = mapped("xiaohongshu.ndjson", "xiaohongshu.com")
+    assert urls(xhs[0]) == [f"{H}/img/a.jpg", f"{H}/img/b.jpg", f"{H}/img/c.jpg"]
+    assert xhs[0].permalink == ("https://www.xiaohongshu.com/explore/65e2f1a0000000001203abcd"
+                                "?xsec_token=ABcD1234efGH5678ijKL=")
+    assert (xhs[0].author, xhs[0].created, xhs[0].hashtags) == ("小红薯1234", "2024-03-02T10:11:12Z", ["猫咪", "日常"])
