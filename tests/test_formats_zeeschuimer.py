@@ -111,7 +111,7 @@ def test_tiktok_photo_posts_and_video_covers():
 
 def test_x_every_photo_by_media_url_https():
     posts, errors = mapped("x.ndjson", "twitter.com")
-    assert (len(posts), errors) == (9, 1)
+    assert (len(posts), errors) == (10, 1)
     by = {p.post_id: p for p in posts}
     assert {p.platform for p in posts} == {"x"}
     four = by["1763941100213374976"]
@@ -124,6 +124,9 @@ def test_x_every_photo_by_media_url_https():
     assert by["1763953412087521493"].author == "stormchaser_nl"
     legacy_user = by["1764003398771216721"]
     assert (legacy_user.author, legacy_user.urls, legacy_user.hashtags) == ("catfacts_daily", [], ["cats", "catfacts"])
+    long = by["1764006600000000009"]  # the note's whole text, not the cut full_text
+    assert long.text.endswith("about four times a second. #cats")
+    assert long.hashtags == ["cats"]  # no entities.hashtags in legacy: from the text
     no_user = by["1764011223344556677"]
     assert (no_user.author, no_user.urls) == ("mapsbyjan", [f"{H}/img/a.jpg"])  # from the media's expanded_url
     retweet = by["1764020000000000001"]

@@ -137,7 +137,8 @@ def x(d: dict) -> Post:
     author = text_of(first(d, "core.user_results.result.core.screen_name",
                            "core.user_results.result.legacy.screen_name", "user.screen_name"))
     author = author or _screen_name_from_media(legacy)
-    text = text_of(legacy.get("full_text"))
+    # a post over 280 characters is cut short in full_text; its whole text is the note's
+    text = text_of(value_at(d, "note_tweet.note_tweet_results.result.text")) or text_of(legacy.get("full_text"))
     urls = _tweet_media(legacy)
     retweet = value_at(legacy, "retweeted_status_result.result")
     if isinstance(retweet, dict):
