@@ -184,7 +184,8 @@ FORMATS: list[Format] = [
             ("author", ("data.user.username | data.author.uniqueId | data.core.user_results.result."
                        "{core,legacy}.screen_name | data.pinner.username | ...")),
             ("created", "data.taken_at | data.createTime | data.legacy.created_at | data.created_at"),
-            ("text", "data.caption.text | data.desc | data.legacy.full_text | data.description"),
+            ("text", ("data.caption.text | data.desc | data.note_tweet.note_tweet_results.result.text | "
+                      "data.legacy.full_text | data.description")),
             ("hashtags", ("data.textExtra[*].hashtagName + data.challenges[*].title | data.legacy.entities."
                          "hashtags[*].text | data.tags[*].name; else #words of the text")),
         ),
