@@ -203,9 +203,11 @@ def test_the_csv_export_with_semicolons():
     text = (DIR / "instagram.csv").read_text().replace("{base}", H)
     reader = csv.DictReader(io.StringIO(text), delimiter=";")
     rows = list(reader)
-    found = recognise(Sample("csv", list(reader.fieldnames or []), rows[:3]))
+    found = recognise(Sample("csv", list(reader.fieldnames or []), rows[:3], ";"))
     assert found is not None
     assert (found[0].name, found[0].title, found[1]) == ("zeeschuimer-csv", "Zeeschuimer CSV", "instagram.com")
+    # The same columns separated by ',' are 4CAT's own CSV of a Zeeschuimer dataset, not this.
+    assert by_name("zeeschuimer-csv").detect(Sample("csv", list(reader.fieldnames or []), rows[:3], ",")) is None
     posts = [found[0].post(r) for r in rows]
     assert [p.post_id for p in posts] == ["C4Xb1aLrT2k", "C4Yq7ZpM0sN", "C4cPz1rSx0Y"]
     assert posts[0].text == "Morning light; over the dunes #travel #Namibia"

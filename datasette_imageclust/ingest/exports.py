@@ -184,7 +184,7 @@ def read_export(path: str, *, url_column: str | None = None, id_column: str | No
     header, records, used = open_records(path, kind, delimiter)
     try:
         head = list(itertools.islice(records, SAMPLE))
-        sample = Sample(kind, header, [r for _, r in head if isinstance(r, dict)])
+        sample = Sample(kind, header, [r for _, r in head if isinstance(r, dict)], used)
         fmt, detail = _choose(path, sample, export_format, mapping)
         if mapping is not None and kind in ("csv", "tsv"):
             _check_columns(path, header, [mapping.url_column, mapping.id_column, *(columns or ())], used)

@@ -44,6 +44,7 @@ class Sample:
     kind: str
     header: list[str]
     records: list[dict]
+    delimiter: str | None = None  # a CSV's (Zeeschuimer writes ';', 4CAT ',' under the same columns)
 
 
 @dataclass(frozen=True)

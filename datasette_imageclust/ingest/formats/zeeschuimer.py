@@ -131,7 +131,10 @@ def _csv_platform(columns: Any) -> str | None:
 
 
 def detect_csv(sample: Sample) -> str | None:
-    """A header with every column one module's ``map_item()`` writes: that module's id."""
+    """A ';'-separated header with every column one module's ``map_item()`` writes: that
+    module's id (the same header with ',' is 4CAT's own CSV, for ``fourcat``)."""
+    if sample.delimiter not in (";", None):
+        return None
     return _csv_platform(sample.header)
 
 
