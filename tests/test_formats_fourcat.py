@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from datasette_imageclust.ingest.formats import Post, Sample, fourcat, fourcat_zip, recognise
+from datasette_imageclust.ingest.formats import (
+    Post,
+    Sample,
+    fourcat,
+    fourcat_zip,
+    recognise,
+)
 
 FIX = Path(__file__).parent / "fixtures" / "exports" / "fourcat"
 BASE = "http://127.0.0.1:8765"
@@ -327,3 +333,62 @@ def test_zip_of_something_else_is_not_claimed():
     assert fourcat_zip.FORMATS[0].detect(Sample("zip", ["a.jpg", "b.jpg"], [])) is None
     other = Sample("zip", ["a.jpg", ".metadata.json"], [{"version": 2, "tool": "x"}])
     assert fourcat_zip.FORMATS[0].detect(other) is None
+
+
+# The columns of datasources without a fixture, as their map_item() returns them (read from
+# github.com/digitalmethodsinitiative/4cat datasources/<name>/search_*.py).
+OTHER_HEADERS = {
+    "douyin": "collected_from_url id thread_id subject body timestamp post_url region hashtags mentions video_tags "
+              "prevent_download video_url video_thumbnail video_duration image_urls music_author music_title music_url "
+              "collect_count comment_count digg_count download_count forward_count play_count share_count "
+              "count_total_streams_viewers count_current_stream_viewers author_user_id author_nickname "
+              "author_profile_url author_thumbnail_url author_region author_is_ad_fake part_of_collection "
+              "4CAT_first_video_displayed collection_id collection_name place_in_collection unix_timestamp",
+    "pinterest": "collected_from_url id thread_id author author_fullname author_original body subject ai_description "
+                 "pinner_original pinner_via board board_pins board_url timestamp idea_tags url is_video image_url "
+                 "dominant_colour unix_timestamp",
+    "imgur": "collected_from_url id subject body timestamp author type media_url post_url album_media is_ad is_album "
+             "is_mature is_viral views upvotes downvotes score comments favourites virality_score unix_timestamp",
+    "truth": "collected_from_url id created_at body url reblogs_count replies_count account_id account_username "
+             "account_display_name account_avatar account_verified account_followers account_following mentions "
+             "hashtags images video_thumbs video_urls group_id group_display_name group_avatar group_note "
+             "group_members_count thread_id timestamp",
+    "gab": "collected_at collected_from_url id created_at body url reaction_count favourites_count replies_count "
+           "reblogs_count mentions tags group_id group_title group_description group_member_count group_is_private "
+           "group_url group_created_at account_id account_username account_account account_display_name account_note "
+           "link_id link_url link_title link_description link_type link_image image_urls video_urls thread_id timestamp",
+    "vk": "id thread_id timestamp unix_timestamp link item_type body author_id author_type author_screen_name "
+          "author_name author_sex author_city author_country author_photo author_is_admin author_is_advertiser "
+          "author_deactivated author_privacy_is_closed author_followers in_reply_to_user in_reply_to_comment_id "
+          "source views likes post_comments edited photos videos audio links docs subject",
+    "facebook": "id url body timestamp author author_name image_url video_url is_in_group group_name unix_timestamp",
+    "x-api": "id thread_id timestamp unix_timestamp subject body author author_fullname author_id author_followers "
+             "source language_guess possibly_sensitive is_retweet retweeted_user is_quote_tweet quoted_user is_reply "
+             "replied_user hashtags urls images videos mentions long_lat",
+    "bluesky": "collected_at query rank id thread_id created_at author author_id body link tags like_count quote_count "
+               "reply_count repost_count quoted_post quoted_user replied_to_post replied_to_user replies_allowed "
+               "mentions links images labels has_poll languages author_display_name author_profile author_avatar "
+               "author_created_at timestamp",
+    "xiaohongshu": "collected_from_url id thread_id url title body hashtags timestamp author author_avatar_url "
+                   "image_urls video_url likes unix_timestamp",
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_HEADERS))
+def test_other_datasources_by_header(name):
+    header = OTHER_HEADERS[name].split()
+    found = recognise(Sample("csv", header, []))
+    assert found is not None and (found[0].name, found[1]) == ("4cat", name)
+
+
+def test_vk_photos_and_gab_author():
+    """VK joins photos with ', ', Gab's author is account_username and tags its hashtags."""
+    vk = dict.fromkeys(OTHER_HEADERS["vk"].split(), "")
+    vk.update(id="-1_2", photos=f"{img('a.jpg')}, {img('b.jpg')}", author_screen_name="someone",
+              link="https://vk.com/wall-1_2", timestamp="2024-03-02 10:11:12")
+    p = recognise(Sample("csv", list(vk), [vk]))[0].post(vk)  # type: ignore[index]
+    assert (p.urls, p.author, p.platform, p.created) == ([img("a.jpg"), img("b.jpg")], "someone", "vk", "2024-03-02T10:11:12Z")
+    gab = dict.fromkeys(OTHER_HEADERS["gab"].split(), "")
+    gab.update(id="1", image_urls=img("c.jpg"), account_username="gabber", tags="a,B", url="https://gab.com/gabber/posts/1")
+    p = recognise(Sample("csv", list(gab), [gab]))[0].post(gab)  # type: ignore[index]
+    assert (p.urls, p.author, p.hashtags, p.permalink) == ([img("c.jpg")], "gabber", ["a", "b"], "https://gab.com/gabber/posts/1")

@@ -14,7 +14,20 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Format, Post, RowError, Sample, first, hashtag_list, id_of, iso_utc, text_of, unique, value_at, values_at
+from .base import (
+    Format,
+    Post,
+    RowError,
+    Sample,
+    first,
+    hashtag_list,
+    id_of,
+    iso_utc,
+    text_of,
+    unique,
+    value_at,
+    values_at,
+)
 
 REPO = "github.com/digitalmethodsinitiative/4cat"
 
@@ -247,15 +260,15 @@ FORMATS: list[Format] = [
             ("text", "body"),
             ("hashtags", "hashtags (9gag, tumblr, bluesky, gab: tags; comma-joined)"),
         ),
-        source="; ".join([f"{REPO} " + ", ".join(ds.path for ds in DATASOURCES)]),
+        source=f"{REPO} " + ", ".join(ds.path for ds in DATASOURCES),
     ),
     Format(
         name="4cat-ndjson", title="4CAT NDJSON (Bluesky)", kinds=("ndjson",),
         detect=_ndjson_detect, post=_ndjson_post,
         fields=(
             ("post_id", "uri"),
-            ("urls", "embed / record.embed: images[*].fullsize (else thumb), video thumbnail, "
-                     "external.thumb; recordWithMedia's media"),
+            ("urls", ("embed / record.embed: images[*].fullsize (else thumb), video thumbnail, "
+                     "external.thumb; recordWithMedia's media")),
             ("permalink", "https://bsky.app/profile/{author.handle}/post/{last part of uri}"),
             ("author", "author.handle"),
             ("created", "record.created_at"),

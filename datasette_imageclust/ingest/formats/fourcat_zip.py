@@ -16,7 +16,8 @@ Member names and metadata are untrusted: a file is only named when it is a plain
 from __future__ import annotations
 
 import zipfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .base import Format, Post, RowError, Sample, id_of
 
