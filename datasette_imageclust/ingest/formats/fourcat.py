@@ -43,12 +43,14 @@ class Datasource:
     author: str = "author"
     hashtags: str | None = "hashtags"
     path: str = ""  # the upstream file
+    fallback: tuple[str, ...] = ()  # read only when ``images`` give none (a video's cover)
 
 
 def _ds(name: str, platform: str, needs: str, images: str, permalink: str | None,
-        path: str, author: str = "author", hashtags: str | None = "hashtags") -> Datasource:
+        path: str, author: str = "author", hashtags: str | None = "hashtags",
+        fallback: str = "") -> Datasource:
     return Datasource(name, platform, frozenset(needs.split()), tuple(images.split()),
-                      permalink, author, hashtags, path)
+                      permalink, author, hashtags, path, tuple(fallback.split()))
 
 
 # Most specific first: a datasource is known by columns no other one writes.
@@ -64,14 +66,15 @@ DATASOURCES: tuple[Datasource, ...] = (
     _ds("9gag", "9gag", "image_url tags_annotated is_vote_masked", "image_url", "url",
         "datasources/ninegag/search_9gag.py", hashtags="tags"),
     _ds("linkedin", "linkedin", "image_urls video_thumb_url post_url inclusion_context",
-        "image_urls video_thumb_url", "post_url", "datasources/linkedin/search_linkedin.py"),
+        "image_urls", "post_url", "datasources/linkedin/search_linkedin.py", fallback="video_thumb_url"),
     _ds("threads", "threads", "image_url audio_url link_thumbnail_url reposts", "image_url", "url",
         "datasources/threads/search_threads.py"),
     _ds("pinterest", "pinterest", "image_url board pinner_via", "image_url", "url",
         "datasources/pinterest/search_pinterest.py", hashtags=None),
+    # a Douyin photo gallery also has a cover: the cover is only the image of a video
     _ds("douyin", "douyin", "image_urls video_thumbnail post_url author_nickname",
-        "image_urls video_thumbnail", "post_url", "datasources/douyin/search_douyin.py",
-        author="author_nickname"),
+        "image_urls", "post_url", "datasources/douyin/search_douyin.py",
+        author="author_nickname", fallback="video_thumbnail"),
     _ds("imgur", "imgur", "media_url post_url album_media virality_score", "media_url", "post_url",
         "datasources/imgur/search_imgur.py", hashtags=None),
     _ds("tumblr", "tumblr", "image_urls image_urls_reblogged reblog_key post_url",
@@ -143,6 +146,8 @@ def _csv_post(record: dict) -> Post:
     urls: list[str] = []
     for column in ds.images:
         urls.extend(split_urls(record.get(column)))
+    for column in ds.fallback if not urls else ():
+        urls.extend(split_urls(record.get(column)))
     return Post(
         post_id=id_of(record.get("id")),
         urls=unique(urls),
@@ -180,13 +185,58 @@ def _is_bluesky_item(item: Any) -> bool:
             and isinstance(item.get("uri"), str) and isinstance(item.get("record"), dict))
 
 
+def _is_tumblr_item(item: Any) -> bool:
+    """A post 4CAT's Tumblr search stored (the Tumblr API's post, Neue Post Format)."""
+    return (isinstance(item, dict) and isinstance(item.get("blog_name"), str)
+            and "reblog_key" in item and isinstance(item.get("content"), list))
+
+
 def _ndjson_detect(sample: Sample) -> str | None:
     # Zeeschuimer's envelope (and 4CAT's '__import_meta' items) are Zeeschuimer's: only
-    # items with 4CAT's own '4CAT_metadata' are claimed.
-    records = [r for r in sample.records if isinstance(r, dict)]
-    if records and all(_is_bluesky_item(r) for r in records[:5]):
+    # the items of 4CAT's own collectors are claimed.
+    records = [r for r in sample.records if isinstance(r, dict)][:5]
+    if records and all(_is_bluesky_item(r) for r in records):
         return "bluesky"
+    if records and all(_is_tumblr_item(r) for r in records):
+        return "tumblr"
     return None
+
+
+def _npf_urls(blocks: Any, kind: str) -> list[Any]:
+    """URLs of a Tumblr post's content blocks as search_tumblr.py's map_item takes them:
+    an image block's media[0].url; a video block's filmstrip.url, else poster[0].url."""
+    urls: list[Any] = []
+    for block in blocks if isinstance(blocks, list) else []:
+        if not isinstance(block, dict) or block.get("type") != kind:
+            continue
+        if kind == "image":
+            urls.append(value_at(block, "media[0].url"))
+        else:
+            urls.append(first(block, "filmstrip.url", "poster[0].url"))
+    return urls
+
+
+def _tumblr_post(item: dict) -> Post:
+    content = item["content"]
+    # the 'rows' layout may reorder the blocks: follow it, as map_item does
+    order = [i for i in values_at(item, "layout[0].display[*].blocks[0]") if isinstance(i, int)]
+    if value_at(item, "layout[0].type") == "rows" and order:
+        content = [content[i] for i in order if 0 <= i < len(content)]
+    urls = _npf_urls(content, "image")
+    for reblog in values_at(item, "trail[*].content"):
+        urls.extend(_npf_urls(reblog, "image"))
+    urls.extend(_npf_urls(content, "video"))
+    texts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+    return Post(
+        post_id=id_of(first(item, "id_string", "id")),
+        urls=unique(urls),
+        platform="tumblr",
+        permalink=text_of(item.get("post_url")),
+        author=text_of(item.get("blog_name")),
+        created=iso_utc(item.get("timestamp")),
+        text="\n".join(t for t in texts if isinstance(t, str)) or None,
+        hashtags=hashtag_list(item.get("tags")),
+    )
 
 
 def _bluesky_images(item: dict) -> list[str]:
@@ -216,8 +266,10 @@ def _bluesky_images(item: dict) -> list[str]:
 
 
 def _ndjson_post(item: dict) -> Post:
+    if _is_tumblr_item(item):
+        return _tumblr_post(item)
     if not _is_bluesky_item(item):
-        raise RowError("not a Bluesky post stored by 4CAT (no uri, record, 4CAT_metadata)")
+        raise RowError("not a Bluesky or Tumblr post stored by 4CAT")
     handle = text_of(value_at(item, "author.handle"))
     uri = item["uri"]
     tags = [f.get("tag") for f in values_at(item, "record.facets[*].features[*]") if isinstance(f, dict)]
@@ -236,7 +288,8 @@ def _ndjson_post(item: dict) -> Post:
 # --- the formats ----------------------------------------------------------------------------
 
 def _columns(ds: Datasource) -> str:
-    return f"{ds.name}: " + ", ".join(ds.images)
+    more = f" (else {', '.join(ds.fallback)})" if ds.fallback else ""
+    return f"{ds.name}: " + ", ".join(ds.images) + more
 
 
 FORMATS: list[Format] = [
@@ -263,18 +316,19 @@ FORMATS: list[Format] = [
         source=f"{REPO} " + ", ".join(ds.path for ds in DATASOURCES),
     ),
     Format(
-        name="4cat-ndjson", title="4CAT NDJSON (Bluesky)", kinds=("ndjson",),
+        name="4cat-ndjson", title="4CAT NDJSON (Bluesky, Tumblr)", kinds=("ndjson",),
         detect=_ndjson_detect, post=_ndjson_post,
         fields=(
-            ("post_id", "uri"),
-            ("urls", ("embed / record.embed: images[*].fullsize (else thumb), video thumbnail, "
-                     "external.thumb; recordWithMedia's media")),
-            ("permalink", "https://bsky.app/profile/{author.handle}/post/{last part of uri}"),
-            ("author", "author.handle"),
-            ("created", "record.created_at"),
-            ("text", "record.text"),
-            ("hashtags", "record.facets[*].features[*].tag"),
+            ("post_id", "bluesky: uri; tumblr: id_string"),
+            ("urls", ("bluesky: embed / record.embed images[*].fullsize (else thumb), video thumbnail, "
+                      "external.thumb, recordWithMedia's media; tumblr: content[*] image blocks' "
+                      "media[0].url, then trail[*].content[*] images, then video filmstrip.url / poster[0].url")),
+            ("permalink", "bluesky: https://bsky.app/profile/{author.handle}/post/{last part of uri}; tumblr: post_url"),
+            ("author", "bluesky: author.handle; tumblr: blog_name"),
+            ("created", "bluesky: record.created_at; tumblr: timestamp"),
+            ("text", "bluesky: record.text; tumblr: the text blocks"),
+            ("hashtags", "bluesky: record.facets[*].features[*].tag; tumblr: tags"),
         ),
-        source=f"{REPO} datasources/bsky/search_bsky.py",
+        source=f"{REPO} datasources/bsky/search_bsky.py, datasources/tumblr/search_tumblr.py",
     ),
 ]
