@@ -392,3 +392,47 @@ def test_vk_photos_and_gab_author():
     gab.update(id="1", image_urls=img("c.jpg"), account_username="gabber", tags="a,B", url="https://gab.com/gabber/posts/1")
     p = recognise(Sample("csv", list(gab), [gab]))[0].post(gab)  # type: ignore[index]
     assert (p.urls, p.author, p.hashtags, p.permalink) == ([img("c.jpg")], "gabber", ["a", "b"], "https://gab.com/gabber/posts/1")
+
+
+def test_tumblr_ndjson():
+    sample, items = read_ndjson(FIX / "tumblr.ndjson")
+    found = recognise(sample)
+    assert found is not None
+    fmt, detail = found
+    assert (fmt.name, detail) == ("4cat-ndjson", "tumblr")
+    posts = {p.post_id: p for p in map(fmt.post, items)}
+    assert len(posts) == 8
+    p = posts["740000000000000101"]
+    assert p.urls == [img("a.jpg"), img("b.jpg")]  # media[0], the largest
+    assert (p.platform, p.author, p.created) == ("tumblr", "alice-blog", "2024-03-02T10:11:12Z")
+    assert p.permalink == "https://alice-blog.tumblr.com/post/740000000000000101"
+    assert (p.text, p.hashtags) == ("Two cats", ["cats", "art"])
+    assert posts["740000000000000102"].urls == [img("a.jpg")]  # the reblogged image (trail)
+    assert posts["740000000000000103"].urls == [DEAD, img("c.jpg")]
+    assert posts["740000000000000104"].urls == [img("d.jpg"), img("e.jpg")]  # the layout's order
+    assert posts["740000000000000105"].urls == [img("f.jpg")]  # the video's filmstrip
+    assert posts["740000000000000106"].urls == []
+    assert posts["740000000000000107"].urls == [img("a-copy.jpg"), img("b.jpg")]
+    assert posts["740000000000000108"].created == "2024-03-02T10:22:52Z"
+
+
+def test_douyin_cover_only_without_images():
+    row = dict.fromkeys(OTHER_HEADERS["douyin"].split(), "")
+    row.update(id="1", image_urls=f"{img('a.jpg')},{img('b.jpg')}", video_thumbnail=img("c.jpg"),
+               author_nickname="抖音", post_url="https://www.douyin.com/video/1", unix_timestamp="1709374272")
+    fmt = recognise(Sample("csv", list(row), [row]))[0]  # type: ignore[index]
+    p = fmt.post(row)
+    assert (p.urls, p.author, p.permalink, p.created) == (
+        [img("a.jpg"), img("b.jpg")], "抖音", "https://www.douyin.com/video/1", "2024-03-02T10:11:12Z")
+    row["image_urls"] = ""
+    assert fmt.post(row).urls == [img("c.jpg")]
+
+
+def test_csv_with_a_byte_order_mark():
+    sample, rows = read_csv("9gag.csv")
+    rows = [{("\ufeff" + k if k == "collected_from_url" else k): v for k, v in r.items()} for r in rows]
+    header = ["\ufeffcollected_from_url", *sample.header[1:]]
+    fmt, detail = recognise(Sample("csv", header, rows))  # type: ignore[misc]
+    assert detail == "9gag" and fmt.post(rows[0]).post_id == "aAbB001"
+    rows[0]["\ufeffid"] = rows[0].pop("id")
+    assert fmt.post(rows[0]).post_id == "aAbB001"

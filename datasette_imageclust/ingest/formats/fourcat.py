@@ -107,7 +107,7 @@ ANY_IMAGES = ("image_urls", "images", "image_url", "photos", "media_url", "thumb
 
 def datasource_of(columns: Any) -> Datasource | None:
     """The datasource whose columns these are (None: not a known 4CAT datasource)."""
-    cols = frozenset(c for c in columns if isinstance(c, str))
+    cols = frozenset(c.lstrip("\ufeff") for c in columns if isinstance(c, str))  # Excel's BOM
     if not COMMON <= cols:
         return None
     for ds in DATASOURCES:
@@ -140,6 +140,8 @@ def _csv_detect(sample: Sample) -> str | None:
 def _csv_post(record: dict) -> Post:
     if not isinstance(record, dict):
         raise RowError("not a row of columns")
+    if any(isinstance(k, str) and k.startswith("\ufeff") for k in record):  # a BOM before 'id'
+        record = {k.lstrip("\ufeff") if isinstance(k, str) else k: v for k, v in record.items()}
     ds = datasource_of(record.keys())
     if ds is None:
         raise RowError("not a 4CAT row (no id and body columns)")
