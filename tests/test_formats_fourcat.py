@@ -436,3 +436,23 @@ def test_csv_with_a_byte_order_mark():
     assert detail == "9gag" and fmt.post(rows[0]).post_id == "aAbB001"
     rows[0]["\ufeffid"] = rows[0].pop("id")
     assert fmt.post(rows[0]).post_id == "aAbB001"
+
+
+def test_zip_video_downloader(tmp_path, tux_dir):
+    """download_videos.py lists each URL's files (yt-dlp may give several)."""
+    url = f"{BASE}/watch?v=1"
+    meta = {url: {"from_dataset": "k", "post_ids": ["p1"], "success": True, "downloader": "yt_dlp",
+                  "files": [{"filename": "v1.mp4", "success": True, "metadata": {}},
+                            {"filename": "v2.mp4", "success": True, "metadata": {}},
+                            {"filename": "v3.mp4", "success": False}]},
+            f"{BASE}/dead": {"from_dataset": "k", "post_ids": ["p2"], "success": False, "error": "404"}}
+    path = tmp_path / "videos.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("v1.mp4", b"1")
+        zf.writestr("v2.mp4", b"2")
+        zf.writestr(".metadata.json", json.dumps(meta))
+    with zipfile.ZipFile(path) as zf:
+        assert recognise(zip_sample(zf)) == (fourcat_zip.FORMATS[0], "downloaded videos")
+        out = list(fourcat_zip.zip_posts(zf, meta))
+    assert [(p.post_id, p.urls, p.files) for p in out if isinstance(p, Post)] == [
+        ("p1", [url, url], ["v1.mp4", "v2.mp4"]), ("p2", [f"{BASE}/dead"], [""])]

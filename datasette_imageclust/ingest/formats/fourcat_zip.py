@@ -7,8 +7,9 @@ keyed by the original URL, each ``{"filename", "url" (after redirects), "success
 "from_dataset", "post_ids": [...]}``; a failed download's file is deleted but its entry
 kept), ``processors/visualisation/download_telegram_videos.py`` (Telegram images and videos:
 keyed by file name, with ``"reason"``; no URL), ``download_tiktok.py`` (the same keys as
-images) and ``backend/lib/processor.py`` (``write_archive_and_finish``: each file stored
-under its bare name).
+images), ``download_videos.py`` (a ``"files"`` list of ``{"filename", "success"}`` per URL)
+and ``backend/lib/processor.py`` (``write_archive_and_finish``: each file stored under its
+bare name).
 
 Member names and metadata are untrusted: a file is only named when it is a plain name
 (no folder, no ``..``) that the ZIP holds; the reader reads its bytes with ``zf.read``.
@@ -25,7 +26,7 @@ METADATA = ".metadata.json"
 
 
 def _is_entry(value: Any) -> bool:
-    return isinstance(value, dict) and ("post_ids" in value or "filename" in value)
+    return isinstance(value, dict) and ("post_ids" in value or "filename" in value or "files" in value)
 
 
 def _detect(sample: Sample) -> str | None:
@@ -39,6 +40,8 @@ def _detect(sample: Sample) -> str | None:
         return None
     if any("reason" in v for v in entries):
         return "telegram media"
+    if any(isinstance(v.get("files"), list) for v in entries):
+        return "downloaded videos"
     return "downloaded images"
 
 
@@ -76,16 +79,20 @@ def zip_posts(zf: zipfile.ZipFile, metadata: Any) -> Iterator[Post | tuple[str, 
             continue
         # download_images.py keys by the original URL; Telegram's by file name
         url = key if _is_url(key) else (entry["url"] if _is_url(entry.get("url")) else "")
-        file = ""
-        if entry.get("success") is True:
-            name = safe_name(entry.get("filename"))
+        files: list[str] = []
+        # download_videos.py lists its files (yt-dlp may give several per URL)
+        downloads = entry["files"] if isinstance(entry.get("files"), list) else [entry]
+        for download in downloads:
+            if not isinstance(download, dict) or download.get("success") is not True:
+                continue
+            name = safe_name(download.get("filename"))
             if name is None:
-                yield what, f"unsafe or missing file name {str(entry.get('filename'))[:100]!r}"
+                yield what, f"unsafe or missing file name {str(download.get('filename'))[:100]!r}"
             elif name not in members:
                 yield what, f"marked downloaded but {name!r} is not in the ZIP"
             else:
-                file = name
-        if not url and not file:
+                files.append(name)
+        if not url and not files:
             yield what, "no URL and no file"
             continue
         ids = entry.get("post_ids", [])
@@ -96,17 +103,19 @@ def zip_posts(zf: zipfile.ZipFile, metadata: Any) -> Iterator[Post | tuple[str, 
         if any(i is None for i in post_ids):
             yield what, "a post id that is not text or a number"
         post_ids = [i for i in post_ids if i is not None]
+        pairs = [(url, f) for f in files] or [(url, "")]  # a failed download: its URL, no file
         if not post_ids:
-            loose.append(([url], [file]))
+            loose.append(([u for u, _ in pairs], [f for _, f in pairs]))
         for pid in post_ids:
-            urls, files = posts.setdefault(pid, ([], []))
-            if not any(u == url and f == file for u, f in zip(urls, files)):
-                urls.append(url)
-                files.append(file)
-    for pid, (urls, files) in posts.items():
-        yield Post(post_id=pid, urls=urls, files=files)
-    for urls, files in loose:
-        yield Post(post_id=None, urls=urls, files=files)
+            urls, names = posts.setdefault(pid, ([], []))
+            for u, f in pairs:
+                if not any(u == u2 and f == f2 for u2, f2 in zip(urls, names)):
+                    urls.append(u)
+                    names.append(f)
+    for pid, (urls, names) in posts.items():
+        yield Post(post_id=pid, urls=urls, files=names)
+    for urls, names in loose:
+        yield Post(post_id=None, urls=urls, files=names)
 
 
 FORMATS: list[Format] = [
@@ -116,9 +125,11 @@ FORMATS: list[Format] = [
         fields=(
             ("post_id", ".metadata.json: each entry's post_ids[*]"),
             ("urls", ".metadata.json: the entry's key (the original URL; else its url)"),
-            ("files", ".metadata.json: the entry's filename, when success is true and the ZIP holds it"),
+            ("files", (".metadata.json: the entry's filename (videos: files[*].filename), when "
+                       "success is true and the ZIP holds it")),
         ),
         source=("github.com/digitalmethodsinitiative/4cat processors/visualisation/download_images.py, "
-                "processors/visualisation/download_telegram_videos.py, backend/lib/processor.py"),
+                "processors/visualisation/download_telegram_videos.py, "
+                "processors/visualisation/download_videos.py, backend/lib/processor.py"),
     ),
 ]
