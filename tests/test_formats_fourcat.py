@@ -456,3 +456,11 @@ def test_zip_video_downloader(tmp_path, tux_dir):
         out = list(fourcat_zip.zip_posts(zf, meta))
     assert [(p.post_id, p.urls, p.files) for p in out if isinstance(p, Post)] == [
         ("p1", [url, url], ["v1.mp4", "v2.mp4"]), ("p2", [f"{BASE}/dead"], [""])]
+
+
+def test_created_falls_back_to_a_date_that_reads():
+    sample, rows = read_csv("x.csv")
+    row = dict(rows[0], unix_timestamp="")
+    assert recognise(sample)[0].post(row).created == "2024-03-02T10:11:12Z"  # type: ignore[index]
+    tg = Sample("csv", ["\ufeffid", *read_csv("telegram.csv")[0].header[1:]], [])
+    assert recognise(tg)[1] == "telegram"  # type: ignore[index]

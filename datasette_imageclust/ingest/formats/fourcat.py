@@ -156,7 +156,8 @@ def _csv_post(record: dict) -> Post:
         platform=ds.platform or None,
         permalink=text_of(record.get(ds.permalink)) if ds.permalink else None,
         author=(text_of(record.get(ds.author)) or "").lstrip("@") or None,
-        created=iso_utc(first(record, "unix_timestamp", "timestamp", "created_at")),
+        # the first date that reads: Instagram's partial items write 0 for both
+        created=next(filter(None, (iso_utc(record.get(c)) for c in ("unix_timestamp", "timestamp", "created_at"))), None),
         text=text_of(record.get("body")),
         hashtags=hashtag_list(record.get(ds.hashtags)) if ds.hashtags else [],
     )
@@ -165,8 +166,9 @@ def _csv_post(record: dict) -> Post:
 def _telegram_detect(sample: Sample) -> str | None:
     if sample.kind == "ndjson":
         return "telegram" if any(_is_telegram_item(r) for r in sample.records[:1]) else None
-    cols = set(sample.header or (sample.records[0].keys() if sample.records else ()))
-    return "telegram" if (COMMON | TELEGRAM_COLUMNS) <= cols else None
+    cols = sample.header or (sample.records[0].keys() if sample.records else ())
+    names = {c.lstrip("\ufeff") for c in cols if isinstance(c, str)}
+    return "telegram" if (COMMON | TELEGRAM_COLUMNS) <= names else None
 
 
 def _is_telegram_item(item: Any) -> bool:
