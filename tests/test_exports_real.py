@@ -22,13 +22,16 @@ from imageserver import ImageServer
 
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"
 # Posts whose source has no date at all (the fixture READMEs say why): never made up.
-UNDATED = {"zeeschuimer/instagram.ndjson": 1,  # a partial Polaris grid item (display_uri, no taken_at)
+UNDATED = {"fourcat/instagram.csv": 1,  # 4CAT's partial_item (a grid item Zeeschuimer saw without a date)
+           "zeeschuimer/instagram.ndjson": 1,  # a partial Polaris grid item (display_uri, no taken_at)
            "zeeschuimer/instagram.csv": 1,  # the same partial item as Zeeschuimer's CSV writes it (timestamp 0)
            "zeeschuimer/pinterest.ndjson": 2}  # a pin without created_at, and an HTML item
 ANONYMOUS = {"zeeschuimer/pinterest.ndjson": 1}  # the HTML item: a pin scraped from the page names nobody
 TOOLS = {"tcat": "DMI-TCAT", "zeeschuimer": "Zeeschuimer", "fourcat": "4CAT"}
+# Telegram exports carry no image URL (tested below, as the ZIP's metadata is).
 FILES = sorted(p for tool in TOOLS for p in (EXPORTS / tool).glob("*")
-               if p.suffix in (".csv", ".tsv", ".ndjson", ".jsonl", ".json") and not p.name.startswith("expected"))
+               if p.suffix in (".csv", ".tsv", ".ndjson", ".jsonl", ".json")
+               and not p.name.startswith("telegram") and not p.name.endswith(".metadata.json"))
 
 
 def plain_records(text: str, suffix: str) -> tuple[str, list[str], list[dict], str | None]:
@@ -160,3 +163,69 @@ def test_sidecar_folders_load_one_post_per_post(tool, posts, images, tmp_path, t
     assert rows(db, "select count(*), count(distinct image_id) from post_images") == [(images, images)]
     assert rows(db, "select count(*) from posts where author is null or created is null or platform is null") \
         == [(0,)]
+
+
+@pytest.mark.parametrize("name", ["telegram.csv", "telegram.ndjson"])
+def test_a_telegram_export_says_where_its_images_are(name, tmp_path, stand_in_model):
+    db = tmp_path / "t.db"
+    result = CliRunner().invoke(cli, ["load", str(db), "--from", str(EXPORTS / "fourcat" / name), "--model",
+                                      stand_in_model])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: ") and f"{name} is 4CAT Telegram" in line and '"Download images"' in line
+    assert not db.exists()
+
+
+def test_4cats_image_zip_loads_its_images_linked_to_their_posts(tmp_path, tux_dir, stand_in_model):
+    from test_formats_fourcat import build_zip
+
+    meta = json.loads((EXPORTS / "fourcat" / "download-images.metadata.json").read_text()
+                      .replace("{base}", "https://cdn.example"))
+    zpath = build_zip(tmp_path, tux_dir, meta)
+    db = str(tmp_path / "z.db")
+    args = ["load", db, "--from", str(zpath), "--model", stand_in_model, "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "recognised: 4CAT image-download ZIP" in result.stderr
+    s = json.loads(result.stdout)
+    ok = {url for url, entry in meta.items() if entry.get("success") is True}
+    failed = {url for url, entry in meta.items() if entry.get("success") is not True}
+    post_ids = {str(p) for entry in meta.values() for p in entry.get("post_ids", [])}
+    # Nothing downloaded: every file came from the ZIP, every post and link is there.
+    assert (s["unpacked"], s["fetched"], s["failed"], s["posts"]) == (len(ok), 0, len(failed), len(post_ids))
+    assert {p for (p,) in rows(db, "select post_id from posts")} == post_ids
+    linked = dict(rows(db, "select url, count(image_id) from post_images group by url"))
+    assert set(linked) == ok | failed
+    assert all(linked[u] > 0 for u in ok) and all(linked[u] == 0 for u in failed)
+    assert rows(db, "select count(*) from images")[0][0] == len({e["filename"] for u, e in meta.items() if u in ok})
+    # A re-run takes nothing again and duplicates nothing.
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    s2 = json.loads(again.stdout)
+    assert (s2["unpacked"], s2["cached"], s2["failed_before"]) == (0, len(ok), len(failed))
+    assert rows(db, "select count(*) from posts") == [(len(post_ids),)]
+
+
+def test_4cats_ndjson_of_a_zeeschuimer_import_reads_as_the_capture(tmp_path, server, stand_in_model):
+    # 4CAT keeps an imported item as the platform's JSON with Zeeschuimer's envelope moved
+    # to __import_meta (4cat common/lib/helpers.py format_import_item); its NDJSON download is that.
+    src = (EXPORTS / "zeeschuimer" / "instagram.ndjson").read_text().replace("{base}", server.base)
+    moved = []
+    for line in src.splitlines():
+        item = json.loads(line)
+        if isinstance(item.get("data"), dict):
+            moved.append(json.dumps({**item.pop("data"), "__import_meta": item}))
+    (tmp_path / "zs.ndjson").write_text(src)
+    (tmp_path / "4cat.ndjson").write_text("\n".join(moved) + "\n")
+    got = {}
+    for name in ("zs.ndjson", "4cat.ndjson"):
+        db = str(tmp_path / f"{name}.db")
+        result = CliRunner().invoke(cli, ["load", db, "--from", str(tmp_path / name), "--allow-private",
+                                          "--retries", "0", "--model", stand_in_model])
+        assert result.exit_code == 0, result.output
+        got[name] = (rows(db, "select post_id, platform, permalink, author, created, text, hashtags, image_count "
+                              "from posts order by post_id"),
+                     rows(db, "select p.post_id, pi.position, pi.url from post_images pi join posts p on p.id = "
+                              "pi.post order by 1, 2"))
+    assert "recognised: 4CAT NDJSON of a Zeeschuimer import, instagram.com" in result.stderr
+    assert got["4cat.ndjson"] == got["zs.ndjson"] and len(got["zs.ndjson"][0]) >= 8

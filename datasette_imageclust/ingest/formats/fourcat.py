@@ -302,7 +302,7 @@ FORMATS: list[Format] = [
         detect=_telegram_detect, post=_no_urls,
         fields=(("post_id", "id"),),
         source=f"{REPO} datasources/telegram/search_telegram.py",
-        note=TELEGRAM_NOTE,
+        note=TELEGRAM_NOTE, images=False,
     ),
     Format(
         name="4cat", title="4CAT CSV", kinds=("csv",),

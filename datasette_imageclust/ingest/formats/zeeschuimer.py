@@ -62,6 +62,20 @@ def detect_items(sample: Sample) -> str | None:
     return ", ".join(unique(r["source_platform"] for r in records))
 
 
+def _is_imported(record: Any) -> bool:
+    meta = record.get("__import_meta") if isinstance(record, dict) else None
+    return isinstance(meta, dict) and isinstance(meta.get("source_platform"), str)
+
+
+def detect_imported(sample: Sample) -> str | None:
+    """Every record is 4CAT's form of a Zeeschuimer item (4CAT's NDJSON download of a
+    Zeeschuimer import: the item with the envelope under ``__import_meta``)."""
+    records = [r for r in sample.records if isinstance(r, dict)]
+    if not records or not all(_is_imported(r) for r in records):
+        return None
+    return ", ".join(unique(r["__import_meta"]["source_platform"] for r in records))
+
+
 def item_post(record: dict) -> Post:
     """A Zeeschuimer item (or 4CAT's ``__import_meta`` form of one) as a Post."""
     if not isinstance(record, dict):
@@ -133,7 +147,7 @@ def _csv_platform(columns: Any) -> str | None:
 def detect_csv(sample: Sample) -> str | None:
     """A ';'-separated header with every column one module's ``map_item()`` writes: that
     module's id (the same header with ',' is 4CAT's own CSV, for ``fourcat``)."""
-    if sample.delimiter not in (";", None):
+    if sample.delimiter != ";":
         return None
     return _csv_platform(sample.header)
 
@@ -195,6 +209,15 @@ FORMATS: list[Format] = [
         source=_SOURCE,
         note="Instagram grid items marked partial (_zs_partial) have no date; LinkedIn's date is "
              "read from its activity id; an Imgur post gives its cover image only.",
+    ),
+    Format(
+        name="4cat-zeeschuimer", title="4CAT NDJSON of a Zeeschuimer import", kinds=("ndjson", "json"),
+        detect=detect_imported, post=item_post,
+        fields=(("post_id", "as zeeschuimer, the item at the top level"),
+                ("urls", "as zeeschuimer"), ("platform", "__import_meta.source_platform"),
+                ("permalink", "as zeeschuimer"), ("author", "as zeeschuimer"), ("created", "as zeeschuimer"),
+                ("text", "as zeeschuimer"), ("hashtags", "as zeeschuimer")),
+        source=_SOURCE + "; 4cat common/lib/helpers.py (format_import_item: the envelope moved to __import_meta)",
     ),
     Format(
         name="zeeschuimer-csv", title="Zeeschuimer CSV", kinds=("csv",),
