@@ -229,3 +229,25 @@ def test_4cats_ndjson_of_a_zeeschuimer_import_reads_as_the_capture(tmp_path, ser
                               "pi.post order by 1, 2"))
     assert "recognised: 4CAT NDJSON of a Zeeschuimer import, instagram.com" in result.stderr
     assert got["4cat.ndjson"] == got["zs.ndjson"] and len(got["zs.ndjson"][0]) >= 8
+
+
+def test_an_unpacked_4cat_zip_loads_with_from_and_a_folder_load_says_so(tmp_path, tux_dir, stand_in_model):
+    import zipfile
+
+    from test_formats_fourcat import build_zip
+
+    meta = json.loads((EXPORTS / "fourcat" / "download-images.metadata.json").read_text()
+                      .replace("{base}", "https://cdn.example"))
+    folder = tmp_path / "unpacked"
+    with zipfile.ZipFile(build_zip(tmp_path, tux_dir, meta)) as zf:
+        zf.extractall(folder)
+    plain = CliRunner().invoke(cli, ["load", str(tmp_path / "plain.db"), str(folder), "--model", stand_in_model])
+    assert plain.exit_code == 0, plain.output
+    assert f"--from {folder} links its images to their posts" in plain.stderr
+    db = str(tmp_path / "u.db")
+    result = CliRunner().invoke(cli, ["load", db, "--from", str(folder), "--model", stand_in_model])
+    assert result.exit_code == 0, result.output
+    post_ids = {str(p) for entry in meta.values() for p in entry.get("post_ids", [])}
+    assert {p for (p,) in rows(db, "select post_id from posts")} == post_ids
+    ok = sum(entry.get("success") is True for entry in meta.values())
+    assert rows(db, "select count(distinct url) from post_images where image_id is not null") == [(ok,)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -115,6 +116,10 @@ def load(database, folders, model, recursive, hidden, thumbnail_size, thumbnail_
         echo_status(f"{s.gone} files are gone from disk" + (" and were removed" if s.pruned else
                                                             " (--prune removes them)"))
     _warn_leaks(database)
+    for folder in folders:
+        if os.path.isfile(os.path.join(folder, ".metadata.json")):
+            echo_status(f"note: {display(folder)} holds 4CAT's image-download .metadata.json: "
+                        f"imageclust load DATABASE --from {display(folder)} links its images to their posts")
     if s.interrupted:
         echo_status("interrupted: run the same command again to resume")
         sys.exit(130)

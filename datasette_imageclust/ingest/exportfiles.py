@@ -29,7 +29,13 @@ class ExportError(LoadError):
 
 def export_kind(path: str) -> str:
     """``csv``, ``tsv``, ``ndjson``, ``json`` or ``zip``: by the extension, else by the
-    first bytes (Zeeschuimer and 4CAT name theirs, a renamed file still reads)."""
+    first bytes (Zeeschuimer and 4CAT name theirs, a renamed file still reads). A folder
+    holding 4CAT's ``.metadata.json`` is an unpacked ZIP (``zip``)."""
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, ".metadata.json")):
+            return "zip"  # 4CAT's image-download ZIP, unpacked
+        raise ExportError(f"{display(path)} is a folder: load it as PATH (imageclust load DATABASE FOLDER), "
+                          f"not with --from")
     ext = os.path.splitext(path)[1].lower()
     if ext in EXTENSIONS:
         return EXTENSIONS[ext]

@@ -1,4 +1,4 @@
-"""4CAT's image-download ZIP as an export: the images are in the ZIP, and its
+"""4CAT's image-download ZIP (or the folder it unpacks to) as an export: the images are in the ZIP, and its
 ``.metadata.json`` says which URL each file was downloaded from and which posts linked
 it (``formats/fourcat_zip.py`` reads it). Nothing is downloaded: each file is taken
 from the ZIP into the content-addressed cache exactly as a download would be (same
@@ -12,9 +12,10 @@ cached under their sha256), each member is read at most ``--max-size`` bytes, an
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import sqlite_utils
 
@@ -30,10 +31,30 @@ MAX_METADATA = 256 * 1024 * 1024
 METADATA = ".metadata.json"
 
 
+class Unpacked:
+    """An unpacked ZIP (a folder) read as ``zipfile.ZipFile`` is: its top-level files by
+    plain name, never a path out of it."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self._names = sorted(e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False))
+
+    def namelist(self) -> list[str]:
+        return list(self._names)
+
+    def open(self, name: str) -> IO[bytes]:
+        if name not in self._names:
+            raise KeyError(name)
+        return open(os.path.join(self.folder, name), "rb")
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class ZipExport:
     path: str
-    zf: zipfile.ZipFile
+    zf: zipfile.ZipFile | Unpacked
     format: Format
     detail: str
     metadata: Any
@@ -61,7 +82,7 @@ class ZipExport:
 def open_zip(path: str) -> ZipExport:
     """Open a ZIP export, raising :class:`ExportError` when it is none 4CAT made."""
     try:
-        zf = zipfile.ZipFile(path)
+        zf: zipfile.ZipFile | Unpacked = Unpacked(path) if os.path.isdir(path) else zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile, ValueError) as e:
         raise ExportError(f"cannot read {display(path)} as a ZIP: {getattr(e, 'strerror', None) or e}") from None
     try:
@@ -102,7 +123,7 @@ def unpack(db: sqlite_utils.Database, source: ZipExport, todo: list[str], cache:
             try:
                 with source.zf.open(member) as fh:
                     body = fh.read(limits.max_bytes + 1)
-            except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError) as e:
+            except (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError) as e:
                 f = Fetched(url, "failed", error=f"cannot read {display(member)} in the ZIP: {e}"[:300])
             else:
                 if len(body) > limits.max_bytes:
