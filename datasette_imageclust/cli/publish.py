@@ -19,16 +19,19 @@ from .common import CommandError, command, echo_status, json_option
               help="GPS coordinates: removed, rounded to 2 decimals (~1 km), or kept")
 @click.option("--exif", type=click.Choice(publish.EXIF), default="safe", show_default=True,
               help="EXIF: reduced to the safe list (README: Publishing), removed, or kept")
+@click.option("--authors", type=click.Choice(publish.AUTHORS), default="pseudonymise", show_default=True,
+              help="The names of the people who posted (posts.author, author-like columns, @mentions, the "
+                   "names in texts and labels): a salted hash made for this copy, removed, or kept")
 @click.option("--drop-errors", is_flag=True, help="Remove the errors table's rows (files that did not load)")
 @click.option("--drop-thumbnails", is_flag=True, help="Remove the stored thumbnails")
 @click.option("--force", is_flag=True, help="Replace DEST if it exists")
 @json_option()
-def publish_copy(source, dest, paths_mode, location, exif, drop_errors, drop_thumbnails, force, as_json):
+def publish_copy(source, dest, paths_mode, location, exif, authors, drop_errors, drop_thumbnails, force, as_json):
     """Write a redacted copy of SOURCE to DEST, ready for `datasette publish` (SOURCE is
     only read): local paths, GPS and private EXIF removed, everything derived kept."""
     try:
         s = publish.publish_copy(source, dest, paths_mode=paths_mode, location=location, exif=exif,
-                                 drop_errors=drop_errors, drop_thumbnails=drop_thumbnails, force=force,
+                                 drop_errors=drop_errors, drop_thumbnails=drop_thumbnails, authors=authors, force=force,
                                  on_status=echo_status)
     except publish.PublishError as e:
         raise CommandError(str(e)) from e
@@ -36,7 +39,7 @@ def publish_copy(source, dest, paths_mode, location, exif, drop_errors, drop_thu
         click.echo(json.dumps(s.as_dict()))
     removed = ", ".join(s.removed) or "nothing"
     echo_status(f"wrote {display(s.dest)} ({s.bytes / 1e6:.1f} MB): {s.files} file paths made "
-                f"{s.paths}, location {s.location}, EXIF {s.exif}; removed: {removed}; "
+                f"{s.paths}, location {s.location}, EXIF {s.exif}, authors {s.authors}; removed: {removed}; "
                 f"{s.models_renamed} model directories recorded by name, {s.texts_swept} other values cleaned")
 
 
