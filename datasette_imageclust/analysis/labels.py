@@ -25,10 +25,11 @@ import numpy as np
 import sqlite_utils
 
 from ..store.collection import ImageCollection, NotFound
-from ..store.postcolumns import has_posts, hashtags_cte, post_columns
+from ..store.postcolumns import has_posts, hashtags_cte, post_columns, quote
 from ..store.schema import migrate
 from .clusterstore import put_label, refresh_best_labels
 from .textterms import description_words, drop_hex, post_words
+from .textterms import words as text_words
 
 SOURCES = ("clip", "tags", "terms", "ollama")
 PROMPT = "a photo of {}."
@@ -96,20 +97,25 @@ def downloaded(db: sqlite_utils.Database) -> set[int]:
 
 
 def posts_words(db: sqlite_utils.Database) -> dict[int, set[str]]:
-    """Words per image of posts: the text and hashtags of every post linking it."""
+    """Words per image of posts: the text and hashtags of every post linking it, without
+    the words of any poster's name."""
     if not has_posts(db.conn):
         return {}
     have = {r[1] for r in db.execute("PRAGMA table_info(posts)")}
-    tags = post_columns(db.conn).hashtags
+    tags = post_columns(db.conn).hashtags  # (the rule of store/postcolumns.py)
     if "text" not in have and not tags:
         return {}
     text = "p.text" if "text" in have else "NULL"
     tags_of = {post: json.loads(t) for post, t in db.execute(
         f"WITH {hashtags_cte(tags)} SELECT post, json_group_array(tag) FROM post_tags GROUP BY post")} if tags else {}
+    cols = post_columns(db.conn)
+    # The words of the posters' names are no words of a post (a label names no one).
+    people = {w for (a,) in db.execute(f"SELECT DISTINCT {quote(cols.author)} FROM posts") if isinstance(a, str)
+              for w in text_words(a)} if cols.author else set()
     out: dict[int, set[str]] = {}
     for iid, post, body in db.execute(f"SELECT pi.image_id, p.id, {text} FROM post_images pi "
                                       "JOIN posts p ON p.id = pi.post WHERE pi.image_id IS NOT NULL"):
-        out.setdefault(iid, set()).update(post_words(body, tags_of.get(post, [])))
+        out.setdefault(iid, set()).update(post_words(body, tags_of.get(post, [])) - people)
     return out
 
 
