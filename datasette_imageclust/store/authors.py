@@ -49,7 +49,7 @@ VOCABULARY = frozenset({"source", "kind", "status", "method", "format", "mode", 
                         "model", "prompt_id", "content_type", "platform", "relation"})
 PREFIX = "author-"
 MIN_CHECKED = 8  # names this long are replaced inside words too, and looked for in the copy's bytes
-_MENTION = re.compile(r"(?<![\w@])@(\w[\w.]*\w|\w)")
+_MENTION = re.compile(r"(?<![\w@])@(?!author-[0-9a-f]{16})(\w[\w.]*\w|\w)")  # (a pseudonym is no handle)
 _HANDLE = re.compile(r"[\w.]*[^\W\d_][\w.]*")
 _GROUP = 300  # names per regular expression
 
@@ -184,9 +184,8 @@ def _rewrite(text: str, pats: list[re.Pattern], namer: _Namer) -> str:
 
     for p in pats:
         text = p.sub(sub, text)
-    # Any other @handle (a person mentioned): as a handle. (A pseudonym is no handle.)
-    return _MENTION.sub(lambda m: m.group(0) if m.group(1).startswith(PREFIX) else
-                        "" if namer(m.group(1)) is None else "@" + namer(m.group(1)), text)
+    # Any other @handle (a person mentioned): as a handle.
+    return _MENTION.sub(lambda m: "" if namer(m.group(1)) is None else "@" + namer(m.group(1)), text)
 
 
 def _apply(db: sqlite_utils.Database, table: str, column: str, pairs: list[tuple]) -> int:
