@@ -217,7 +217,8 @@ def _redact(tmp: str, s: PublishSummary, drop_errors: bool, drop_thumbnails: boo
                 for d in model_dirs if t in tables else []:
                     s.models_renamed += db.execute(f"UPDATE {t} SET name = ? WHERE name = ?",
                                                    [os.path.basename(d.rstrip("/")), d]).rowcount
-            try:
+            s.texts_swept = _sweep(db, _replacements(roots, common, model_dirs, s.paths))
+            try:  # after the paths: a name in a load folder's name is rewritten in the relative paths
                 authors = redact_authors(db, s.authors)
             except sqlite3.IntegrityError as e:  # drop: two values told apart only by a name
                 raise PublishError(f"removing the author names makes two rows the same ({e}): "
@@ -225,7 +226,6 @@ def _redact(tmp: str, s: PublishSummary, drop_errors: bool, drop_thumbnails: boo
             s.author_values = authors.values
             if authors.values and s.authors != "keep":
                 s.removed.append(f"author names in {authors.values} values ({s.authors})")
-            s.texts_swept = _sweep(db, _replacements(roots, common, model_dirs, s.paths))
             db.execute("INSERT OR REPLACE INTO imageclust_meta (key, value) VALUES (?, ?)",
                        [META_KEY, json.dumps({"paths": s.paths, "location": s.location, "exif": s.exif,
                                               "errors": "dropped" if drop_errors else "kept",
