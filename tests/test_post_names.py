@@ -112,6 +112,20 @@ def test_terms_labels_come_from_the_posts_never_from_hex(posts_db):
     assert labels.tokens("deadbeefcafe/decade_face.png") == {"decade", "face"}
 
 
+def test_all_hex_file_names_give_no_words(tmp_path):
+    from synthdb import make_db
+
+    path = make_db(str(tmp_path / "hexnames.db"), 12, clusters=2, seed=3)
+    db = dbmod.connect(path)
+    try:
+        with db.conn:  # short hex names (under the 6 digits of a hex run) and real words beside them
+            db.execute("UPDATE files SET relpath = 'abcd3/harbour/' || printf('%x', 40000 + id) || 'fe.jpg'")
+        words = labels.image_words(db)
+    finally:
+        dbmod.close(db)
+    assert set(words) == set(range(1, 13)) and all(w == {"harbour"} for w in words.values()), words
+
+
 def test_file_names_still_label_a_folder_load(tmp_path):
     # No posts: the terms come from the (non-hex) folder names, as before.
     from synthdb import make_db

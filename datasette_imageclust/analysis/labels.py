@@ -32,6 +32,7 @@ from .textterms import description_words, drop_hex, post_words
 from .textterms import words as text_words
 
 SOURCES = ("clip", "tags", "terms", "ollama")
+_ALL_HEX = re.compile(r"(?=[a-f]*[0-9])[0-9a-f]+", re.IGNORECASE)
 PROMPT = "a photo of {}."
 
 # File-name noise: extensions, camera prefixes, copy markers, tiny words.
@@ -79,6 +80,8 @@ def image_words(db: sqlite_utils.Database) -> dict[int, set[str]]:
         if iid in skip:
             continue
         stem = re.sub(r"\.[A-Za-z0-9]{2,5}$", "", relpath)
+        # A folder or file name that is all hex digits (with a digit: ``3fa9c``) is an id.
+        stem = "/".join(p for p in re.split(r"[/\\]", stem) if not _ALL_HEX.fullmatch(p))
         words.setdefault(iid, set()).update(tokens(stem))
     for iid, camera, exif in db.execute("SELECT id, camera, exif FROM images"):
         extra = tokens(f"{camera or ''} {_exif_text(exif)}")
