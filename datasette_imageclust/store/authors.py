@@ -51,7 +51,6 @@ PREFIX = "author-"
 MIN_CHECKED = 8  # names this long are replaced inside words too, and looked for in the copy's bytes
 _MENTION = re.compile(r"(?<![\w@])@(?!author-[0-9a-f]{16})(\w[\w.]*\w|\w)")  # (a pseudonym is no handle)
 _HANDLE = re.compile(r"[\w.]*[^\W\d_][\w.]*")
-_GROUP = 300  # names per regular expression
 
 
 @dataclass
@@ -159,16 +158,37 @@ def _text_columns(db: sqlite_utils.Database) -> list[tuple[str, str]]:
     return out
 
 
+def _trie(words: list[str]) -> str:
+    """One regular expression matching any of ``words`` (longest first), as a trie of their
+    characters: Python's re then tries each character once, not each of many names."""
+    root: dict = {}
+    for w in words:
+        node = root
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = True
+
+    def walk(node: dict) -> str:
+        ends = "" in node
+        alts = [re.escape(ch) + walk(sub) for ch, sub in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if ends else body
+
+    return walk(root)
+
+
 def _patterns(names: set[str]) -> list[re.Pattern]:
     """Expressions that find the names: a long one anywhere, a short one with no letter
     next to it."""
-    ordered = sorted(names, key=lambda n: (-len(n), n))
     out = []
     for long_ in (True, False):
-        group = [n for n in ordered if (len(n) >= MIN_CHECKED) == long_]
-        for g in range(0, len(group), _GROUP):
-            alt = "|".join(re.escape(n) for n in group[g:g + _GROUP])
-            out.append(re.compile(f"@?(?:{alt})" if long_ else rf"(?<![^\W\d_])@?(?:{alt})(?![^\W\d_])", re.IGNORECASE))
+        group = sorted(n.lower() for n in names if (len(n) >= MIN_CHECKED) == long_)
+        if group:
+            alt = _trie(group)
+            out.append(re.compile(f"@?(?:{alt})" if long_ else rf"(?<![^\W\d_])@?(?:{alt})(?![^\W\d_])",
+                                  re.IGNORECASE))
     return out
 
 
