@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..store import imagenames
 from ..store.cache import TokenCache
 from ..store.connection import Connection
-from ..store import imagenames
 from ..store.postcolumns import PostColumns, date_sql, quote
 from . import mapdata
 from .http import Problem
