@@ -196,3 +196,12 @@ async def test_the_posts_table_facets_by_platform_and_hashtag(posts_db):
     tags = {f["value"]: f["count"] for f in facets["hashtags"]["results"]}
     groups = [len(ids) for ids in clusters(posts_db).values()]
     assert tags["sunsetbeach"] in groups and tags["protestsign"] == tags["cats"] in groups
+
+
+def test_a_sidecar_post_is_named_by_its_file_not_its_folders():
+    from datasette_imageclust.store.imagenames import post_name
+
+    # A sidecar's post id is its path on the loading machine: only its file name is shown.
+    assert post_name("alice", "2024-03-02T10:11:12Z", "instagram", "/home/ana/Fieldwork/gdl/C4xYz.json",
+                     "sidecars") == "@alice · 2024-03-02 · instagram C4xYz.json"
+    assert post_name(None, None, None, "17", "tweets.csv") == "tweets.csv 17"

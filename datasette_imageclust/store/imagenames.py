@@ -18,6 +18,9 @@ CHUNK = 500  # ids per query (SQLite's variable limit is 999 on old builds)
 
 
 def _short(post_id: str) -> str:
+    # A sidecar's post id is its path: its file name says which post, the folders only
+    # where it lay on the loading machine.
+    post_id = post_id.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     return post_id if len(post_id) <= SHORT_ID + 1 else post_id[:SHORT_ID] + "…"
 
 
