@@ -165,3 +165,25 @@ def test_a_name_left_where_no_rule_reaches_refuses_the_copy(source, tmp_path):
     r = CliRunner().invoke(cli, ["publish-copy", src, str(out)])
     assert r.exit_code == 1 and "author name 'alice_wonder'" in r.output, r.output
     assert not out.exists() and not list(tmp_path.glob(".odd-pub.db*"))
+
+
+def test_another_author_column_is_named_with_author_column(source, tmp_path):
+    import shutil
+
+    src = str(tmp_path / "poster.db")
+    shutil.copy(source, src)
+    db = dbmod.connect(src)
+    with db.conn:
+        db.execute('ALTER TABLE posts ADD COLUMN "poster"')
+        db.execute("UPDATE posts SET poster = 'erin_photographer'")
+    dbmod.close(db)
+    # Not named like an author column: without the option it is an ordinary column, kept.
+    _copy(src, str(tmp_path / "no.db"))
+    assert sql(str(tmp_path / "no.db"), "select distinct poster from posts") == [("erin_photographer",)]
+    out = str(tmp_path / "yes.db")
+    _copy(src, out, "--author-column", "POSTER")
+    _no_names_in_bytes(out, (*NAMES, "erin_photographer"))
+    (poster,) = {p for (p,) in sql(out, "select poster from posts")}
+    assert re.fullmatch(r"author-[0-9a-f]{16}", poster) and "poster" in _meta(out)["authors"]["columns"]
+    r = CliRunner().invoke(cli, ["publish-copy", src, str(tmp_path / "bad.db"), "--author-column", "nonesuch"])
+    assert r.exit_code == 1 and "posts has no column 'nonesuch'" in r.output, r.output

@@ -70,12 +70,14 @@ class AuthorsNote:
                 "permalinks_removed": self.permalinks}
 
 
-def author_columns(db: sqlite_utils.Database) -> list[str]:
-    """The columns of ``posts`` that hold author names (see the module's docstring)."""
+def author_columns(db: sqlite_utils.Database, extra: tuple[str, ...] = ()) -> list[str]:
+    """The columns of ``posts`` that hold author names (see the module's docstring), and
+    those of ``extra`` (names compared without case)."""
     if "posts" not in db.table_names():
         return []
+    wanted = {e.lower() for e in extra}
     return [c for c in (r[1] for r in db.execute("PRAGMA table_info(posts)"))
-            if any(fnmatch.fnmatchcase(c.lower(), p) for p in AUTHOR_COLUMNS)]
+            if c.lower() in wanted or any(fnmatch.fnmatchcase(c.lower(), p) for p in AUTHOR_COLUMNS)]
 
 
 def _mention_columns(db: sqlite_utils.Database) -> list[str]:
@@ -99,13 +101,19 @@ class _Namer:
         return PREFIX + h.hexdigest()
 
 
-def redact_authors(db: sqlite_utils.Database, mode: str) -> AuthorsNote:
-    """Pseudonymise, drop or keep the author names of the copy ``db`` (in its transaction)."""
+def redact_authors(db: sqlite_utils.Database, mode: str, extra: tuple[str, ...] = ()) -> AuthorsNote:
+    """Pseudonymise, drop or keep the author names of the copy ``db`` (in its transaction);
+    ``extra``: more ``posts`` columns that hold them."""
     note = AuthorsNote(mode, posts="posts" in db.table_names())
+    if extra and not note.posts:
+        raise ValueError("the database has no posts, so no author columns (--author-column)")
     if mode == "keep" or not note.posts:
         return note
     namer = _Namer(mode)
-    cols = author_columns(db)
+    cols = author_columns(db, extra)
+    missing = {e.lower() for e in extra} - {c.lower() for c in cols}
+    if missing:
+        raise ValueError(f"posts has no column {sorted(missing)[0]!r} (--author-column)")
     note.columns = cols
     names: set[str] = set()
     for c in cols:

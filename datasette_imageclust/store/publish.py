@@ -123,7 +123,7 @@ def leak_warning(database: str) -> str | None:
 
 def publish_copy(source: str, dest: str, *, paths_mode: str = "relative", location: str = "drop",
                  exif: str = "safe", drop_errors: bool = False, drop_thumbnails: bool = False,
-                 authors: str = "pseudonymise", force: bool = False, on_status: Callable[[str], None] | None = None) -> PublishSummary:
+                 authors: str = "pseudonymise", author_columns: tuple[str, ...] = (), force: bool = False, on_status: Callable[[str], None] | None = None) -> PublishSummary:
     """Write the redacted copy of ``source`` to ``dest`` (see the module's docstring)."""
     say = on_status or (lambda line: None)
     for value, allowed in ((paths_mode, PATHS), (location, LOCATION), (exif, EXIF), (authors, AUTHORS)):
@@ -155,7 +155,7 @@ def publish_copy(source: str, dest: str, *, paths_mode: str = "relative", locati
     s = PublishSummary(paths.text(os.path.abspath(source)), paths.text(os.path.abspath(dest)),
                        paths_mode, location, exif, authors)
     try:
-        secrets, names = _redact(tmp, s, drop_errors, drop_thumbnails, say)
+        secrets, names = _redact(tmp, s, drop_errors, drop_thumbnails, say, tuple(author_columns))
         found = _find_in_file(tmp, secrets) or _find_in_file(tmp, names, ignore_case=True)
         if found:  # a place this module does not know about: refuse rather than leak
             what = f"the author name {found!r}" if found in names else paths.display(found)
@@ -189,7 +189,7 @@ def _remove(path: str) -> None:
 
 
 def _redact(tmp: str, s: PublishSummary, drop_errors: bool, drop_thumbnails: bool,
-            say: Callable[[str], None]) -> tuple[list[str], list[str]]:
+            say: Callable[[str], None], author_columns: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Redact the copy in place; returns the local folders and the author names that must
     not be in its bytes."""
     db = connect(tmp, wal=False)
@@ -219,10 +219,12 @@ def _redact(tmp: str, s: PublishSummary, drop_errors: bool, drop_thumbnails: boo
                                                    [os.path.basename(d.rstrip("/")), d]).rowcount
             s.texts_swept = _sweep(db, _replacements(roots, common, model_dirs, s.paths))
             try:  # after the paths: a name in a load folder's name is rewritten in the relative paths
-                authors = redact_authors(db, s.authors)
+                authors = redact_authors(db, s.authors, author_columns)
             except sqlite3.IntegrityError as e:  # drop: two values told apart only by a name
                 raise PublishError(f"removing the author names makes two rows the same ({e}): "
                                    f"use --authors pseudonymise") from e
+            except ValueError as e:
+                raise PublishError(str(e)) from e
             s.author_values = authors.values
             if authors.values and s.authors != "keep":
                 s.removed.append(f"author names in {authors.values} values ({s.authors})")
