@@ -40,6 +40,14 @@ async def test_the_image_page_title_is_the_first_post_not_the_cache_file(posts_d
     assert _title(html) == FIRST
     assert f"<h1>{FIRST}</h1>" in html and sha not in _title(html)
     assert (await get_json(ds, "/posts/-/imageclust/image/1.json"))["name"] == FIRST
+    # ... with a link to that post, only when it is a web link.
+    assert f'<a class="ic-permalink" href="https://www.instagram.com/p/{LONG_ID}/"' in html
+    db = dbmod.connect(posts_db)
+    with db.conn:
+        db.execute("UPDATE posts SET permalink = 'javascript:alert(1)' WHERE post_id = ?", [LONG_ID])
+    dbmod.close(db)
+    html = (await ds.client.get("/posts/-/imageclust/image/1")).text
+    assert "ic-permalink" not in html and "javascript:" not in html
     # Image 2's only post is its cluster's author's.
     (author,) = sql(posts_db, "select p.author from posts p join post_images pi on pi.post = p.id "
                               "where pi.image_id = 2")[0]

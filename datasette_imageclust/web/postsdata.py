@@ -12,6 +12,7 @@ import sqlite3
 
 from markupsafe import Markup, escape
 
+from ..store import imagenames
 from ..store.cache import TokenCache
 from ..store.collection import change_token
 from ..store.postcolumns import PostColumns, date_sql, has_posts, hashtags_cte, month_sql, post_columns, quote
@@ -40,7 +41,13 @@ def image_posts(conn: sqlite3.Connection, image_id: int, cfg: Settings) -> dict 
     n, first, last = conn.execute(
         f"SELECT count(DISTINCT p.id), {span} FROM post_images pi JOIN posts p ON p.id = pi.post "
         "WHERE pi.image_id = ?", [image_id]).fetchone()
-    return {"posts": n, "first": first, "last": last, "columns": cols.as_dict()}
+    post = imagenames.first_posts(conn, [image_id]).get(image_id)
+    link = post and post["permalink"]
+    # Only a web link is linked: an export's text could say javascript:...
+    link = link if isinstance(link, str) and link.lower().startswith(("https://", "http://")) else None
+    return {"posts": n, "first": first, "last": last, "columns": cols.as_dict(),
+            "first_post": None if post is None else {**{k: post[k] for k in (
+                "post_id", "export", "platform", "author", "created")}, "permalink": link}}
 
 
 def image_posts_sql(cols: PostColumns) -> str:
