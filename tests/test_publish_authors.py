@@ -187,3 +187,20 @@ def test_another_author_column_is_named_with_author_column(source, tmp_path):
     assert re.fullmatch(r"author-[0-9a-f]{16}", poster) and "poster" in _meta(out)["authors"]["columns"]
     r = CliRunner().invoke(cli, ["publish-copy", src, str(tmp_path / "bad.db"), "--author-column", "nonesuch"])
     assert r.exit_code == 1 and "posts has no column 'nonesuch'" in r.output, r.output
+
+
+def test_an_account_named_like_the_platform_or_the_schema(tmp_path):
+    # "instagram" posting on Instagram, and "hashtags" (a column name): pseudonymised in
+    # the author column, while the platform's URLs and the schema stay whole.
+    src = make_posts_db(str(tmp_path / "src.db"))
+    db = dbmod.connect(src)
+    with db.conn:
+        db.execute("UPDATE posts SET author = 'Instagram' WHERE author = 'alice_wonder'")
+        db.execute("UPDATE posts SET author = 'hashtags' WHERE author = 'Bob_Builder'")
+    dbmod.close(db)
+    out = str(tmp_path / "pub.db")
+    _copy(src, out)
+    assert all(re.fullmatch(r"author-[0-9a-f]{16}", a) for (a,) in sql(out, "select author from posts"))
+    assert {p for (p,) in sql(out, "select platform from posts")} == {"instagram"}
+    assert sql(out, "select count(*) from posts where permalink like 'https://www.instagram.com/p/%'") == \
+        sql(src, "select count(*) from posts where permalink like 'https://www.instagram.com/p/%'")

@@ -125,7 +125,14 @@ def redact_authors(db: sqlite_utils.Database, mode: str, extra: tuple[str, ...] 
             names.update(h.lower().strip(".") for h in _HANDLE.findall(v) if len(h.strip(".")) >= 2)
     names = {n for n in names if n}  # (an @handle in a text is rewritten as a handle, not looked for as a word)
     note.names = len(names)
-    note.checked = sorted(n for n in names if len(n) >= MIN_CHECKED)
+    # An account named like a platform (``instagram``) is rewritten in author columns and
+    # as an @handle, not in every URL of that platform; one whose name is in the schema's
+    # text (``hashtags``) is not looked for in the bytes.
+    platforms = {p.lower() for (p,) in db.execute("SELECT DISTINCT platform FROM posts WHERE typeof(platform) = 'text'")} \
+        if "platform" in {r[1] for r in db.execute("PRAGMA table_info(posts)")} else set()
+    names -= platforms
+    own = _own_words(db)
+    note.checked = sorted(n for n in names if len(n) >= MIN_CHECKED and n not in own)
     # Permalinks naming an author lead to them: removed (before the sweep rewrites them).
     if "permalink" in {r[1] for r in db.execute("PRAGMA table_info(posts)")} and names:
         links = [(i, v) for i, v in db.execute("SELECT id, permalink FROM posts WHERE typeof(permalink) = 'text'")
@@ -146,6 +153,11 @@ def redact_authors(db: sqlite_utils.Database, mode: str, extra: tuple[str, ...] 
                 if (new := _rewrite(v, pats, namer)) != v])
     db.execute("DROP TABLE temp.author_rewrites")
     return note
+
+
+def _own_words(db: sqlite_utils.Database) -> str:
+    """The package's own text in the copy, lower case: its schema (table and column names)."""
+    return "\n".join(sql or "" for (sql,) in db.execute("SELECT sql FROM sqlite_master")).lower()
 
 
 def _text_columns(db: sqlite_utils.Database) -> list[tuple[str, str]]:
