@@ -1,9 +1,9 @@
 """Cluster labels, each stored with its source in ``cluster_labels``:
 
 * ``terms``  - distinctive words, TF-IDF across the clusters of a run (as the AoIR paper
-  labels clusters by their top TF-IDF terms): of an image from posts (``post_images``
-  with a URL), its posts' text and hashtags and its description, never its file name
-  (a hash in a download cache); of any other image, its description when it has one
+  labels clusters by their top TF-IDF terms): of an image of posts (linked from
+  ``post_images``: downloaded, or a sidecar's), its posts' text and hashtags and its
+  description, never its file name (a downloaded image's is a hash in a download cache); of any other image, its description when it has one
   (:mod:`.textterms`: stop-words of its language removed), else its file paths, folder
   names and EXIF text. Hex-like runs (hashes) are never words (``textterms.drop_hex``);
 * ``tags``   - the members' most distinctive tags (``image_tags``), TF-IDF across the clusters;
