@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import date
 from html import unescape
 from pathlib import Path
 
@@ -113,10 +114,17 @@ async def test_cluster_page_counts_posts_per_month_hashtags_and_authors(posts_db
         assert {a["value"]: a["posts"] for a in got["authors"]} == authors
         html = (await ds.client.get(f"/posts/-/imageclust/cluster/{cid}")).text
         assert f'<strong class="ic-post-count">{len(posts)}</strong>' in html
-        if months:  # one bar per month from the first to the last, each titled
-            assert html.count("<rect ") == len(pipeline_months(min(months), max(months)))
-            for m, n in months.items():
-                assert f"<title>{m}: {n} post{'' if n == 1 else 's'}</title>" in html
+        if months:  # one bar per bin (its unit by the span) from the first to the last, each titled
+            line = got["timeline"]
+            first, last = min(t for _, t, _, _ in posts if t), max(t for _, t, _, _ in posts if t)
+            span = (date.fromisoformat(last[:10]) - date.fromisoformat(first[:10])).days
+            assert line["unit"] == ("day" if span <= 60 else "week" if span <= 366 else "month")
+            assert html.count("<rect ") == len(line["bins"]) and sum(b["posts"] for b in line["bins"]) == sum(months.values())
+            if line["unit"] == "month":
+                assert [b["bin"] for b in line["bins"]] == pipeline_months(min(months), max(months))
+            for b in line["bins"]:
+                when = b["bin"] if line["unit"] != "week" else f"{b['bin']} ({b['start']} to {b['end']})"
+                assert f"<title>{when}: {b['posts']} post{'' if b['posts'] == 1 else 's'}</title>" in html
         assert HOSTILE not in html and "<b>x</b>" not in html
         if posts:  # the link to the posts runs as a Datasette query and lists those posts
             link = unescape(re.search(r'<a href="([^"]+)">the posts</a>', html).group(1))

@@ -1,9 +1,11 @@
 """Cluster labels, each stored with its source in ``cluster_labels``:
 
 * ``terms``  - distinctive words, TF-IDF across the clusters of a run (as the AoIR paper
-  labels clusters by their top TF-IDF terms): of each member's description when it has
-  one (:mod:`.textterms`: stop-words of its language removed), else of its file paths,
-  folder names and EXIF text;
+  labels clusters by their top TF-IDF terms): of an image of posts (linked from
+  ``post_images``: downloaded, or a sidecar's), its posts' text and hashtags and its
+  description, never its file name (a downloaded image's is a hash in a download cache); of any other image, its description when it has one
+  (:mod:`.textterms`: stop-words of its language removed), else its file paths, folder
+  names and EXIF text. Hex-like runs (hashes) are never words (``textterms.drop_hex``);
 * ``tags``   - the members' most distinctive tags (``image_tags``), TF-IDF across the clusters;
 * ``clip``   - zero-shot CLIP: the shipped vocabulary embedded with the model's text tower
   (cached in ``vocabulary_vectors``), scored against each cluster's centroid in image space;
@@ -23,11 +25,14 @@ import numpy as np
 import sqlite_utils
 
 from ..store.collection import ImageCollection, NotFound
+from ..store.postcolumns import has_posts, hashtags_cte, post_columns, quote
 from ..store.schema import migrate
 from .clusterstore import put_label, refresh_best_labels
-from .textterms import description_words
+from .textterms import description_words, drop_hex, post_words
+from .textterms import words as text_words
 
 SOURCES = ("clip", "tags", "terms", "ollama")
+_ALL_HEX = re.compile(r"(?=[a-f]*[0-9])[0-9a-f]+", re.IGNORECASE)
 PROMPT = "a photo of {}."
 
 # File-name noise: extensions, camera prefixes, copy markers, tiny words.
@@ -44,6 +49,7 @@ class LabelSkipped(Exception):
 
 
 def tokens(text: str) -> set[str]:
+    text = drop_hex(text)
     text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)  # camelCase -> camel Case
     out = set()
     for t in re.split(r"[^A-Za-z\u00C0-\u024F\u0370-\u03FF\u0400-\u04FF]+", text):
@@ -66,16 +72,54 @@ def _exif_text(exif: str | None) -> str:
 
 
 def image_words(db: sqlite_utils.Database) -> dict[int, set[str]]:
-    """Words per image: folder names and file stems of every file, camera and EXIF text."""
+    """Words per image: folder names and file stems of every file, camera and EXIF text;
+    no file names of an image downloaded from posts (see :func:`downloaded`)."""
     words: dict[int, set[str]] = {}
+    skip = downloaded(db)
     for iid, relpath in db.execute("SELECT image_id, relpath FROM files"):
+        if iid in skip:
+            continue
         stem = re.sub(r"\.[A-Za-z0-9]{2,5}$", "", relpath)
+        # A folder or file name that is all hex digits (with a digit: ``3fa9c``) is an id.
+        stem = "/".join(p for p in re.split(r"[/\\]", stem) if not _ALL_HEX.fullmatch(p))
         words.setdefault(iid, set()).update(tokens(stem))
     for iid, camera, exif in db.execute("SELECT id, camera, exif FROM images"):
         extra = tokens(f"{camera or ''} {_exif_text(exif)}")
         if extra:
             words.setdefault(iid, set()).update(extra)
     return words
+
+
+def downloaded(db: sqlite_utils.Database) -> set[int]:
+    """The images of posts downloaded from a URL (their files are in a download cache,
+    named by hash)."""
+    if not has_posts(db.conn):
+        return set()
+    return {i for (i,) in db.execute("SELECT DISTINCT image_id FROM post_images "
+                                     "WHERE url IS NOT NULL AND image_id IS NOT NULL")}
+
+
+def posts_words(db: sqlite_utils.Database) -> dict[int, set[str]]:
+    """Words per image of posts: the text and hashtags of every post linking it, without
+    the words of any poster's name."""
+    if not has_posts(db.conn):
+        return {}
+    have = {r[1] for r in db.execute("PRAGMA table_info(posts)")}
+    tags = post_columns(db.conn).hashtags  # (the rule of store/postcolumns.py)
+    if "text" not in have and not tags:
+        return {}
+    text = "p.text" if "text" in have else "NULL"
+    tags_of = {post: json.loads(t) for post, t in db.execute(
+        f"WITH {hashtags_cte(tags)} SELECT post, json_group_array(tag) FROM post_tags GROUP BY post")} if tags else {}
+    cols = post_columns(db.conn)
+    # The words of the posters' names are no words of a post (a label names no one).
+    people = {w for (a,) in db.execute(f"SELECT DISTINCT {quote(cols.author)} FROM posts") if isinstance(a, str)
+              for w in text_words(a)} if cols.author else set()
+    out: dict[int, set[str]] = {}
+    for iid, post, body in db.execute(f"SELECT pi.image_id, p.id, {text} FROM post_images pi "
+                                      "JOIN posts p ON p.id = pi.post WHERE pi.image_id IS NOT NULL"):
+        out.setdefault(iid, set()).update(post_words(body, tags_of.get(post, [])) - people)
+    return out
 
 
 def tfidf_terms(groups: dict[int, list[set[str]]], top: int = 3, min_share: float = 0.25) -> dict[int, list[tuple[str, float]]]:
@@ -125,24 +169,39 @@ def _members(db: sqlite_utils.Database, run_id: int) -> dict[int, list[int]]:
 
 def terms_labels(db: sqlite_utils.Database, run_id: int) -> int:
     """Store ``terms`` labels for every real cluster of a run; returns how many. A member's
-    words are those of its description (the run's vision model and prompt, else the
-    newest) when it has one, else of its file names and EXIF text."""
+    words: see the module's docstring (the description is the run's vision model and
+    prompt's, else the newest)."""
     members = _members(db, run_id)
     params = _run_params(db, run_id)
     described = {d["image_id"]: description_words(d["text"])
                  for d in ImageCollection(db).descriptions(params.get("describer"), params.get("prompt_id"))}
-    paths = image_words(db) if any(i not in described for m in members.values() for i in m) else {}
+    posted = posts_words(db)
+    from_posts = downloaded(db) | set(posted)
+    paths = (image_words(db) if any(i not in described and i not in from_posts for m in members.values() for i in m)
+             else {})
+
+    def words(i: int) -> set[str]:
+        if i in from_posts:
+            return posted.get(i, set()) | described.get(i, set())
+        return described[i] if i in described else paths.get(i, set())
+
     done = 0
-    for cid, terms in tfidf_terms({c: [described.get(i, paths.get(i, set())) for i in m]
-                                   for c, m in members.items()}).items():
+    for cid, terms in tfidf_terms({c: [words(i) for i in m] for c, m in members.items()}).items():
         if terms:
-            n = sum(i in described for i in members[cid])
-            origin = ("descriptions" if n == len(members[cid]) else "file names" if n == 0
-                      else f"descriptions ({n} of {len(members[cid])} images), else file names")
             put_label(db, cid, "terms", ", ".join(w for w, _ in terms),
-                      {"terms": [{"term": w, "score": s} for w, s in terms], "from": origin})
+                      {"terms": [{"term": w, "score": s} for w, s in terms],
+                       "from": _origin(members[cid], described, from_posts)})
             done += 1
     return done
+
+
+def _origin(ids: list[int], described: dict, from_posts: set[int]) -> str:
+    """What a ``terms`` label was read from (its ``detail.from``)."""
+    n, p = sum(i in described and i not in from_posts for i in ids), sum(i in from_posts for i in ids)
+    if p:
+        return "posts" if p == len(ids) else f"posts ({p} of {len(ids)} images), else descriptions or file names"
+    return ("descriptions" if n == len(ids) else "file names" if n == 0
+            else f"descriptions ({n} of {len(ids)} images), else file names")
 
 
 def tags_labels(db: sqlite_utils.Database, run_id: int) -> int:

@@ -16,6 +16,18 @@ from importlib import resources
 MIN_HITS = 2
 MIN_LENGTH = 3  # shorter words are mostly particles and abbreviations
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters, in any script
+# Hex-like runs (hashes, ids: the names of a download cache, ``027737ab….jpg``): at least 6
+# hex digits with a digit among them, or at least 8 without (``deadbeef``), between
+# non-alphanumerics. Their letters are no words: never a term.
+_HEX = re.compile(r"(?<![^\W_])(?:(?=[0-9a-f]*[0-9])[0-9a-f]{6,}|[a-f]{8,})(?![^\W_])", re.IGNORECASE)
+# URLs and @mentions in a post's text: no words of the post (a mention is a person's name).
+_NOISE = re.compile(r"(?:https?://|www\.)\S+|@[\w.]+", re.IGNORECASE)
+
+
+def drop_hex(text: str) -> str:
+    """``text`` without its hex-like runs (see ``_HEX``): the one rule every term source
+    (descriptions, posts, file names) applies."""
+    return _HEX.sub(" ", text)
 
 
 @functools.lru_cache(maxsize=1)
@@ -31,8 +43,8 @@ def stopwords() -> dict[str, frozenset[str]]:
 
 
 def words(text: str) -> list[str]:
-    """The words of ``text``, lower-cased, in order."""
-    return _WORD.findall(text.lower())
+    """The words of ``text``, lower-cased, in order (hex-like runs dropped)."""
+    return _WORD.findall(drop_hex(text).lower())
 
 
 def language(tokens: list[str]) -> str | None:
@@ -51,3 +63,15 @@ def description_words(text: str) -> set[str]:
     lang = language(tokens)
     stop = stopwords()[lang] if lang else frozenset()
     return {t for t in tokens if len(t) >= MIN_LENGTH and t not in stop}
+
+
+def post_words(text: str | None, hashtags: list[str]) -> set[str]:
+    """The content words of a post: of its text without URLs and @mentions (as
+    :func:`description_words`), and its hashtags whole (``climatestrike``), hex-like ones
+    dropped."""
+    out = description_words(_NOISE.sub(" ", text or ""))
+    for tag in hashtags:
+        tag = str(tag).lower().lstrip("#").strip()
+        if len(tag) >= MIN_LENGTH and not _HEX.fullmatch(tag) and _WORD.search(tag):
+            out.add(tag)
+    return out

@@ -4,22 +4,25 @@ researchers review sets.
 Each page: the cluster's label, its size and cohesion (mean cosine similarity of its
 members to the centroid, as the clustering stored it; computed from the vectors when a
 run did not store it), then its selected images in rank order (closest to the centroid
-first), each whole (not cropped) with its file name, as many as fit, and how many more
+first), each whole (not cropped) with its name (``store/imagenames.py``: an image of an
+export by its first post, on two lines, ``@author · date`` then ``platform id``; any
+other by its path under the load folder), as many as fit, and how many more
 there are. Images outside every cluster of the run get a last page of their own. Pages
 are written one by one, so a sheet of a thousand clusters keeps one page in memory.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
+from ..store import imagenames
 from ..store.collection import ImageCollection, raw_connection
 from ..store.connection import Connection
 from ..store.paths import display
+from ..store.postcolumns import has_posts
 from . import render, thumbs
 from .scene import Page, blank, clean, fit, measure, textbox
 from .selection import ExportError, Selection
@@ -93,12 +96,16 @@ def cohesion(db: Connection, cluster: dict) -> float | None:
     return float((x @ centre).mean())
 
 
-def _names(db: Connection, ids: list[int]) -> dict[int, str]:
-    """image id -> the file name of its first path (by path), for the captions."""
-    rows = raw_connection(db).execute(
-        "SELECT image_id, min(path) FROM files WHERE image_id IN (SELECT value FROM json_each(?)) GROUP BY image_id",
-        [json.dumps(ids)]).fetchall()
-    return {iid: os.path.basename(p or "") for iid, p in rows}
+def _captions(db: Connection, ids: list[int]) -> dict[int, list[str]]:
+    """image id -> its caption lines: its name, a post's name cut before its last part
+    (``platform id``), which a 35 mm cell has no room for on the same line."""
+    conn = raw_connection(db)
+    posts = imagenames.first_posts(conn, ids)
+    out = {}
+    for iid, name in imagenames.image_names(conn, ids).items():
+        head, sep, tail = name.rpartition(" \u00b7 ")
+        out[iid] = [head, tail] if iid in posts and sep else [name]
+    return out
 
 
 def sheet(db: Connection, cluster: dict | None, ids: list[int], dpi: float, *, run: str | None,
@@ -131,21 +138,23 @@ def sheet(db: Connection, cluster: dict | None, ids: list[int], dpi: float, *, r
     top = y + measure("Ag", 9 * pt)[1] + 8 * pt
 
     cap = 6.5 * pt
-    cap_h = measure("Ag", cap)[1]
+    lines = 2 if has_posts(raw_connection(db)) else 1  # post names take two lines
+    cap_h = measure("Ag", cap)[1] * lines
     gap = 3 * mm
     cell = (room - (COLUMNS - 1) * gap) / COLUMNS
     row_h = cell + cap_h + gap
     foot_h = measure("Ag", 8 * pt)[1] + 4 * pt
     rows = max(1, int((height - margin - foot_h - top) // row_h))
     show = ids[: rows * COLUMNS]
-    names = _names(db, show)
+    names = _captions(db, show)
     for k, (iid, im) in enumerate(thumbs.stored(db, show)):
         x0, y0 = margin + (k % COLUMNS) * (cell + gap), top + (k // COLUMNS) * row_h
         tile = thumbs.inside(im, int(cell), int(cell))
         # Centred in its square cell, sitting on the caption.
         page.raster.paste(tile, (int(x0 + (cell - tile.width) / 2), int(y0 + cell - tile.height)))
-        name = fit(clean(names.get(iid) or f"image {iid}", 200), cap, cell)
-        page.items.append(textbox(name, x0, y0 + cell + 0.5 * mm, cap))
+        for n, line in enumerate(names.get(iid) or [f"image {iid}"]):
+            text = fit(clean(line, 200), cap, cell)
+            page.items.append(textbox(text, x0, y0 + cell + 0.5 * mm + n * cap_h / lines, cap))
     more = len(ids) - len(show)
     foot = f"{len(show):,} of {len(ids):,} selected images, by rank"
     if more:

@@ -18,6 +18,9 @@ CHUNK = 500  # ids per query (SQLite's variable limit is 999 on old builds)
 
 
 def _short(post_id: str) -> str:
+    # A sidecar's post id is its path: its file name says which post, the folders only
+    # where it lay on the loading machine.
+    post_id = post_id.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     return post_id if len(post_id) <= SHORT_ID + 1 else post_id[:SHORT_ID] + "…"
 
 
@@ -39,6 +42,20 @@ def _has_normalised(conn: sqlite3.Connection) -> bool:
     return "created" in {r[1] for r in conn.execute("PRAGMA table_info(posts)")}
 
 
+def first_post_order(conn: sqlite3.Connection) -> str:
+    """The SQL order (over ``posts p`` and ``post_images pi``) whose first row is an image's
+    first post: the earliest ``created``, then the first loaded, then its first link."""
+    return ("p.created IS NULL, p.created, p.id, pi.position" if _has_normalised(conn)
+            else "p.id, pi.position")
+
+
+def first_post_sql(conn: sqlite3.Connection) -> str:
+    """A query of ``(image_id, post)``: each linked image's first post (``posts.id``)."""
+    return ("SELECT image_id, post FROM (SELECT pi.image_id AS image_id, p.id AS post, row_number() OVER "
+            f"(PARTITION BY pi.image_id ORDER BY {first_post_order(conn)}) AS n FROM post_images pi "
+            "JOIN posts p ON p.id = pi.post WHERE pi.image_id IS NOT NULL) WHERE n = 1")
+
+
 def first_posts(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, dict]:
     """For each image of ``ids`` linked to a post: that first post's ``id``, ``post_id``,
     ``export``, ``platform``, ``permalink``, ``author``, ``created``, ``url`` (the image's
@@ -48,7 +65,7 @@ def first_posts(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, dict]
         return {}
     norm = _has_normalised(conn)
     cols = ("p.platform, p.permalink, p.author, p.created" if norm else "NULL, NULL, NULL, NULL")
-    order = "p.created IS NULL, p.created, p.id" if norm else "p.id"
+    order = first_post_order(conn)
     out: dict[int, dict] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
@@ -59,7 +76,7 @@ def first_posts(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, dict]
         for row in conn.execute(
                 f"SELECT pi.image_id, p.id, p.post_id, p.export, {cols}, pi.url FROM post_images pi "
                 f"JOIN posts p ON p.id = pi.post WHERE pi.image_id IN ({marks}) "
-                f"ORDER BY pi.image_id, {order}, pi.position", chunk):
+                f"ORDER BY pi.image_id, {order}", chunk):
             if row[0] in out:
                 continue
             out[row[0]] = {"id": row[1], "post_id": row[2], "export": row[3], "platform": row[4],
@@ -68,12 +85,15 @@ def first_posts(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, dict]
     return out
 
 
-def image_names(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, str]:
-    """The name of each image of ``ids`` (see the module's docstring)."""
+def known_names(conn: sqlite3.Connection, ids: Iterable[int], *, posts: bool = True,
+                paths: bool = True) -> dict[int, str]:
+    """The name of each image of ``ids`` that has one: by its first post (``posts``: the
+    reader may see posts), else by its first file's ``relpath`` (``paths``: the reader may
+    see file names). An image with neither is left out."""
     ids = list(dict.fromkeys(int(i) for i in ids))
-    out = {i: post_name(p["author"], p["created"], p["platform"], p["post_id"], p["export"])
-           for i, p in first_posts(conn, ids).items()}
-    rest = [i for i in ids if i not in out]
+    out = ({i: post_name(p["author"], p["created"], p["platform"], p["post_id"], p["export"])
+            for i, p in first_posts(conn, ids).items()} if posts else {})
+    rest = [i for i in ids if i not in out] if paths else []
     for start in range(0, len(rest), CHUNK):
         chunk = rest[start:start + CHUNK]
         marks = ",".join("?" * len(chunk))
@@ -81,6 +101,13 @@ def image_names(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, str]:
                 f"SELECT image_id, relpath FROM files WHERE id IN (SELECT min(id) FROM files "
                 f"WHERE image_id IN ({marks}) GROUP BY image_id)", chunk):
             out[image_id] = relpath
-    for i in ids:
-        out.setdefault(i, f"image {i}")
     return out
+
+
+def image_names(conn: sqlite3.Connection, ids: Iterable[int], *, posts: bool = True,
+                paths: bool = True) -> dict[int, str]:
+    """The name of each image of ``ids`` (see the module's docstring); ``image N`` for one
+    :func:`known_names` cannot name."""
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    out = known_names(conn, ids, posts=posts, paths=paths)
+    return {i: out.get(i) or f"image {i}" for i in ids}

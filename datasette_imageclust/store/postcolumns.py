@@ -76,6 +76,22 @@ def post_columns(conn: sqlite3.Connection, date: str | None = None, author: str 
                        cols.get((hashtags or "hashtags").lower()))
 
 
+def facets(conn: sqlite3.Connection, cols: PostColumns) -> list:
+    """Datasette's default facets of the ``posts`` table: by day of the date column, by
+    author, and (posts schema v2) by ``platform`` and by each hashtag of the ``hashtags``
+    JSON lists (Datasette's array facet, ``_facet_array``)."""
+    if not has_posts(conn):
+        return []
+    have = {r[1] for r in conn.execute("PRAGMA table_info(posts)")}
+    out: list = [{"date": cols.date}] if cols.date else []
+    out += [cols.author] if cols.author else []
+    if "created" in have:  # v2: the normalised columns are there
+        out.append("platform")
+        if cols.hashtags == "hashtags":  # the normalised JSON list, not a configured text column
+            out.append({"array": "hashtags"})
+    return out
+
+
 def legacy_columns(conn: sqlite3.Connection, date: str | None = None, author: str | None = None,
                    hashtags: str | None = None) -> PostColumns:
     """The guess of posts schema v1 (see the module's docstring)."""

@@ -9,7 +9,8 @@ onto the destination. What was redacted is recorded in ``imageclust_meta.redacte
 Where local or private values live (all handled here): ``files`` (path, path_bytes,
 root, relpath), ``errors`` (path, path_bytes, reason), ``models.name`` and
 ``text_models.name`` (a local model directory), ``images`` (latitude, longitude, exif,
-camera, taken), and any text naming a load folder or a model directory elsewhere
+camera, taken), the names of the people who posted (``store/authors.py``, ``--authors``),
+and any text naming a load folder or a model directory elsewhere
 (``cluster_runs.params``, ``layouts.params``, ``imageclust_meta``, labels, ...): every
 text column of every ordinary table is swept for them.
 """
@@ -24,6 +25,7 @@ from typing import Callable
 import sqlite_utils
 
 from . import paths
+from .authors import AUTHORS, redact_authors
 from .connection import DatabaseError, close, connect, explain, sqlite3
 
 #: EXIF fields a published copy keeps with ``--exif safe`` (the default): when, with
@@ -52,6 +54,8 @@ class PublishSummary:
     paths: str
     location: str
     exif: str
+    authors: str = "pseudonymise"
+    author_values: int = 0
     files: int = 0
     errors_removed: int = 0
     errors_kept: int = 0
@@ -78,6 +82,9 @@ def describe(redacted: dict) -> str:
         parts.append("load errors removed")
     if redacted.get("thumbnails") == "dropped":
         parts.append("thumbnails removed")
+    authors = (redacted.get("authors") or {}).get("mode")
+    if authors:
+        parts.append({"pseudonymise": "authors pseudonymised", "drop": "authors removed"}.get(authors, "authors kept"))
     return "redacted: " + ", ".join(parts)
 
 
@@ -116,10 +123,10 @@ def leak_warning(database: str) -> str | None:
 
 def publish_copy(source: str, dest: str, *, paths_mode: str = "relative", location: str = "drop",
                  exif: str = "safe", drop_errors: bool = False, drop_thumbnails: bool = False,
-                 force: bool = False, on_status: Callable[[str], None] | None = None) -> PublishSummary:
+                 authors: str = "pseudonymise", author_columns: tuple[str, ...] = (), force: bool = False, on_status: Callable[[str], None] | None = None) -> PublishSummary:
     """Write the redacted copy of ``source`` to ``dest`` (see the module's docstring)."""
     say = on_status or (lambda line: None)
-    for value, allowed in ((paths_mode, PATHS), (location, LOCATION), (exif, EXIF)):
+    for value, allowed in ((paths_mode, PATHS), (location, LOCATION), (exif, EXIF), (authors, AUTHORS)):
         if value not in allowed:
             raise PublishError(f"{value!r} is not one of {', '.join(allowed)}")
     name = paths.display(dest)
@@ -146,12 +153,13 @@ def publish_copy(source: str, dest: str, *, paths_mode: str = "relative", locati
     finally:
         close(src)
     s = PublishSummary(paths.text(os.path.abspath(source)), paths.text(os.path.abspath(dest)),
-                       paths_mode, location, exif)
+                       paths_mode, location, exif, authors)
     try:
-        secrets = _redact(tmp, s, drop_errors, drop_thumbnails, say)
-        found = _find_in_file(tmp, secrets)
+        secrets, names = _redact(tmp, s, drop_errors, drop_thumbnails, say, tuple(author_columns))
+        found = _find_in_file(tmp, secrets) or _find_in_file(tmp, names, ignore_case=True)
         if found:  # a place this module does not know about: refuse rather than leak
-            raise PublishError(f"the copy still holds {paths.display(found)} somewhere this version does not "
+            what = f"the author name {found!r}" if found in names else paths.display(found)
+            raise PublishError(f"the copy still holds {what} somewhere this version does not "
                                f"redact: nothing was written (please report this)")
         os.replace(tmp, dest)
     except sqlite3.Error as e:
@@ -181,8 +189,9 @@ def _remove(path: str) -> None:
 
 
 def _redact(tmp: str, s: PublishSummary, drop_errors: bool, drop_thumbnails: bool,
-            say: Callable[[str], None]) -> list[str]:
-    """Redact the copy in place; returns the local folders that must not be in its bytes."""
+            say: Callable[[str], None], author_columns: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """Redact the copy in place; returns the local folders and the author names that must
+    not be in its bytes."""
     db = connect(tmp, wal=False)
     try:
         tables = set(db.table_names())
@@ -209,10 +218,21 @@ def _redact(tmp: str, s: PublishSummary, drop_errors: bool, drop_thumbnails: boo
                     s.models_renamed += db.execute(f"UPDATE {t} SET name = ? WHERE name = ?",
                                                    [os.path.basename(d.rstrip("/")), d]).rowcount
             s.texts_swept = _sweep(db, _replacements(roots, common, model_dirs, s.paths))
+            try:  # after the paths: a name in a load folder's name is rewritten in the relative paths
+                authors = redact_authors(db, s.authors, author_columns)
+            except sqlite3.IntegrityError as e:  # drop: two values told apart only by a name
+                raise PublishError(f"removing the author names makes two rows the same ({e}): "
+                                   f"use --authors pseudonymise") from e
+            except ValueError as e:
+                raise PublishError(str(e)) from e
+            s.author_values = authors.values
+            if authors.values and s.authors != "keep":
+                s.removed.append(f"author names in {authors.values} values ({s.authors})")
             db.execute("INSERT OR REPLACE INTO imageclust_meta (key, value) VALUES (?, ?)",
                        [META_KEY, json.dumps({"paths": s.paths, "location": s.location, "exif": s.exif,
                                               "errors": "dropped" if drop_errors else "kept",
-                                              "thumbnails": "dropped" if drop_thumbnails else "kept"})])
+                                              "thumbnails": "dropped" if drop_thumbnails else "kept",
+                                              "authors": authors.as_meta()})])
         if "descriptions_fts" in tables:  # the old words must not stay in the index's segments
             db.execute("INSERT INTO descriptions_fts (descriptions_fts) VALUES ('rebuild')")
             db.conn.commit()
@@ -230,7 +250,7 @@ def _redact(tmp: str, s: PublishSummary, drop_errors: bool, drop_thumbnails: boo
         close(db)
     home = os.path.expanduser("~")
     return [p for p in (*roots, *model_dirs, *([common] if common else []), *([home] if len(home) > 1 else []))
-            if p]
+            if p], authors.checked
 
 
 def _unique(names: list[tuple[int, str]]) -> dict[int, str]:
@@ -376,9 +396,10 @@ def _sweep(db: sqlite_utils.Database, pairs: list[tuple[str, str]]) -> int:
     return changed
 
 
-def _find_in_file(path: str, secrets: list[str], chunk: int = 1 << 24) -> str | None:
-    """The first of ``secrets`` found in the file's bytes (as UTF-8 text), else None."""
-    needles = {s: os.fsencode(s) for s in secrets if len(s) > 1}
+def _find_in_file(path: str, secrets: list[str], chunk: int = 1 << 24, ignore_case: bool = False) -> str | None:
+    """The first of ``secrets`` found in the file's bytes (as UTF-8 text; ``ignore_case``:
+    in any case of its ASCII letters), else None."""
+    needles = {s: os.fsencode(s.lower() if ignore_case else s) for s in secrets if len(s) > 1}
     if not needles:
         return None
     keep = max(len(n) for n in needles.values())
@@ -389,6 +410,8 @@ def _find_in_file(path: str, secrets: list[str], chunk: int = 1 << 24) -> str | 
             if not block:
                 return None
             data = tail + block
+            if ignore_case:
+                data = data.lower()
             for s, n in needles.items():
                 if n in data:
                     return s

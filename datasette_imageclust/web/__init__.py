@@ -258,12 +258,14 @@ _POST_FACETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 async def _posts_facets(datasette, database: str) -> list:
-    """Datasette facets for ``posts``: by day of the date column, by author."""
+    """Datasette facets for ``posts`` (``store.postcolumns.facets``)."""
+    from ..store.postcolumns import facets
+
     try:
         cols = await _post_columns(datasette, database)
+        return await datasette.get_database(database).execute_fn(lambda conn: facets(conn, cols))
     except Exception:  # an unreadable database is Datasette's to report
         return []
-    return ([{"date": cols.date}] if cols.date else []) + ([cols.author] if cols.author else [])
 
 
 async def _refused_queries(datasette, actor: dict | None, database: str) -> set[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..store import imagenames
 from ..store.cache import TokenCache
 from ..store.connection import Connection
 from ..store.postcolumns import PostColumns, date_sql, quote
@@ -109,13 +110,10 @@ def _query(conn: Connection, tables: set[str], kind: str, arg: str) -> tuple[str
         if not {"posts", "post_images"} <= tables or arg not in {
                 r[1] for r in conn.execute("PRAGMA table_info(posts)")}:
             raise Problem(400, f"by: posts has no column {arg[:40]!r}")
-        # The first post of each image: the one loaded first (lowest id), or the earliest date.
-        if kind == "post":
-            return ("SELECT image_id, v FROM (SELECT pi.image_id AS image_id, p." + quote(arg) + " AS v, min(p.id) "
-                    "FROM post_images pi JOIN posts p ON p.id = pi.post WHERE pi.image_id IS NOT NULL "
-                    "GROUP BY pi.image_id)"), [], None
-        return ("SELECT pi.image_id, substr(min(" + date_sql(arg) + "), 1, 4) FROM post_images pi "
-                "JOIN posts p ON p.id = pi.post WHERE pi.image_id IS NOT NULL GROUP BY pi.image_id"), [], None
+        # The first post of each image (store/imagenames.py: the earliest, then the first loaded).
+        value = "p." + quote(arg) if kind == "post" else "substr(" + date_sql(arg) + ", 1, 4)"
+        return (f"SELECT f.image_id, {value} FROM ({imagenames.first_post_sql(conn)}) f "
+                "JOIN posts p ON p.id = f.post"), [], None
     have = [r[1] for r in conn.execute("PRAGMA table_info(images)")]
     if arg not in have or arg == "id":
         raise Problem(400, f"by: images has no column {arg[:40]!r}")

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Container
 
 import numpy as np
 
 from ..analysis import search
-from ..store import paths, publish
+from ..store import imagenames, paths, publish
 from ..store.cache import TokenCache
 from ..store.collection import ImageCollection, change_token
 from ..store.connection import Connection
@@ -71,16 +71,21 @@ def summary(conn: Connection) -> dict:
 # --- cards -------------------------------------------------------------------------
 
 
-def image_cards(conn: Connection, ids: list[int], run_id: int | None = None) -> dict[int, dict]:
-    """Thumbnail size, a display name and (for ``run_id``) the cluster of each image."""
+def image_cards(conn: Connection, ids: list[int], run_id: int | None = None,
+                features: Container[str] = ("files",)) -> dict[int, dict]:
+    """Thumbnail size, a display name (``store/imagenames.py``: by its first post when
+    ``posts`` is among the reader's ``features``, else by its file when ``files`` is; else
+    None) and (for ``run_id``) the cluster of each image."""
     if not ids:
         return {}
     j = json.dumps([int(i) for i in ids])
     cards = {r["id"]: r for r in rows(conn, """
-        SELECT i.id, i.width, i.height, i.format, t.width AS thumb_width, t.height AS thumb_height,
-               (SELECT relpath FROM files f WHERE f.image_id = i.id ORDER BY f.id LIMIT 1) AS name
+        SELECT i.id, i.width, i.height, i.format, t.width AS thumb_width, t.height AS thumb_height
         FROM images i LEFT JOIN thumbnails t ON t.image_id = i.id
         WHERE i.id IN (SELECT value FROM json_each(?))""", [j])}
+    names = imagenames.known_names(conn, cards, posts="posts" in features, paths="files" in features)
+    for i, c in cards.items():
+        c["name"] = names.get(i)
     if run_id is not None:
         for r in rows(conn, """SELECT m.image_id, m.cluster_id, c.label, c.kind FROM cluster_members m
                                JOIN clusters c ON c.id = m.cluster_id

@@ -24,7 +24,7 @@ MAX_K = 200
 MAX_Q = 500
 MAX_PAGE = 10**6
 # What the card of an image can show, besides the image itself.
-CARD_FEATURES = ("files", "thumbnails", "clusters")
+CARD_FEATURES = ("files", "thumbnails", "clusters", "posts")  # posts: names (store/imagenames.py)
 
 
 def base_url(datasette: Datasette, db: Database) -> str:
@@ -43,7 +43,8 @@ async def open_page(datasette: Datasette, request: Request, features: tuple[str,
 
 def card(base: str, info: dict | None, image_id: int, acc: Access) -> dict:
     """Everything a template or script needs to show one image: only what the actor may
-    see (no thumbnail without ``thumbnails``, no file name without ``files``...)."""
+    see (no thumbnail without ``thumbnails``...; ``info``'s name is already what the actor
+    may see: ``pagedata.image_cards``)."""
     info = info or {}
     thumbs, files, clusters = "thumbnails" in acc, "files" in acc, "clusters" in acc
     return {
@@ -52,7 +53,7 @@ def card(base: str, info: dict | None, image_id: int, acc: Access) -> dict:
         "thumbnail_url": f"{base}/thumb/{image_id}" if thumbs else None,
         "thumb_width": info.get("thumb_width") if thumbs else None,
         "thumb_height": info.get("thumb_height") if thumbs else None,
-        "name": info.get("name") if files else None,
+        "name": info.get("name"),
         "width": info.get("width"),
         "height": info.get("height"),
         "cluster_id": info.get("cluster_id") if clusters else None,

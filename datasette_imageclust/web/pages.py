@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from datasette.utils.asgi import Response
 
+from ..store import imagenames
 from ..store.collection import ImageCollection
 from . import editapi, pagedata, postsdata, textdata
 from .http import Problem, arg, int_arg, path_int, route, wants_json
@@ -65,13 +66,13 @@ async def index_page(datasette, request):
             out["clusters"], out["total"] = pagedata.cluster_cards(
                 conn, run, sort, (page - 1) * cfg.page_size, cfg.page_size)
             ids = [i for c in out["clusters"] for i in c["representatives"]]
-            out["cards"] = pagedata.image_cards(conn, ids)
+            out["cards"] = pagedata.image_cards(conn, ids, features=acc)
         else:
             # No clustering yet (or none the actor may see): the collection, newest first.
             out["total"] = info["images"]
             ids = [r[0] for r in conn.execute("SELECT id FROM images ORDER BY id DESC LIMIT ? OFFSET ?",
                                               [cfg.page_size, (page - 1) * cfg.page_size])]
-            cards = pagedata.image_cards(conn, ids)
+            cards = pagedata.image_cards(conn, ids, features=acc)
             out["recent"] = [cards.get(i, {"id": i}) for i in ids]
         return out
 
@@ -111,7 +112,7 @@ async def index_page(datasette, request):
     })
 
 
-CLUSTER_FEATURES = (*CARD_FEATURES, "labels", "descriptions", "tags", "notes", "posts")
+CLUSTER_FEATURES = (*CARD_FEATURES, "labels", "descriptions", "tags", "notes")
 
 
 @route()
@@ -124,7 +125,7 @@ async def cluster_page(datasette, request):
     def read(conn):
         d = pagedata.cluster_detail(conn, cluster_id, (page - 1) * size, size)
         ids = [m["image_id"] for m in d["members"]]
-        d["cards"] = pagedata.image_cards(conn, ids)
+        d["cards"] = pagedata.image_cards(conn, ids, features=acc)
         d["descriptions"] = ImageCollection(conn).shown_descriptions(ids, model=cfg.description_model) \
             if "descriptions" in acc else {}
         d["tags"] = textdata.cluster_tags(conn, cluster_id) if "tags" in acc else []
@@ -169,7 +170,7 @@ async def cluster_page(datasette, request):
     if wants_json(request):
         return Response.json(body)
     title = c["label"] or f"Cluster {c['id']}"
-    timeline = postsdata.timeline_svg(d["posts"]["months"]) if d["posts"] else ""
+    timeline = postsdata.timeline_svg(d["posts"]["timeline"]) if d["posts"] else ""
     return await render(datasette, request, "imageclust_cluster.html", {**body, "title": title, "timeline": timeline})
 
 
@@ -181,7 +182,7 @@ def _sql_url(datasette: Datasette, database: str, sql: str, params: dict) -> str
     return datasette.urls.database(database) + "?" + urlencode({"sql": sql, **params})
 
 
-IMAGE_FEATURES = (*CARD_FEATURES, "duplicates", "similar", "index", "descriptions", "tags", "posts")
+IMAGE_FEATURES = (*CARD_FEATURES, "duplicates", "similar", "index", "descriptions", "tags")
 
 
 @route()
@@ -194,10 +195,11 @@ async def image_page(datasette, request):
         d = pagedata.image_detail(conn, image_id, k if "similar" in acc else 0, exact="index" not in acc)
         ids = [s["image_id"] for s in d["similar"]] + [n["image_id"] for n in d["near_duplicates"]]
         run = ImageCollection(conn).run(configured=cfg.default_run) if "clusters" in acc else None
-        d["cards"] = pagedata.image_cards(conn, ids, run["id"] if run else None)
+        d["cards"] = pagedata.image_cards(conn, ids, run["id"] if run else None, acc)
         d["descriptions"] = textdata.image_descriptions(conn, image_id) if "descriptions" in acc else []
         d["tags"] = textdata.image_tags(conn, [image_id]).get(image_id, []) if "tags" in acc else []
         d["posts"] = postsdata.image_posts(conn, image_id, cfg) if "posts" in acc else None
+        d["name"] = imagenames.image_names(conn, [image_id], posts="posts" in acc, paths="files" in acc)[image_id]
         if cfg.originals_root and "files" in acc:
             d["servable"] = set()
             for f in d["files"]:
@@ -220,7 +222,7 @@ async def image_page(datasette, request):
             files.append(f)
     thumbnail = d["thumbnail"] if "thumbnails" in acc else None
     body = {
-        "ok": True, "database": db.name, "image": d["image"], "files": files, "thumbnail": thumbnail,
+        "ok": True, "database": db.name, "name": d["name"], "image": d["image"], "files": files, "thumbnail": thumbnail,
         "thumbnail_url": f"{base}/thumb/{image_id}" if thumbnail else None,
         "clusters": [{**c, "url": f"{base}/cluster/{c['cluster_id']}"} for c in d["clusters"]]
         if "clusters" in acc else [],
@@ -240,8 +242,7 @@ async def image_page(datasette, request):
     }
     if wants_json(request):
         return Response.json(body, default=str)
-    name = files[0]["relpath"] if files else f"image {image_id}"
-    return await render(datasette, request, "imageclust_image.html", {**body, "title": name})
+    return await render(datasette, request, "imageclust_image.html", {**body, "title": d["name"]})
 
 
 _DB = r"^/(?P<database>[^/]+)/-/imageclust"

@@ -108,7 +108,7 @@ async def search_page(datasette, request):
     def cards(conn):
         run = ImageCollection(conn).run(configured=cfg.default_run) if "clusters" in acc else None
         ids = [i for i, _ in hits] + [d["image_id"] for d in described] + ([like] if like is not None else [])
-        return pagedata.image_cards(conn, ids, run["id"] if run else None), search.status(conn).as_dict()
+        return pagedata.image_cards(conn, ids, run["id"] if run else None, acc), search.status(conn).as_dict()
 
     card_map, index = await db.execute_fn(cards)
     body = {
