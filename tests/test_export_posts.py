@@ -361,3 +361,20 @@ def test_gexf_attribute_ids_are_their_names(posts_db, tmp_path):
     assert all(i == t for i, t in titles.items())
     assert {"type", "path", "url", "post_url", "author", "created", "posts", "hashtags", "cluster_default",
             "cluster_label_default", "cluster_k_2_groe", "image"} <= set(titles)
+
+
+# --- the web download ----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_web_csv_download_is_neutralised_and_carries_the_post(posts_db):
+    from test_plugin_pages import make_ds
+
+    ds = make_ds([posts_db])
+    r = await ds.client.get("/posts/-/imageclust/export?format=csv")
+    assert r.status_code == 200, r.text[:300]
+    rows = {int(r["image_id"]): r for r in csv.DictReader(r.text.splitlines())}
+    assert rows[2]["author"] == "'" + HYPER and rows[1]["author"] == "alice"
+    assert rows[1]["cluster_label"] == "'" + EVIL_LABEL
+    assert (rows[1]["post_url"], rows[1]["created"], rows[1]["posts"]) == (
+        "https://www.instagram.com/p/B2/", "2024-03-01T08:00:00Z", "4")
