@@ -381,3 +381,32 @@ async def test_web_csv_download_is_neutralised_and_carries_the_post(posts_db):
     assert rows[1]["cluster_label"] == "'" + EVIL_LABEL
     assert (rows[1]["post_url"], rows[1]["created"], rows[1]["posts"]) == (
         "https://www.instagram.com/p/B2/", "2024-03-01T08:00:00Z", "4")
+
+
+def test_run_names_that_would_clash(posts_db, tmp_path):
+    """A run named "label_default" beside "default": cluster_label_default is the default run's."""
+    import shutil
+
+    path = tmp_path / "clash.db"
+    shutil.copy(posts_db, path)
+    db = dbmod.connect(str(path))
+    rid = synthdb.add_run(db, np.zeros(N, dtype=int), name="label_default")
+    with db.conn:
+        db.execute("UPDATE cluster_runs SET is_default = (name = 'default')")
+    dbmod.finish(db)
+    db.conn.close()
+    out = tmp_path / "net"
+    code, err = run(str(path), "--format", "gexf", "-o", str(out), "--network", "knn", "--k", "2")
+    assert code == 0, err
+    assert errors(out / "network.gexf", "gexf") == []
+    ids = [a.get("id") for a in lxml.etree.parse(str(out / "network.gexf")).getroot().iter(GEXF + "attribute")]
+    assert len(ids) == len(set(ids))
+    assert {"cluster_default", "cluster_label_default", f"cluster_label_default_{rid}",
+            f"cluster_label_label_default_{rid}"} <= set(ids)
+    nodes, _, _ = gexf_graph(out / "network.gexf")
+    c = sqlite3.connect(path)
+    default_cluster = c.execute("SELECT m.cluster_id FROM cluster_members m JOIN cluster_runs r ON r.id = m.run_id "
+                                "WHERE r.name = 'default' AND m.image_id = 1").fetchone()[0]
+    c.close()
+    image1 = next(a for _, a in nodes.values() if a.get("url") == "https://cdn.example/p2-a.jpg")
+    assert image1["cluster_default"] == str(default_cluster) and image1["cluster_label_default"] == EVIL_LABEL

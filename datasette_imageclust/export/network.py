@@ -104,12 +104,16 @@ class _Graph:
         self.thumbnails = 0
 
     def _run_names(self) -> dict[int, str]:
-        """run id -> the (unique) attribute-name form of its name."""
+        """run id -> the attribute-name form of its name, so that every ``cluster_<name>`` and
+        ``cluster_label_<name>`` is unique (runs "a b" and "a_b", or "x" and "label_x", differ)."""
         out: dict[int, str] = {}
+        used: set[str] = set()
         for r in self.runs:
-            name = attribute_name(str(r["name"]), f"run{r['id']}")
-            if name in out.values():
-                name = f"{name}_{r['id']}"
+            name = base = attribute_name(str(r["name"]), f"run{r['id']}")
+            n = 1
+            while {f"cluster_{name}", f"cluster_label_{name}"} & used:
+                name, n = f"{base}_{r['id']}" + (f"_{n}" if n > 1 else ""), n + 1
+            used |= {f"cluster_{name}", f"cluster_label_{name}"}
             out[r["id"]] = name
         return out
 
