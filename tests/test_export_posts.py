@@ -410,3 +410,14 @@ def test_run_names_that_would_clash(posts_db, tmp_path):
     c.close()
     image1 = next(a for _, a in nodes.values() if a.get("url") == "https://cdn.example/p2-a.jpg")
     assert image1["cluster_default"] == str(default_cluster) and image1["cluster_label_default"] == EVIL_LABEL
+
+
+def test_graphml_keys_keep_the_run_names(posts_db, tmp_path):
+    out = tmp_path / "net"
+    code, err = run(posts_db, "--format", "graphml", "-o", str(out), "--network", "knn", "--k", "2")
+    assert code == 0, err
+    root = lxml.etree.parse(str(out / "network.graphml")).getroot()
+    desc = {k.get("attr.name"): k.findtext(GML + "desc") for k in root.iter(GML + "key")}
+    assert desc["cluster_k_2_groe"] == "cluster id in run k 2 größe"
+    assert desc["cluster_label_k_2_groe"] == "cluster label in run k 2 größe"
+    assert desc["path"] is None

@@ -57,12 +57,13 @@ class NetworkWriter:
     every edge, then :meth:`close`."""
 
     def __init__(self, out: Path, fmt: str, attributes: list[tuple[str, str]], *, directed: bool,
-                 bom: bool = False) -> None:
+                 bom: bool = False, descriptions: dict[str, str] | None = None) -> None:
         reserved = {"image", "label", "weight", *(k for k, _ in VIZ_KEYS)}
         bad = [a for a, _ in attributes if attribute_name(a) != a or a in reserved]
         if bad:
             raise ValueError(f"not an attribute name: {bad[0]!r}")  # a bug: the caller makes names
         self.fmt, self.attributes, self.directed = fmt, attributes, directed
+        self.descriptions = descriptions or {}  # attribute -> readable text (GraphML: the key's <desc>)
         self.main: IO[str] = open(out / f"network.{fmt}", "w", encoding="utf-8")
         self.nodes_file = open(out / "nodes.csv", "w", newline="", encoding="utf-8")
         self.edges_file = open(out / "edges.csv", "w", newline="", encoding="utf-8")
@@ -91,7 +92,9 @@ class NetworkWriter:
           '  <key id="label" for="node" attr.name="label" attr.type="string"/>\n'
           '  <key id="image" for="node" attr.name="image" attr.type="string"/>\n')
         for i, (name, typ) in enumerate(self.attributes):
-            w(f'  <key id="a{i}" for="node" attr.name={_attr(name)} attr.type="{GRAPHML_TYPES[typ]}"/>\n')
+            key = f'  <key id="a{i}" for="node" attr.name="{name}" attr.type="{GRAPHML_TYPES[typ]}"'
+            desc = self.descriptions.get(name)
+            w(f"{key}><desc>{escape(xml_text(desc))}</desc></key>\n" if desc else f"{key}/>\n")
         for name, typ in VIZ_KEYS:
             w(f'  <key id="{name}" for="node" attr.name="{name}" attr.type="{GRAPHML_TYPES[typ]}"/>\n')
         w('  <key id="weight" for="edge" attr.name="weight" attr.type="double"/>\n'

@@ -63,7 +63,8 @@ def write(db: Connection, selection: Selection, out: Path, *, format: str = "gex
         postlinks.check(raw_connection(db), network)
     (out / "thumbnails").mkdir()
     graph = _Graph(db, selection, out)
-    w = NetworkWriter(out, format, graph.attributes(network), directed=network == "knn", bom=bom)
+    w = NetworkWriter(out, format, graph.attributes(network), directed=network == "knn", bom=bom,
+                      descriptions=graph.descriptions())
     try:
         if network == "clusters":
             graph.cluster_nodes(w)
@@ -115,6 +116,14 @@ class _Graph:
                 name, n = f"{base}_{r['id']}" + (f"_{n}" if n > 1 else ""), n + 1
             used |= {f"cluster_{name}", f"cluster_label_{name}"}
             out[r["id"]] = name
+        return out
+
+    def descriptions(self) -> dict[str, str]:
+        """The per-run attributes' readable meaning, with the run's own name."""
+        out: dict[str, str] = {}
+        for r in self.runs:
+            out[f"cluster_{self.run_names[r['id']]}"] = f"cluster id in run {r['name']}"
+            out[f"cluster_label_{self.run_names[r['id']]}"] = f"cluster label in run {r['name']}"
         return out
 
     def attributes(self, network: str) -> list[tuple[str, str]]:
