@@ -24,6 +24,8 @@ from datasette_imageclust.store.connection import connect
 
 pyarrow = pytest.importorskip("pyarrow", reason="the [parquet] extra (pyarrow) is needed to read parquet back")
 nx = pytest.importorskip("networkx", reason="networkx reads the GEXF/GraphML back (in the [test] extra)")
+pytest.importorskip("lxml", reason="lxml validates the networks against the official schemas (in the [test] extra)")
+import xsd  # noqa: E402  (tests/xsd.py: needs lxml)
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +310,7 @@ def test_gexf_of_the_tuxpaint_set(tux, tmp_path):
     t = truth(tux)
     code, out, err = run(tux, "--format", "gexf", "-o", str(tmp_path / "net"), "--k", "5", "--json")
     assert code == 0, err
+    assert xsd.errors(tmp_path / "net" / "network.gexf", "gexf") == []
     g = nx.read_gexf(tmp_path / "net" / "network.gexf")
     assert g.number_of_nodes() == 353 and g.is_directed()
     assert g.number_of_edges() == 353 * 5
@@ -319,7 +322,7 @@ def test_gexf_of_the_tuxpaint_set(tux, tmp_path):
     for node, a in g.nodes(data=True):
         iid = int(node[1:])
         cid = t["members"][iid][0]
-        assert a["cluster default"] == cid and a.get("cluster label default") == labels[cid]
+        assert a["cluster_default"] == cid and a.get("cluster_label_default") == labels[cid]
         x, y = t["xy"][iid]
         assert (a["viz"]["position"]["x"], a["viz"]["position"]["y"]) == pytest.approx((x * 20, -y * 20))
         assert (a["viz"]["color"]["r"], a["viz"]["color"]["g"], a["viz"]["color"]["b"]) == colours[cid]
@@ -352,6 +355,7 @@ def test_graphml_clusters_network(tux, tmp_path):
     code, _, err = run(tux, "--format", "graphml", "-o", str(tmp_path / "net"), "--network", "clusters",
                        "--k", "3", "--threshold", "0.5")
     assert code == 0, err
+    assert xsd.errors(tmp_path / "net" / "network.graphml", "graphml") == []
     g = nx.read_graphml(tmp_path / "net" / "network.graphml")
     assert g.number_of_nodes() == sum(k == "cluster" for k in t["kinds"].values())
     assert g.number_of_edges() > 0 and not g.is_directed()

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
+from ..store import csvsafe
 from ..store.collection import raw_connection
 from ..store.connection import Connection
 from ..store.paths import display
@@ -53,7 +54,7 @@ def _thumb(db: Connection, image_id: int) -> str:
 
 def _write_csv(path: str, header: list[str], rows: list[list[Any]]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
+        w = csvsafe.writer(f)
         w.writerow(header)
         w.writerows(rows)
 

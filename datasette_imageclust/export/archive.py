@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -26,7 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from ..store import paths
+from ..store import csvsafe, paths
 from ..store.collection import raw_connection
 from ..store.connection import Connection
 from .records import CHUNK
@@ -168,11 +167,12 @@ class _Sink:
 
 
 def write(db: Connection, selection: Selection, out: Path, *, format: str = "zip", symlink: bool = False,
-          originals: bool = True, originals_under: str | None = None, **options) -> dict:
+          originals: bool = True, originals_under: str | None = None, bom: bool = False, **options) -> dict:
     """Write the archive to ``out`` (a temporary file, or an empty folder, from :mod:`.atomic`).
 
     ``originals`` false: stored thumbnails only; ``originals_under``: only originals whose real
-    path is inside this folder (a web download serves no file outside the plugin's ``originals_root``)."""
+    path is inside this folder (a web download serves no file outside the plugin's ``originals_root``);
+    ``bom``: the manifest starts with a UTF-8 BOM (see :mod:`..store.csvsafe`)."""
     if format not in ("folder", "zip"):
         raise ExportError(f"unknown archive format {format!r} (formats: folder, zip)")
     if symlink and format != "folder":
@@ -183,7 +183,7 @@ def write(db: Connection, selection: Selection, out: Path, *, format: str = "zip
     # The manifest grows with the export: it waits on disk (not in memory) until the end.
     with tempfile.TemporaryFile("w+b") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as manifest:
         try:
-            w = csv.writer(manifest)
+            w = csvsafe.writer(manifest, bom=bom)
             w.writerow(MANIFEST)
             folder, taken = None, set()
             for iid, sha, files, (thumb_format, rank) in _items(db, selection):

@@ -7,7 +7,8 @@ from typing import Iterator
 
 from ..store.collection import ImageCollection, raw_connection
 from ..store.connection import Connection
-from ..store.postcolumns import OWN, has_posts
+from ..store.imagenames import first_posts
+from ..store.postcolumns import FIXED, has_posts
 from .selection import Selection
 
 CHUNK = 500  # images read per round of queries: memory stays flat whatever the selection's size
@@ -15,7 +16,9 @@ CHUNK = 500  # images read per round of queries: memory stays flat whatever the 
 #: The columns of a record, in order (``tabular`` writes them; README "Exporting" lists them).
 COLUMNS = ("image_id", "path", "paths", "path_escaped", "sha256", "run", "cluster_id", "cluster_label", "distance",
            "rank", "representative", "x", "y", "tags", "description", "taken", "camera", "format", "width",
-           "height", "posts", "post_ids", "first_post")
+           "height", "url", "post_url", "author", "created", "posts", "post_ids", "first_post")
+#: The columns that come from posts (a database without posts leaves them empty).
+POST_COLUMNS = ("url", "post_url", "author", "created", "posts", "post_ids", "first_post")
 
 
 def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
@@ -26,8 +29,12 @@ def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
     text, with the bytes of a name that is not UTF-8 as ``\\xNN`` (then ``path_escaped``);
     ``paths`` every file with this content. ``tags`` are (tag, score) pairs of the default
     tag source, ``description`` the one the pages show; ``x``/``y`` from the default layout.
-    ``posts``/``post_ids``/``first_post`` (databases from ``load --from``): how many posts
-    link the image, their ids in the export, and the kept columns of the first (loaded first).
+    The post columns (databases from ``load --from``) describe the image's first post, as
+    :func:`..store.imagenames.first_posts` chooses it (the earliest ``created``, then the first
+    loaded): ``url`` (the image's URL in it), ``post_url`` (its permalink), ``author``,
+    ``created`` (ISO 8601 UTC text); then ``posts`` (how many posts link the image),
+    ``post_ids`` (their ids in the export, in load order) and ``first_post`` (that first
+    post's kept columns).
     ``omit`` ("map", "tags", "descriptions", "posts"): leave those columns empty (a web actor
     may not view their tables).
     """
@@ -57,6 +64,7 @@ def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
         tags = col.tags(tag_source, ids) if tag_source else {}
         texts = {} if "descriptions" in omit else col.shown_descriptions(ids)
         posts = _posts(conn, arg) if with_posts else {}
+        firsts = first_posts(conn, ids) if with_posts else {}
         for iid in ids:
             img = images.get(iid)
             if img is None:
@@ -75,8 +83,8 @@ def records(db: Connection, selection: Selection, *, chunk: int = CHUNK,
                 "x": x, "y": y, "tags": [{"tag": t, "score": s} for t, s in tags.get(iid, [])],
                 "description": texts[iid]["text"] if iid in texts else None,
                 "taken": img[2], "camera": img[3], "format": img[4], "width": img[5], "height": img[6],
-                **(_post_fields(posts.get(iid, [])) if with_posts else {"posts": None, "post_ids": None,
-                                                                         "first_post": None}),
+                **(_post_fields(posts.get(iid, []), firsts.get(iid)) if with_posts
+                   else dict.fromkeys(POST_COLUMNS)),
             }
 
 
@@ -91,6 +99,9 @@ def _posts(conn, arg: str) -> dict[int, list[dict]]:
     return out
 
 
-def _post_fields(posts: list[dict]) -> dict:
-    first = {k: v for k, v in posts[0].items() if k.lower() not in OWN} if posts else None
-    return {"posts": len(posts), "post_ids": [p["post_id"] for p in posts], "first_post": first}
+def _post_fields(posts: list[dict], first: dict | None) -> dict:
+    row = next((p for p in posts if first and p["id"] == first["id"]), posts[0] if posts else None)
+    return {"url": first and first["url"], "post_url": first and first["permalink"],
+            "author": first and first["author"], "created": first and first["created"], "posts": len(posts),
+            "post_ids": [p["post_id"] for p in posts],
+            "first_post": {k: v for k, v in row.items() if k.lower() not in FIXED} if row else None}
