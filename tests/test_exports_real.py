@@ -251,3 +251,42 @@ def test_an_unpacked_4cat_zip_loads_with_from_and_a_folder_load_says_so(tmp_path
     assert {p for (p,) in rows(db, "select post_id from posts")} == post_ids
     ok = sum(entry.get("success") is True for entry in meta.values())
     assert rows(db, "select count(distinct url) from post_images where image_id is not null") == [(ok,)]
+
+
+@pytest.mark.parametrize("network", ["hashtags", "authors", "knn"])
+def test_a_zeeschuimer_load_exports_valid_networks_labelled_by_post(network, tmp_path, server, stand_in_model):
+    """The issue's finish line: a Zeeschuimer Instagram capture, loaded with no flag and
+    clustered, exported as GEXF and GraphML that the official schemas accept, its image
+    nodes labelled by their post (never a cache hash) and carrying author and url."""
+    from test_export_posts import read_graph
+    from xsd import errors
+
+    src = (EXPORTS / "zeeschuimer" / "instagram.ndjson").read_text().replace("{base}", server.base)
+    (tmp_path / "ig.ndjson").write_text(src)
+    db = str(tmp_path / "ig.db")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["load", db, "--from", str(tmp_path / "ig.ndjson"), "--allow-private",
+                                 "--retries", "0", "--model", stand_in_model])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["cluster", db, "--method", "kmeans", "--clusters", "2", "--no-layout"])
+    assert result.exit_code == 0, result.output
+    first = {}  # each image's first post (the earliest dated): the last row per image, read in reverse
+    for iid, author, url in reversed(rows(
+            db, "select pi.image_id, p.author, pi.url from post_images pi join posts p on p.id = pi.post "
+                "where pi.image_id is not null order by pi.image_id, p.created is null, p.created, p.id, "
+                "pi.position")):
+        first[iid] = (author, url)
+    hashes = {h for (h,) in rows(db, "select sha256 from images")}
+    for fmt in ("gexf", "graphml"):
+        out = tmp_path / f"{network}-{fmt}"
+        result = runner.invoke(cli, ["export", db, "--format", fmt, "-o", str(out), "--network", network])
+        assert result.exit_code == 0, result.output
+        assert errors(out / f"network.{fmt}", fmt) == []
+        nodes, edges, _ = read_graph(out, fmt)
+        images = {n: v for n, v in nodes.items() if v[1].get("type", "image") == "image"}
+        assert len(images) == len(first) >= 8 and edges
+        for label, attrs in images.values():
+            assert label.startswith("@") and " · instagram " in label
+            assert not any(h[:12] in label for h in hashes)
+            assert (attrs["author"], attrs["url"]) in first.values()
+            assert label.startswith("@" + attrs["author"] + " · ")
