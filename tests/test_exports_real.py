@@ -284,7 +284,7 @@ def test_a_zeeschuimer_load_exports_valid_networks_labelled_by_post(network, tmp
         assert errors(out / f"network.{fmt}", fmt) == []
         nodes, edges, _ = read_graph(out, fmt)
         images = {n: v for n, v in nodes.items() if v[1].get("type", "image") == "image"}
-        assert len(images) == len(first) >= 8 and edges
+        assert len(images) == len(first) >= 5 and edges  # the server has 6 distinct images
         for label, attrs in images.values():
             assert label.startswith("@") and " · instagram " in label
             assert not any(h[:12] in label for h in hashes)
