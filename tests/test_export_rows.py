@@ -112,9 +112,11 @@ def test_a_cell_of_joined_urls_gets_a_hint(tmp_path, server, stand_in_model):
 def test_normalising_rules():
     assert [iso_utc(v) for v in (1709374272, "1709374272000", 1709374272.5, "Sat Mar 02 10:11:12 +0000 2024",
                                  "2024-03-02 10:11:12", "2024-03-02T12:11:12+02:00", "2024-03-02", "yesterday",
+                                 "Sat, 02 Mar 2024 11:11:12 +0100", "Sat, 99 Foo",
                                  None, True, 0, "")] == [
         "2024-03-02T10:11:12Z", "2024-03-02T10:11:12Z", "2024-03-02T10:11:12Z", "2024-03-02T10:11:12Z",
-        "2024-03-02T10:11:12Z", "2024-03-02T10:11:12Z", "2024-03-02", None, None, None, None, None]
+        "2024-03-02T10:11:12Z", "2024-03-02T10:11:12Z", "2024-03-02", None, "2024-03-02T10:11:12Z", None,
+        None, None, None, None]
     assert hashtag_list("cats; dogs; Cats") == ["cats", "dogs"]  # TCAT's "; " joins
     assert hashtag_list("cats,dogs") == ["cats", "dogs"]  # 4CAT's ","
     assert hashtag_list("#a #b") == ["a", "b"]

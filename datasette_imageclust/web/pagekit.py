@@ -46,7 +46,7 @@ def card(base: str, info: dict | None, image_id: int, acc: Access) -> dict:
     see (no thumbnail without ``thumbnails``...; ``info``'s name is already what the actor
     may see: ``pagedata.image_cards``)."""
     info = info or {}
-    thumbs, files, clusters = "thumbnails" in acc, "files" in acc, "clusters" in acc
+    thumbs, clusters = "thumbnails" in acc, "clusters" in acc
     return {
         "image_id": image_id,
         "url": f"{base}/image/{image_id}",

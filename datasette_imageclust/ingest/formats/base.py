@@ -10,6 +10,7 @@ any other field that is missing or of the wrong type is simply left empty.
 from __future__ import annotations
 
 import datetime as _dt
+import email.utils
 import json
 import re
 from dataclasses import dataclass, field
@@ -80,8 +81,9 @@ def iso_utc(value: Any) -> str | None:
 
     Reads epoch seconds or milliseconds (numbers or digit strings; above 10^11 is read as
     milliseconds, i.e. any date after 1973), Twitter's ``Sat Mar 02 10:11:12 +0000 2024``,
-    and ISO 8601 / 4CAT's ``2024-03-02 10:11:12`` (a time without an offset is UTC, as
-    4CAT and TCAT write them). A date alone stays a date (``2024-03-02``)."""
+    RFC 2822's ``Sat, 02 Mar 2024 10:11:12 +0000`` (Pinterest), and ISO 8601 / 4CAT's
+    ``2024-03-02 10:11:12`` (a time without an offset is UTC, as 4CAT and TCAT write them).
+    A date alone stays a date (``2024-03-02``)."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)) or (isinstance(value, str) and _DIGITS.fullmatch(value.strip())):
@@ -104,6 +106,11 @@ def iso_utc(value: Any) -> str | None:
         when = _dt.datetime.strptime(text, _TWITTER)
     except ValueError:
         when = None
+    if when is None and "," in text[:5]:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
     if when is None and _ISO_START.match(text):
         if len(text) == 10:
             try:

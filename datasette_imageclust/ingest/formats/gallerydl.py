@@ -13,7 +13,6 @@ mastodon}.py`` with their ``test/results/*.py`` (the keys per site, below).
 """
 from __future__ import annotations
 
-import email.utils
 import html
 import re
 from typing import Any, Callable
@@ -62,11 +61,6 @@ def _date(*values: Any) -> str | None:
         when = iso_utc(value)
         if when:
             return when
-        if isinstance(value, str) and "," in value:
-            try:
-                return iso_utc(email.utils.parsedate_to_datetime(value).isoformat())
-            except (TypeError, ValueError, IndexError):
-                pass
     return None
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .base import (
@@ -177,16 +176,6 @@ def threads(d: dict) -> Post:
 
 # --- Pinterest: 4cat datasources/pinterest/search_pinterest.py ----------------------------
 
-def _rfc2822(value: Any) -> str | None:
-    """Pinterest's ``Mon, 04 Mar 2024 10:11:12 +0000`` (no other Zeeschuimer date is like it)."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return iso_utc(parsedate_to_datetime(value).isoformat())
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
 def pinterest(d: dict) -> Post:
     """A pin from the JSON API (``imageSpec_orig`` or ``images.orig``), or one Zeeschuimer
     read from the page (``_zs-origin: html``: ``image``, ``body``, no author or date)."""
@@ -202,7 +191,7 @@ def pinterest(d: dict) -> Post:
                 platform="pinterest",
                 permalink=f"https://www.pinterest.com/pin/{post_id}" if post_id else None,
                 author=text_of(value_at(d, "pinner.username")),
-                created=_rfc2822(d.get("created_at") or d.get("createdAt")), text=text, hashtags=tags_in(text))
+                created=iso_utc(d.get("created_at") or d.get("createdAt")), text=text, hashtags=tags_in(text))
 
 
 # --- LinkedIn (module removed from Zeeschuimer in 2025; older exports): 4cat linkedin ------
