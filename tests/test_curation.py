@@ -109,6 +109,36 @@ def test_label_note_review_and_their_undo(db):
     assert [o["op"] for o in ops] == ["label", "note", "review", "review"] and all(o["undone"] for o in ops)
 
 
+def user_label(db, cid) -> tuple | None:
+    row = db.execute("SELECT label, detail FROM cluster_labels WHERE cluster_id = ? AND source = 'user'",
+                     [cid]).fetchone()
+    return None if row is None else tuple(row)
+
+
+def test_undoing_a_label_that_replaced_a_user_label_restores_its_text_and_detail(db):
+    # The detail says which operation made a user label: a re-run deletes and rebuilds
+    # exactly those, so an undo must put back the replaced label's detail too.
+    c = real(db)[0]
+    assert (curation.label(db, c, "birds").op_id, curation.label(db, c, "fish").op_id) == (1, 2)
+    assert user_label(db, c) == ("fish", '{"op": 2}')
+    assert curation.undo(db).undid == "label"
+    assert user_label(db, c) == ("birds", '{"op": 1}')
+    assert db.execute("SELECT label FROM clusters WHERE id = ?", [c]).fetchone()[0] == "birds"
+    # A user label no operation made (set directly, with a detail of its own) comes back as it was.
+    from datasette_imageclust.analysis.clusterstore import set_user_label
+
+    d = real(db)[1]
+    set_user_label(db, d, "by hand", {"source": "import"})
+    curation.label(db, d, "renamed")
+    assert user_label(db, d) == ("renamed", '{"op": 3}')
+    curation.undo(db)
+    assert user_label(db, d) == ("by hand", '{"source": "import"}')
+    set_user_label(db, d, "no detail")
+    curation.label(db, d, "renamed again")
+    curation.undo(db)
+    assert user_label(db, d) == ("no detail", None)
+
+
 def test_move_keeps_the_run_consistent_and_ranks_by_the_new_centroid(db):
     before = dump(db)
     a, b = real(db)[:2]
