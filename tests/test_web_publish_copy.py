@@ -19,12 +19,20 @@ from click.testing import CliRunner
 from PIL import Image
 
 from datasette_imageclust.cli import cli
-from datasette_imageclust.store.publish import SAFE_EXIF, real_bytes
+from datasette_imageclust.store.publish import real_bytes
 
 ROOT_NAME = "Fieldwork-SECRET-ROOT"
 PRIVATE = ["SN-93417-QX", "Alice Zzyzxartist", "Owner Qwertyowner", "(c) Copyholder Vexley",
            "MAKERNOTE-PRIVATE-BLOB"]
 GPS = [(52.5163271, 13.3777041), (-33.8567844, 151.2152967)]
+# The safe list as the README states it, written out here (not read from the code), so a
+# key added to or removed from SAFE_EXIF fails the test below.
+SAFE = {"DateTimeOriginal", "DateTime", "Make", "Model", "LensModel", "ExposureTime", "FNumber",
+        "ISOSpeedRatings", "PhotographicSensitivity", "FocalLength", "ExifImageWidth", "ExifImageHeight",
+        "ImageWidth", "ImageLength", "Orientation"}
+UNSAFE = {"BodySerialNumber", "SerialNumber", "LensSerialNumber", "CameraOwnerName", "OwnerName", "Artist",
+          "Copyright", "MakerNote", "Software", "ImageDescription", "UserComment", "XPAuthor", "XPComment",
+          "HostComputer", "GPSInfo", "GPSLatitude", "GPSLongitude", "ImageUniqueID", "DocumentName"}
 
 
 def _gps_ifd(lat: float, lon: float) -> dict:
@@ -144,7 +152,7 @@ def test_default_copy_holds_no_private_bytes(source, tmp_path, stand_in_model):
         (b"Interviewee-3/caf\xe9.jpg",)]
     assert c.execute("SELECT name FROM models").fetchone()[0] == Path(stand_in_model).name
     exif = json.loads(c.execute("SELECT exif FROM images WHERE id = 1").fetchone()[0])
-    assert set(exif) <= SAFE_EXIF and exif["Make"] == "Canon" and exif["ISOSpeedRatings"] == 200
+    assert set(exif) <= SAFE and exif["Make"] == "Canon" and exif["ISOSpeedRatings"] == 200
     assert json.loads(c.execute("SELECT value FROM imageclust_meta WHERE key = 'redacted'").fetchone()[0])[
         "location"] == "drop"
     assert c.execute("SELECT count(*) FROM descriptions_fts WHERE descriptions_fts MATCH 'bird'").fetchone()[0] == 1
@@ -155,6 +163,31 @@ def test_default_copy_holds_no_private_bytes(source, tmp_path, stand_in_model):
     assert {k: v for k, v in out_counts.items() if k != "imageclust_meta"} == \
         {k: v for k, v in src_counts.items() if k != "imageclust_meta"}
     assert not [p for p in tmp_path.iterdir() if p.name != "public.db"]  # no temporary left
+
+
+def test_safe_exif_keeps_exactly_the_listed_fields(source, tmp_path):
+    db, _ = source
+    src = tmp_path / "src.db"
+    shutil.copy(db, src)
+    every = {**{k: f"value of {k}" for k in SAFE}, **{k: f"private {k}" for k in UNSAFE}}
+    c = sqlite3.connect(src)
+    loaded = json.loads(c.execute("SELECT exif FROM images WHERE id = 1").fetchone()[0])
+    c.execute("UPDATE images SET exif = ? WHERE id = 2", [json.dumps(every)])
+    c.commit()
+    c.close()
+    out = tmp_path / "public.db"
+    assert _publish(str(src), str(out))[0] == 0
+    c = sqlite3.connect(out)
+    exif = {i: json.loads(e) for i, e in c.execute("SELECT id, exif FROM images WHERE id IN (1, 2)")}
+    c.close()
+    assert exif[2] == {k: f"value of {k}" for k in SAFE}  # every safe field, nothing else
+    # What load stored from the real file: the safe ones of those (and load did store unsafe ones).
+    assert set(loaded) - SAFE and exif[1] == {k: v for k, v in loaded.items() if k in SAFE}
+    assert {"Make", "Model", "DateTime", "DateTimeOriginal"} <= set(exif[1])
+    # The README names the same list.
+    readme = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+    listed = readme.split("The safe EXIF list", 1)[1].split(". Removed:", 1)[0].split("):", 1)[1]
+    assert {w.strip(" `,\n") for w in listed.replace("\n", " ").split(",")} == SAFE
 
 
 @pytest.mark.asyncio
