@@ -14,14 +14,13 @@ import os
 import shutil
 import sqlite3
 import zipfile
-from pathlib import Path
 
 import pytest
+from imagefactory import photo_folder
+from test_plugin_pages import make_ds
 
 from datasette_imageclust import pipeline
 from datasette_imageclust.store.connection import close, connect
-from imagefactory import photo_folder
-from test_plugin_pages import make_ds
 
 LINKED_FILE = "img0001.jpg"  # allowed/img0001.jpg -> outside/img0001.jpg
 LINKED_DIR = "more"  # allowed/more -> outside/more (holds img0004.jpg, img0005.jpg)

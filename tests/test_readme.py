@@ -18,8 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README, flags=re.S | re.M)
-SQL = re.findall(r"^```sql\n(.*?)^```", README, flags=re.S | re.M)
+BLOCKS = re.findall(r"^```python\n(.*?)^```", README, flags=re.DOTALL | re.MULTILINE)
+SQL = re.findall(r"^```sql\n(.*?)^```", README, flags=re.DOTALL | re.MULTILINE)
 COPY = "zz-copy-of-the-first.png"  # an exact duplicate file, for the README's duplicates query
 # The README's "`--json` prints the summary on stdout" list, written out.
 LOAD_KEYS = {"scanned", "unchanged", "new", "duplicates", "reembedded", "errors", "gone", "pruned", "seconds",
@@ -91,7 +91,7 @@ def check_similar(values, printed, names, work):
     assert len(knn) == 10 and knn[0][0] == 42 and abs(knn[0][1]) < 1e-5
     assert [i for i, _ in knn[1:]] == [i for i, _ in similar[:9]]
     # the stamps' folders are their kinds: image 42's nearest neighbour is of its kind
-    kind = lambda iid: Path(q(work / "photos.db", "SELECT relpath FROM files WHERE image_id = ?", [iid])[0][0]).parts[0]  # noqa: E731
+    kind = lambda iid: Path(q(work / "photos.db", "SELECT relpath FROM files WHERE image_id = ?", [iid])[0][0]).parts[0]
     assert kind(similar[0][0]) == kind(42)
     assert closed is True
 

@@ -5,16 +5,38 @@ works on) is refused (403) and the database is left as it was. A real Datasette 
 clustered database, one fresh copy per case."""
 from __future__ import annotations
 
-import pytest
+import shutil
 
-from test_web_edit import bodies, clusters, ds_for, file_bytes, members, post, q, user_label
-from test_web_edit import photos, template  # noqa: F401  (the fixtures: a fresh clustered copy per test)
+import plugin_dbs
+import pytest
+from test_web_edit import (
+    bodies,
+    clusters,
+    ds_for,
+    file_bytes,
+    members,
+    post,
+    q,
+    user_label,
+)
 
 pytestmark = pytest.mark.asyncio
 
 GRANT = {"imageclust-edit": {"id": "alice"}}  # alice may edit; nobody else
 EDITS = ("label", "note", "review", "move", "merge", "split")
 TABLES = ("clusters", "cluster_members", "cluster_runs")
+
+
+@pytest.fixture(scope="module")
+def template(tux_db, tmp_path_factory) -> str:
+    return plugin_dbs.clustered(tux_db, tmp_path_factory.mktemp("editperm") / "template.db")
+
+
+@pytest.fixture
+def photos(template, tmp_path) -> str:
+    """A fresh copy of the clustered database for one case to write."""
+    shutil.copy(template, tmp_path / "photos.db")
+    return str(tmp_path / "photos.db")
 
 
 def _ds(photos: str, deny: str | None = None):
