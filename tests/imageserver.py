@@ -3,6 +3,10 @@ ways real hosts misbehave, chosen by the path:
 
     /img/NAME          the image (Content-Type by its format)
     /redirect/NAME     302 to /img/NAME
+    /chain/N/NAME      302 to /chain/N-1/NAME, /chain/0/NAME the image: N redirects, then the image
+    /moved/CODE/NAME   status CODE (301, 307, 300, ...) with Location: /img/NAME
+    /nolocation        302 without a Location header
+    /goto?URL          302 to URL, whatever it is (another host, an internal address)
     /wrongtype/NAME    the image, sent as text/plain (accepted by its bytes)
     /r429/NAME         429 with Retry-After: 1 the first time, then the image
     /r503/NAME         503 the first time, then the image
@@ -25,6 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif"}
 
@@ -99,6 +104,17 @@ class Handler(BaseHTTPRequestHandler):
                 self._image(name)
             elif kind == "redirect":
                 self._send(302, headers={"Location": f"/img/{name}"})
+            elif kind == "chain":
+                n, _, name = name.partition("/")
+                hop = {"Location": f"/chain/{int(n) - 1}/{name}"}
+                self._image(name) if n == "0" else self._send(302, headers=hop)
+            elif kind == "moved":
+                code, _, name = name.partition("/")
+                self._send(int(code), headers={"Location": f"/img/{name}"})
+            elif kind == "nolocation":
+                self._send(302, b"moved, but where?")
+            elif kind == "goto":
+                self._send(302, headers={"Location": unquote(path.partition("?")[2])})
             elif kind == "wrongtype":
                 self._image(name, "text/plain")
             elif kind == "r429":

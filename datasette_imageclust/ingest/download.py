@@ -113,10 +113,34 @@ def check_scheme(url: str) -> None:
         raise Refused("no host in the URL")
 
 
+# RFC 6052's well-known NAT64 prefix: 64:ff9b::a.b.c.d is a.b.c.d, reached through a translator.
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries, and would reach through a translator or a
+    tunnel: IPv4-mapped (::ffff:a.b.c.d), NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:AABB:CCDD::)
+    and Teredo (the client, 2001:0::/32). None for any other address."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour:
+        return ip.sixtofour
+    return ip.teredo[1] if ip.teredo else None
+
+
 def address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """None for a public address, else what it is (these are refused without --allow-private)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    """None for a public address, else what it is (these are refused without --allow-private).
+    An IPv6 address carrying an IPv4 one (:func:`embedded_ipv4`) is judged by that address
+    first: 2002:7f00:1::1 (6to4 of 127.0.0.1) is a loopback one, like ::ffff:127.0.0.1."""
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        kind = address_kind(inner)
+        if kind or ip.ipv4_mapped or ip in NAT64:  # these two are the IPv4 address itself
+            return kind
     for test, kind in (("is_loopback", "a loopback"), ("is_link_local", "a link-local"),
                        ("is_private", "a private"), ("is_multicast", "a multicast"),
                        ("is_unspecified", "an unspecified"), ("is_reserved", "a reserved")):
@@ -125,14 +149,22 @@ def address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | Non
     return None if ip.is_global else "a non-public"
 
 
+def lookup(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to, in the resolver's order (raises socket.gaierror).
+    The one seam for a test's stub resolver: tests may only reach this machine, so a test
+    that a public name redirecting to an internal address is refused, or that a name mixing
+    public and internal answers is, maps a test name to the addresses it needs here, while
+    the rule (:func:`address_kind`) and the pinned connection stay the real code."""
+    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
 def resolve(host: str, port: int, allow_private: bool) -> str:
     """The address to connect to: every address ``host`` resolves to must be public
     (unless ``allow_private``), so a name cannot mix a public and an internal answer."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = lookup(host, port)
     except (socket.gaierror, UnicodeError) as e:
         raise Refused(f"cannot resolve host {host!r}: {getattr(e, 'strerror', None) or e}") from None
-    addresses = [info[4][0] for info in infos]
     if not allow_private:
         for a in addresses:
             kind = address_kind(ipaddress.ip_address(a.split("%")[0]))

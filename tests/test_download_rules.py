@@ -1,0 +1,182 @@
+"""The downloader's address and redirect rules (ingest/download.py), against the real local
+image server (tests/imageserver.py) over real sockets.
+
+Tests may only send traffic to this machine, so a "public" host is a test name that the
+resolver stub (``download.lookup``, the module's one seam) maps to a public address, and
+``local_net`` stands for the internet: a connection to that public address reaches the
+local server, one to a loopback address goes through, anything else is refused before a
+packet leaves (so even broken code under test sends nothing off this machine). The rule
+(``address_kind``), the check of every hop and the pinned connection are the real code.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import unquote
+
+import pytest
+
+from datasette_imageclust.ingest import download
+from datasette_imageclust.ingest.download import Limits, address_kind, embedded_ipv4, fetch, resolve
+from imageserver import ImageServer
+
+LOCAL = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0)  # max_redirects: the default, 5
+PUBLIC = Limits(connect_timeout=2, read_timeout=2, retries=0)  # no allow_private
+PUBLIC_IP = "93.184.215.14"  # a global address: the test network delivers it to the local server
+
+
+@pytest.fixture
+def images(tux_dir) -> dict[str, bytes]:
+    return {"a.jpg": sorted((tux_dir / "fruit").glob("*.jpg"))[0].read_bytes()}
+
+
+@pytest.fixture
+def server(images):
+    with ImageServer(images) as s:
+        yield s
+
+
+@pytest.fixture
+def local_net(monkeypatch, server):
+    """Names -> addresses for the resolver stub, and the connections made (address, port)."""
+    names: dict[str, list[str]] = {}
+    connects: list[tuple[str, int]] = []
+    real_lookup, real_connect = download.lookup, socket.create_connection
+
+    def lookup(host: str, port: int) -> list[str]:
+        if host in names:
+            return names[host]
+        try:
+            ipaddress.ip_address(host)  # a literal: getaddrinfo asks no DNS server
+        except ValueError:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+        return real_lookup(host, port)
+
+    def connect(address, *args, **kwargs):
+        host, port = address[:2]
+        connects.append((host, port))
+        if host == PUBLIC_IP:
+            return real_connect(("127.0.0.1", port), *args, **kwargs)
+        if host in ("127.0.0.1", "::1"):
+            return real_connect(address, *args, **kwargs)
+        raise ConnectionRefusedError(f"the test network reaches only this machine, not {host}")
+
+    monkeypatch.setattr(download, "lookup", lookup)
+    monkeypatch.setattr(socket, "create_connection", connect)
+    return names, connects
+
+
+def test_five_redirects_are_followed_and_a_sixth_is_refused(tmp_path, server, images):
+    f = fetch(server.url("/chain/5/a.jpg"), str(tmp_path), LOCAL)
+    assert (f.status, f.http_status, f.bytes, f.error) == ("ok", 200, len(images["a.jpg"]), None)
+    assert server.requests == [f"/chain/{n}/a.jpg" for n in (5, 4, 3, 2, 1, 0)]
+    server.requests.clear()
+    f = fetch(server.url("/chain/6/a.jpg"), str(tmp_path), LOCAL)
+    assert (f.status, f.http_status, f.error) == ("failed", None, "more than 5 redirects")
+    # Six hops asked for, the seventh (the image) never: the limit stops before the request.
+    assert server.requests == [f"/chain/{n}/a.jpg" for n in (6, 5, 4, 3, 2, 1)]
+
+
+def test_the_redirect_limit_is_the_one_given(tmp_path, server):
+    none = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0, max_redirects=0)
+    assert fetch(server.url("/img/a.jpg"), str(tmp_path), none).status == "ok"
+    assert fetch(server.url("/chain/1/a.jpg"), str(tmp_path), none).error == "more than 0 redirects"
+    one = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0, max_redirects=1)
+    assert fetch(server.url("/chain/1/a.jpg"), str(tmp_path), one).status == "ok"
+    assert fetch(server.url("/chain/2/a.jpg"), str(tmp_path), one).error == "more than 1 redirects"
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_every_redirect_status_is_followed(tmp_path, server, code):
+    f = fetch(server.url(f"/moved/{code}/a.jpg"), str(tmp_path), LOCAL)
+    assert (f.status, f.http_status) == ("ok", 200)
+    assert server.requests == [f"/moved/{code}/a.jpg", "/img/a.jpg"]
+
+
+@pytest.mark.parametrize("path, error", [
+    ("/moved/300/a.jpg", "HTTP 300 Multiple Choices"),  # a Location, but not a redirect to follow
+    ("/moved/304/a.jpg", "HTTP 304 Not Modified"),
+    ("/nolocation", "HTTP 302 Found"),  # a redirect with nowhere to go
+])
+def test_what_is_not_a_redirect_is_not_followed(tmp_path, server, path, error):
+    f = fetch(server.url(path), str(tmp_path), LOCAL)
+    assert (f.status, f.http_status, f.error) == ("failed", int(error.split()[1]), error)
+    assert server.requests == [path]
+
+
+def test_a_public_host_is_fetched_from_the_very_address_checked(tmp_path, server, local_net):
+    names, connects = local_net
+    names["images.example.com"] = [PUBLIC_IP]
+    port = server.server_address[1]
+    f = fetch(f"http://images.example.com:{port}/img/a.jpg", str(tmp_path), PUBLIC)
+    assert (f.status, f.error) == ("ok", None)
+    assert connects == [(PUBLIC_IP, port)] and server.requests == ["/img/a.jpg"]
+
+
+@pytest.mark.parametrize("target, error", [
+    ("http://127.0.0.1:{port}/img/a.jpg", "127.0.0.1 is a loopback address (--allow-private fetches it)"),
+    ("http://[::1]:{port}/img/a.jpg", "::1 is a loopback address (--allow-private fetches it)"),
+    ("http://internal.example.com:{port}/img/a.jpg",
+     "internal.example.com resolves to 10.0.0.5, a private address (--allow-private fetches it)"),
+    ("http://[2002:7f00:1::1]:{port}/img/a.jpg",
+     "2002:7f00:1::1 is a loopback address (--allow-private fetches it)"),
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address (--allow-private fetches it)"),
+])
+def test_a_redirect_from_a_public_host_to_an_internal_address_is_refused_at_that_hop(
+        tmp_path, server, local_net, target, error):
+    names, connects = local_net
+    names["images.example.com"] = [PUBLIC_IP]
+    names["internal.example.com"] = ["10.0.0.5"]
+    port = server.server_address[1]
+    first = f"/goto?{target.format(port=port)}"
+    f = fetch(f"http://images.example.com:{port}{first}", str(tmp_path), PUBLIC)
+    assert (f.status, f.http_status, f.error) == ("failed", None, error)
+    # The public hop was fetched; the internal one was never connected to.
+    assert [unquote(r) for r in server.requests] == [first] and connects == [(PUBLIC_IP, port)]
+
+
+@pytest.mark.parametrize("answers, named", [
+    ([PUBLIC_IP, "127.0.0.1"], "127.0.0.1, a loopback"),
+    (["10.1.2.3", PUBLIC_IP], "10.1.2.3, a private"),
+    ([PUBLIC_IP, "2606:4700:4700::1111", "fd00::7"], "fd00::7, a private"),
+    ([PUBLIC_IP, "::ffff:192.168.0.9"], "::ffff:192.168.0.9, a private"),
+    ([PUBLIC_IP, "64:ff9b::a9fe:a9fe"], "64:ff9b::a9fe:a9fe, a link-local"),  # NAT64 of 169.254.169.254
+])
+def test_a_host_answering_public_and_internal_addresses_is_refused(tmp_path, server, local_net, answers, named):
+    names, connects = local_net
+    names["mixed.example.com"] = answers
+    port = server.server_address[1]
+    f = fetch(f"http://mixed.example.com:{port}/img/a.jpg", str(tmp_path), PUBLIC)
+    assert (f.status, f.error) == ("failed", f"mixed.example.com resolves to {named} address "
+                                             "(--allow-private fetches it)")
+    assert connects == [] and server.requests == []
+    # With --allow-private the same answers are fine, and the first is the one connected to.
+    assert resolve("mixed.example.com", port, True) == answers[0]
+
+
+def test_an_unknown_name_is_refused_saying_so(tmp_path, local_net):
+    f = fetch("http://nosuch.example.com/a.jpg", str(tmp_path), PUBLIC)
+    assert (f.status, f.error) == ("failed", "cannot resolve host 'nosuch.example.com': Name or service not known")
+
+
+@pytest.mark.parametrize("address, carried, kind", [
+    ("::ffff:127.0.0.1", "127.0.0.1", "a loopback"),  # IPv4-mapped
+    ("::ffff:8.8.8.8", "8.8.8.8", None),
+    ("2002:7f00:1::1", "127.0.0.1", "a loopback"),  # 6to4
+    ("2002:a00:1::1", "10.0.0.1", "a private"),
+    ("2002:a9fe:a9fe::", "169.254.169.254", "a link-local"),
+    ("2002:808:808::1", "8.8.8.8", None),
+    ("64:ff9b::7f00:1", "127.0.0.1", "a loopback"),  # NAT64, well-known prefix
+    ("64:ff9b::c0a8:1", "192.168.0.1", "a private"),
+    ("64:ff9b::808:808", "8.8.8.8", None),  # a public IPv4 host through a NAT64 gateway
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1", "a loopback"),  # Teredo, client 127.0.0.1
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "10.0.0.1", "a private"),
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", "8.8.8.8", "a private"),  # Teredo itself is never public
+    ("::7f00:1", None, "a reserved"),  # IPv4-compatible (deprecated)
+    ("2606:4700:4700::1111", None, None),
+    ("8.8.8.8", None, None),
+])
+def test_ipv6_addresses_carrying_an_ipv4_one_are_judged_by_it(address, carried, kind):
+    ip = ipaddress.ip_address(address)
+    assert embedded_ipv4(ip) == (carried and ipaddress.IPv4Address(carried))
+    assert address_kind(ip) == kind
