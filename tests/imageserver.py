@@ -6,6 +6,7 @@ ways real hosts misbehave, chosen by the path:
     /chain/N/NAME      302 to /chain/N-1/NAME, /chain/0/NAME the image: N redirects, then the image
     /moved/CODE/NAME   status CODE (301, 307, 300, ...) with Location: /img/NAME
     /nolocation        302 without a Location header
+    /nolength/NAME     the image without Content-Length (the close ends it)
     /goto?URL          302 to URL, whatever it is (another host, an internal address)
     /wrongtype/NAME    the image, sent as text/plain (accepted by its bytes)
     /r429/NAME         429 with Retry-After: 1 the first time, then the image
@@ -22,7 +23,7 @@ ways real hosts misbehave, chosen by the path:
                        timeout), for at most 30 s: only a deadline on the whole response ends it
 
 Every request is counted in ``requests`` (path list), so a test can assert that a re-run
-sends none. Binds 127.0.0.1 only.
+sends none; ``request_headers`` keeps the headers of the last request to each path. Binds 127.0.0.1 only.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class ImageServer(ThreadingHTTPServer):
         self.images = images
         self.requests: list[str] = []
         self.seen: dict[str, int] = {}
+        self.request_headers: dict[str, dict[str, str]] = {}
         self.lock = threading.Lock()
         self.slow_seconds = 5.0
         self.slow_ok = 0.0
@@ -94,6 +96,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests.append(path)
             nth = self.server.seen[path] = self.server.seen.get(path, 0) + 1
+            self.server.request_headers[path] = dict(self.headers.items())
             self.server.active += 1
             self.server.max_active = max(self.server.max_active, self.server.active)
         # A query string is part of the URL (CDNs sign theirs), not of the image's name.
@@ -111,6 +114,10 @@ class Handler(BaseHTTPRequestHandler):
             elif kind == "moved":
                 code, _, name = name.partition("/")
                 self._send(int(code), headers={"Location": f"/img/{name}"})
+            elif kind == "nolength":
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(self.server.images[name])
             elif kind == "nolocation":
                 self._send(302, b"moved, but where?")
             elif kind == "goto":

@@ -10,15 +10,22 @@ packet leaves (so even broken code under test sends nothing off this machine). T
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import ipaddress
+import os
 import socket
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
+from datasette_imageclust import __version__
 from datasette_imageclust.ingest import download
-from datasette_imageclust.ingest.download import Limits, address_kind, embedded_ipv4, fetch, resolve
+from datasette_imageclust.ingest.download import (CacheError, Limits, address_kind, embedded_ipv4, fetch, keep,
+                                                   resolve)
 from imageserver import ImageServer
+from PIL import Image
 
 LOCAL = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0)  # max_redirects: the default, 5
 PUBLIC = Limits(connect_timeout=2, read_timeout=2, retries=0)  # no allow_private
@@ -27,7 +34,8 @@ PUBLIC_IP = "93.184.215.14"  # a global address: the test network delivers it to
 
 @pytest.fixture
 def images(tux_dir) -> dict[str, bytes]:
-    return {"a.jpg": sorted((tux_dir / "fruit").glob("*.jpg"))[0].read_bytes()}
+    files = sorted((tux_dir / "fruit").glob("*.jpg"))
+    return {"a.jpg": files[0].read_bytes(), "b.jpg": files[1].read_bytes()}
 
 
 @pytest.fixture
@@ -55,8 +63,8 @@ def local_net(monkeypatch, server):
     def connect(address, *args, **kwargs):
         host, port = address[:2]
         connects.append((host, port))
-        if host == PUBLIC_IP:
-            return real_connect(("127.0.0.1", port), *args, **kwargs)
+        if host == PUBLIC_IP:  # whatever the port (80, 443, ...): the local server
+            return real_connect(("127.0.0.1", server.server_address[1]), *args, **kwargs)
         if host in ("127.0.0.1", "::1"):
             return real_connect(address, *args, **kwargs)
         raise ConnectionRefusedError(f"the test network reaches only this machine, not {host}")
@@ -180,3 +188,126 @@ def test_ipv6_addresses_carrying_an_ipv4_one_are_judged_by_it(address, carried, 
     ip = ipaddress.ip_address(address)
     assert embedded_ipv4(ip) == (carried and ipaddress.IPv4Address(carried))
     assert address_kind(ip) == kind
+
+
+def test_default_ports_the_host_header_and_what_a_request_says(tmp_path, server, local_net):
+    names, connects = local_net
+    names["images.example.com"] = [PUBLIC_IP]
+    f = fetch("http://images.example.com/img/a.jpg", str(tmp_path), PUBLIC)
+    assert (f.status, connects) == ("ok", [(PUBLIC_IP, 80)])
+    sent = server.request_headers["/img/a.jpg"]
+    assert (sent["Host"], sent["Accept"]) == ("images.example.com", "image/*,*/*;q=0.5")
+    assert sent["User-Agent"] == f"datasette-imageclust/{__version__} (image download for research)"
+    # https: port 443, over TLS (which this plain HTTP server cannot speak).
+    f = fetch("https://images.example.com/img/a.jpg", str(tmp_path), PUBLIC)
+    assert f.status == "failed" and f.error.startswith("TLS error: ") and connects[1:] == [(PUBLIC_IP, 443)]
+
+
+def test_the_request_target_is_quoted_as_sent_by_browsers(tmp_path, server):
+    f = fetch(server.url("/img/caf é.jpg?sig=a b&x=~1/2?"), str(tmp_path), LOCAL)
+    assert (f.status, f.error) == ("failed", "HTTP 404 Not Found")
+    assert server.requests == ["/img/caf%20%C3%A9.jpg?sig=a%20b&x=~1/2?"]
+    server.requests.clear()
+    assert fetch(server.base, str(tmp_path), LOCAL).error == "HTTP 404 Not Found"  # no path: "/"
+    assert fetch(server.url("/img/a.jpg?v=1%2F2"), str(tmp_path), LOCAL).status == "ok"
+    assert server.requests == ["/", "/img/a.jpg?v=1%2F2"]
+
+
+@pytest.mark.parametrize("path", ["/img/a.jpg", "/nolength/a.jpg"])
+def test_the_size_cap_is_exact_with_or_without_content_length(tmp_path, server, images, path):
+    size = len(images["a.jpg"])
+    at = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0, max_bytes=size)
+    assert fetch(server.url(path), str(tmp_path), at).bytes == size
+    under = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0, max_bytes=size - 1)
+    told = "length" not in path  # the Content-Length refuses it before the body is read
+    assert fetch(server.url(path), str(tmp_path), under).error == (
+        f"too large: {size} bytes (the cap is {size - 1})" if told else f"too large: more than {size - 1} bytes")
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    """The waits fetch asks for (not waited: no test depends on the clock); a backoff's
+    random draw is its upper bound, so the values are exact."""
+    asked: list[float] = []
+    monkeypatch.setattr(download.time, "sleep", asked.append)
+    monkeypatch.setattr(download.random, "uniform", lambda low, high: high)
+    return asked
+
+
+def test_retries_back_off_doubling_up_to_the_cap_and_honour_retry_after(tmp_path, server, waits):
+    tries = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=3, backoff=0.5, max_wait=1.5)
+    f = fetch(server.url("/always503"), str(tmp_path), tries)
+    assert (f.status, f.http_status, f.error) == ("failed", 503, "HTTP 503 Service Unavailable (after 3 retries)")
+    assert waits == [0.5, 1.0, 1.5] and server.seen["/always503"] == 4
+    waits.clear()
+    assert fetch(server.url("/r429/a.jpg"), str(tmp_path), tries).status == "ok"  # Retry-After: 1
+    assert waits == [1.0] and server.seen["/r429/a.jpg"] == 2
+    waits.clear()
+    once = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0)
+    assert fetch(server.url("/always503"), str(tmp_path), once).error == "HTTP 503 Service Unavailable"
+    assert waits == []
+    capped = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=1, max_wait=0.25)
+    assert fetch(server.url("/r429/a.jpg?again"), str(tmp_path), capped).status == "ok"
+    assert waits == [0.25]
+
+
+def test_a_refused_connection_is_retried_then_reported(tmp_path, waits):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tries = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=2, backoff=0.25)
+    f = fetch(f"http://127.0.0.1:{port}/a.jpg", str(tmp_path), tries)
+    assert (f.status, f.http_status, f.error) == ("failed", None, "connection failed: Connection refused (after 2 retries)")
+    assert waits == [0.25, 0.5]
+
+
+def picture(fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 60)).save(out, fmt)
+    return out.getvalue()
+
+
+def test_kept_images_are_named_by_their_bytes_and_format(tmp_path, server, images):
+    server.images.update({"p.png": picture("PNG"), "g.gif": picture("GIF"), "w.webp": picture("WEBP"),
+                          "t.tif": picture("TIFF"), "b.bmp": picture("BMP"), "i.ico": picture("ICO")})
+    cache = tmp_path / "cache"
+    for name, ext in (("a.jpg", ".jpg"), ("p.png", ".png"), ("g.gif", ".gif"), ("w.webp", ".webp"),
+                      ("t.tif", ".tif"), ("b.bmp", ".bmp")):
+        f = fetch(server.url(f"/img/{name}"), str(cache), LOCAL)
+        body = server.images[name]
+        digest = hashlib.sha256(body).hexdigest()
+        assert (f.status, f.http_status, f.sha256, f.bytes) == ("ok", 200, digest, len(body))
+        assert f.path == str(cache / digest[:2] / (digest + ext)) and Path(f.path).read_bytes() == body
+        assert f.as_row()["content_type"] == f.content_type and "path" not in f.as_row()
+    f = fetch(server.url("/img/i.ico"), str(cache), LOCAL)
+    assert (f.status, f.http_status, f.error) == ("failed", 200, "an image format imageclust does not load (ICO)")
+    assert f.content_type == "application/octet-stream"
+    f = fetch(server.url("/html"), str(cache), LOCAL)
+    assert (f.status, f.http_status, f.content_type) == ("failed", 200, "text/html")
+    assert f.error == "not an image (content type text/html, 65 bytes)"
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == sorted(
+        hashlib.sha256(server.images[n]).hexdigest() + e for n, e in (
+            ("a.jpg", ".jpg"), ("p.png", ".png"), ("g.gif", ".gif"), ("w.webp", ".webp"), ("t.tif", ".tif"),
+            ("b.bmp", ".bmp")))
+    assert list((cache / ".partial").iterdir()) == []
+
+
+def test_a_kept_image_is_written_once_and_an_unwritable_cache_stops_the_run(tmp_path, server, images):
+    cache = tmp_path / "cache"
+    first = fetch(server.url("/img/a.jpg"), str(cache), LOCAL)
+    os.utime(first.path, (1, 1))
+    again = keep("http://elsewhere/a.jpg", images["a.jpg"], str(cache), None)
+    assert (again.status, again.path, again.url, again.content_type) == ("ok", first.path, "http://elsewhere/a.jpg", None)
+    assert os.stat(first.path).st_mtime == 1  # already there: not written again
+    assert keep("u", b"", str(cache), None).error == "not an image (content type not given, 0 bytes)"
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    with pytest.raises(CacheError, match=r"^cannot write to the cache folder .*blocked: (Not a directory|File exists)$"):
+        keep("u", images["a.jpg"], str(blocked), "image/jpeg")
+    # The image's folder is on another file system (/proc, which takes no file), so the
+    # partial file cannot be moved there: the error says so and the partial file is removed.
+    digest = hashlib.sha256(images["b.jpg"]).hexdigest()
+    (cache / digest[:2]).symlink_to("/proc")
+    with pytest.raises(CacheError, match=r"^cannot write to the cache folder .*cache: Invalid cross-device link$"):
+        keep("u", images["b.jpg"], str(cache), "image/jpeg")
+    assert list((cache / ".partial").iterdir()) == [] and not Path("/proc", digest + ".jpg").exists()
