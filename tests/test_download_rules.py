@@ -38,10 +38,19 @@ def images(tux_dir) -> dict[str, bytes]:
     return {"a.jpg": files[0].read_bytes(), "b.jpg": files[1].read_bytes()}
 
 
-@pytest.fixture
-def server(images):
-    with ImageServer(images) as s:
+@pytest.fixture(scope="module")
+def running_server():
+    with ImageServer({}) as s:  # one for the module: stopping a server takes half a second
         yield s
+
+
+@pytest.fixture
+def server(running_server, images):
+    """The running server, as new: these images, no request seen."""
+    s = running_server
+    with s.lock:
+        s.images, s.requests, s.seen, s.request_headers = dict(images), [], {}, {}
+    return s
 
 
 @pytest.fixture
