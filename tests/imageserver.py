@@ -7,6 +7,7 @@ ways real hosts misbehave, chosen by the path:
     /moved/CODE/NAME   status CODE (301, 307, 300, ...) with Location: /img/NAME
     /nolocation        302 without a Location header
     /nolength/NAME     the image without Content-Length (the close ends it)
+    /badlength/NAME    the image with "Content-Length: unknown" (the close ends it)
     /goto?URL          302 to URL, whatever it is (another host, an internal address)
     /wrongtype/NAME    the image, sent as text/plain (accepted by its bytes)
     /r429/NAME         429 with Retry-After: 1 the first time, then the image
@@ -114,8 +115,10 @@ class Handler(BaseHTTPRequestHandler):
             elif kind == "moved":
                 code, _, name = name.partition("/")
                 self._send(int(code), headers={"Location": f"/img/{name}"})
-            elif kind == "nolength":
+            elif kind in ("nolength", "badlength"):
                 self.send_response(200)
+                if kind == "badlength":
+                    self.send_header("Content-Length", "unknown")
                 self.end_headers()
                 self.wfile.write(self.server.images[name])
             elif kind == "nolocation":

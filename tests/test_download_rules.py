@@ -10,6 +10,7 @@ packet leaves (so even broken code under test sends nothing off this machine). T
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import ipaddress
@@ -66,6 +67,7 @@ def local_net(monkeypatch, server):
         try:
             ipaddress.ip_address(host)  # a literal: getaddrinfo asks no DNS server
         except ValueError:
+            host.encode("idna")  # as getaddrinfo does first (a UnicodeError), then no DNS: not known
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
         return real_lookup(host, port)
 
@@ -158,6 +160,7 @@ def test_a_redirect_from_a_public_host_to_an_internal_address_is_refused_at_that
     ([PUBLIC_IP, "2606:4700:4700::1111", "fd00::7"], "fd00::7, a private"),
     ([PUBLIC_IP, "::ffff:192.168.0.9"], "::ffff:192.168.0.9, a private"),
     ([PUBLIC_IP, "64:ff9b::a9fe:a9fe"], "64:ff9b::a9fe:a9fe, a link-local"),  # NAT64 of 169.254.169.254
+    ([PUBLIC_IP, "fe80::1%lo"], "fe80::1%lo, a link-local"),  # a scoped address
 ])
 def test_a_host_answering_public_and_internal_addresses_is_refused(tmp_path, server, local_net, answers, named):
     names, connects = local_net
@@ -210,6 +213,10 @@ def test_default_ports_the_host_header_and_what_a_request_says(tmp_path, server,
     # https: port 443, over TLS (which this plain HTTP server cannot speak).
     f = fetch("https://images.example.com/img/a.jpg", str(tmp_path), PUBLIC)
     assert f.status == "failed" and f.error.startswith("TLS error: ") and connects[1:] == [(PUBLIC_IP, 443)]
+    f = fetch("HTTPS://images.example.com/img/a.jpg", str(tmp_path), PUBLIC)  # a scheme is any case
+    assert f.status == "failed" and f.error.startswith("TLS error: ") and connects[2:] == [(PUBLIC_IP, 443)]
+    f = fetch(f"HTTP://images.example.com:{server.server_address[1]}/img/a.jpg", str(tmp_path), PUBLIC)
+    assert f.status == "ok" and connects[3:] == [(PUBLIC_IP, server.server_address[1])]
 
 
 def test_the_request_target_is_quoted_as_sent_by_browsers(tmp_path, server):
@@ -222,13 +229,13 @@ def test_the_request_target_is_quoted_as_sent_by_browsers(tmp_path, server):
     assert server.requests == ["/", "/img/a.jpg?v=1%2F2"]
 
 
-@pytest.mark.parametrize("path", ["/img/a.jpg", "/nolength/a.jpg"])
+@pytest.mark.parametrize("path", ["/img/a.jpg", "/nolength/a.jpg", "/badlength/a.jpg"])
 def test_the_size_cap_is_exact_with_or_without_content_length(tmp_path, server, images, path):
     size = len(images["a.jpg"])
     at = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0, max_bytes=size)
     assert fetch(server.url(path), str(tmp_path), at).bytes == size
     under = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0, max_bytes=size - 1)
-    told = "length" not in path  # the Content-Length refuses it before the body is read
+    told = path.startswith("/img/")  # the Content-Length refuses it before the body is read
     assert fetch(server.url(path), str(tmp_path), under).error == (
         f"too large: {size} bytes (the cap is {size - 1})" if told else f"too large: more than {size - 1} bytes")
 
@@ -320,3 +327,19 @@ def test_a_kept_image_is_written_once_and_an_unwritable_cache_stops_the_run(tmp_
     with pytest.raises(CacheError, match=r"^cannot write to the cache folder .*cache: Invalid cross-device link$"):
         keep("u", images["b.jpg"], str(cache), "image/jpeg")
     assert list((cache / ".partial").iterdir()) == [] and not Path("/proc", digest + ".jpg").exists()
+
+
+@pytest.mark.parametrize("url, error", [
+    ("http://127.0.0.1:99999/a.jpg", "not a valid URL: Port out of range 0-65535"),
+    ("http://[::1/a.jpg", "not a valid URL: Invalid IPv6 URL"),
+    ("/img/a.jpg", "not an absolute http(s) URL"),
+    ("ftp://127.0.0.1/a.jpg", "only http and https URLs are fetched, not ftp:"),
+    ("data:image/png;base64,AAAA", "only http and https URLs are fetched, not data:"),
+    ("http:///a.jpg", "no host in the URL"),
+    ("http://" + "a" * 64 + ".example.com/a.jpg",  # a name IDNA cannot encode (a label over 63)
+     "cannot resolve host '" + "a" * 64 + ".example.com': encoding with 'idna' codec failed (UnicodeError: label *"),
+])
+def test_urls_refused_before_any_connection(tmp_path, local_net, url, error):
+    f = fetch(url, str(tmp_path), PUBLIC)
+    assert (f.status, f.http_status) == ("failed", None) and fnmatch.fnmatchcase(f.error, error)
+    assert local_net[1] == []
