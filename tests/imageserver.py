@@ -20,6 +20,7 @@ ways real hosts misbehave, chosen by the path:
     /loop              302 -> /loop2 -> /loop ... (a redirect loop)
     /tofile            302 to file:///etc/passwd (a redirect out of http)
     /endless           200 without Content-Length, bytes until the client hangs up
+    /tricklebody       headers, then the body a byte every 0.2 s, for at most 30 s
     /trickle           a status line and headers a byte every 0.2 s (each read within any read
                        timeout), for at most 30 s: only a deadline on the whole response ends it
 
@@ -161,6 +162,14 @@ class Handler(BaseHTTPRequestHandler):
                 head = b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\nX-Padding: " + b"a" * 200
                 for byte in head:
                     self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            elif kind == "tricklebody":
+                self.send_response(200)
+                self.send_header("Content-Length", "150")
+                self.end_headers()
+                for _ in range(150):
+                    self.wfile.write(b"x")
                     self.wfile.flush()
                     time.sleep(0.2)
             elif kind in ("loop", "loop2"):

@@ -343,3 +343,10 @@ def test_urls_refused_before_any_connection(tmp_path, local_net, url, error):
     f = fetch(url, str(tmp_path), PUBLIC)
     assert (f.status, f.http_status) == ("failed", None) and fnmatch.fnmatchcase(f.error, error)
     assert local_net[1] == []
+
+
+def test_a_body_trickling_in_is_cut_off_by_the_total_timeout(tmp_path, server):
+    # Each byte comes within the read timeout; the deadline on the whole response ends it.
+    limits = Limits(allow_private=True, connect_timeout=2, read_timeout=1, total_timeout=1, retries=0)
+    f = fetch(server.url("/tricklebody"), str(tmp_path), limits)
+    assert (f.status, f.error) == ("failed", "timed out: the response took more than 1s")

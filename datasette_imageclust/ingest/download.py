@@ -250,20 +250,18 @@ def _retry_after(value: str | None, limits: Limits) -> float | None:
     return min(max(seconds, 0.0), limits.max_wait)
 
 
-def _read_body(resp: http.client.HTTPResponse, limits: Limits, started: float) -> bytes:
+def _read_body(resp: http.client.HTTPResponse, limits: Limits) -> bytes:
+    """The body, at most ``max_bytes`` (its time is bounded by the connection's
+    :class:`_Deadline`, which every read of the body goes through)."""
     length = resp.getheader("Content-Length")
     if length and length.isdigit() and int(length) > limits.max_bytes:
         raise Refused(f"too large: {int(length)} bytes (the cap is {limits.max_bytes})")
     buf = io.BytesIO()
-    while True:
-        chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
-        if not chunk:
-            return buf.getvalue()
+    while chunk := resp.read1(65536):
         buf.write(chunk)
         if buf.tell() > limits.max_bytes:
             raise Refused(f"too large: more than {limits.max_bytes} bytes")
-        if time.monotonic() - started > limits.total_timeout:
-            raise TimeoutError(f"the body took more than {limits.total_timeout:g}s")
+    return buf.getvalue()
 
 
 def _request(url: str, limits: Limits) -> tuple[int, dict, bytes, str | None]:
@@ -276,7 +274,6 @@ def _request(url: str, limits: Limits) -> tuple[int, dict, bytes, str | None]:
     conn = cls(parts.hostname, port, address, limits)
     target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~") + (
         "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?") if parts.query else "")
-    started = time.monotonic()
     try:
         conn.request("GET", target, headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"})
         resp = conn.getresponse()
@@ -286,7 +283,7 @@ def _request(url: str, limits: Limits) -> tuple[int, dict, bytes, str | None]:
                             _retry_after(headers.get("retry-after"), limits))
         if resp.status in REDIRECTS and headers.get("location"):
             return resp.status, headers, b"", urljoin(url, headers["location"])
-        body = _read_body(resp, limits, started) if resp.status == 200 else b""
+        body = _read_body(resp, limits) if resp.status == 200 else b""
         return resp.status, headers, body, None
     finally:
         conn.close()
