@@ -61,7 +61,7 @@ def local_net(monkeypatch, server):
     connects: list[tuple[str, int]] = []
     real_lookup, real_connect = download.lookup, socket.create_connection
 
-    def lookup(host: str, port: int) -> list[str]:
+    def lookup(host: str) -> list[str]:
         if host in names:
             return names[host]
         try:
@@ -69,7 +69,7 @@ def local_net(monkeypatch, server):
         except ValueError:
             host.encode("idna")  # as getaddrinfo does first (a UnicodeError), then no DNS: not known
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
-        return real_lookup(host, port)
+        return real_lookup(host)
 
     def connect(address, *args, **kwargs):
         host, port = address[:2]
@@ -171,7 +171,7 @@ def test_a_host_answering_public_and_internal_addresses_is_refused(tmp_path, ser
                                              "(--allow-private fetches it)")
     assert connects == [] and server.requests == []
     # With --allow-private the same answers are fine, and the first is the one connected to.
-    assert resolve("mixed.example.com", port, True) == answers[0]
+    assert resolve("mixed.example.com", True) == answers[0]
 
 
 def test_an_unknown_name_is_refused_saying_so(tmp_path, local_net):

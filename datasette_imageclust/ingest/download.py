@@ -149,27 +149,27 @@ def address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | Non
     return None if ip.is_global else "a non-public"
 
 
-def lookup(host: str, port: int) -> list[str]:
+def lookup(host: str) -> list[str]:
     """Every address ``host`` resolves to, in the resolver's order (raises socket.gaierror).
     The one seam for a test's stub resolver: tests may only reach this machine, so a test
     that a public name redirecting to an internal address is refused, or that a name mixing
     public and internal answers is, maps a test name to the addresses it needs here, while
     the rule (:func:`address_kind`) and the pinned connection stay the real code."""
-    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    return [info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)]
 
 
-def resolve(host: str, port: int, allow_private: bool) -> str:
+def resolve(host: str, allow_private: bool) -> str:
     """The address to connect to: every address ``host`` resolves to must be public
     (unless ``allow_private``), so a name cannot mix a public and an internal answer."""
     try:
-        addresses = lookup(host, port)
+        addresses = lookup(host)
     except (socket.gaierror, UnicodeError) as e:
         raise Refused(f"cannot resolve host {host!r}: {getattr(e, 'strerror', None) or e}") from None
     if not allow_private:
         for a in addresses:
             kind = address_kind(ipaddress.ip_address(a.split("%")[0]))
             if kind:
-                said = f"{a} is" if a == host.strip("[]") else f"{host} resolves to {a},"
+                said = f"{a} is" if a == host else f"{host} resolves to {a},"
                 raise Refused(f"{said} {kind} address (--allow-private fetches it)")
     return addresses[0]
 
@@ -269,7 +269,7 @@ def _request(url: str, limits: Limits) -> tuple[int, dict, bytes, str | None]:
     check_scheme(url)
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    address = resolve(parts.hostname, port, limits.allow_private)
+    address = resolve(parts.hostname, limits.allow_private)
     cls = _PinnedTLS if parts.scheme.lower() == "https" else _Pinned
     conn = cls(parts.hostname, port, address, limits)
     target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~") + (
