@@ -107,7 +107,7 @@ def check_scheme(url: str) -> None:
     except ValueError as e:
         raise Refused(f"not a valid URL: {e}") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise Refused(f"only http and https URLs are fetched, not {parts.scheme or 'a relative'}:"
+        raise Refused(f"only http and https URLs are fetched, not {parts.scheme}:"
                       if parts.scheme else "not an absolute http(s) URL")
     if not parts.hostname:
         raise Refused("no host in the URL")
