@@ -116,6 +116,7 @@ def test_every_redirect_status_is_followed(tmp_path, server, code):
     ("/moved/300/a.jpg", "HTTP 300 Multiple Choices"),  # a Location, but not a redirect to follow
     ("/moved/304/a.jpg", "HTTP 304 Not Modified"),
     ("/nolocation", "HTTP 302 Found"),  # a redirect with nowhere to go
+    ("/moved/299/a.jpg", "HTTP 299"),  # a status without a name
 ])
 def test_what_is_not_a_redirect_is_not_followed(tmp_path, server, path, error):
     f = fetch(server.url(path), str(tmp_path), LOCAL)
@@ -242,11 +243,11 @@ def test_the_size_cap_is_exact_with_or_without_content_length(tmp_path, server, 
 
 @pytest.fixture
 def waits(monkeypatch) -> list[float]:
-    """The waits fetch asks for (not waited: no test depends on the clock); a backoff's
-    random draw is its upper bound, so the values are exact."""
-    asked: list[float] = []
+    """The waits fetch asks for (not waited: no test depends on the clock): a number from
+    Retry-After, (low, high) for a backoff's random draw."""
+    asked: list = []
     monkeypatch.setattr(download.time, "sleep", asked.append)
-    monkeypatch.setattr(download.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(download.random, "uniform", lambda low, high: (low, high))
     return asked
 
 
@@ -254,7 +255,7 @@ def test_retries_back_off_doubling_up_to_the_cap_and_honour_retry_after(tmp_path
     tries = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=3, backoff=0.5, max_wait=1.5)
     f = fetch(server.url("/always503"), str(tmp_path), tries)
     assert (f.status, f.http_status, f.error) == ("failed", 503, "HTTP 503 Service Unavailable (after 3 retries)")
-    assert waits == [0.5, 1.0, 1.5] and server.seen["/always503"] == 4
+    assert waits == [(0, 0.5), (0, 1.0), (0, 1.5)] and server.seen["/always503"] == 4
     waits.clear()
     assert fetch(server.url("/r429/a.jpg"), str(tmp_path), tries).status == "ok"  # Retry-After: 1
     assert waits == [1.0] and server.seen["/r429/a.jpg"] == 2
@@ -274,7 +275,7 @@ def test_a_refused_connection_is_retried_then_reported(tmp_path, waits):
     tries = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=2, backoff=0.25)
     f = fetch(f"http://127.0.0.1:{port}/a.jpg", str(tmp_path), tries)
     assert (f.status, f.http_status, f.error) == ("failed", None, "connection failed: Connection refused (after 2 retries)")
-    assert waits == [0.25, 0.5]
+    assert waits == [(0, 0.25), (0, 0.5)]
 
 
 def picture(fmt: str) -> bytes:
