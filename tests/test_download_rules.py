@@ -194,6 +194,8 @@ def test_an_unknown_name_is_refused_saying_so(tmp_path, local_net):
     ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "10.0.0.1", "a private"),
     ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", "8.8.8.8", "a private"),  # Teredo itself is never public
     ("::7f00:1", None, "a reserved"),  # IPv4-compatible (deprecated)
+    ("::", None, "an unspecified"),
+    ("0.1.2.3", None, "a private"),  # "this network", but not the unspecified address
     ("2606:4700:4700::1111", None, None),
     ("8.8.8.8", None, None),
 ])

@@ -142,8 +142,8 @@ def address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | Non
         if kind or ip.ipv4_mapped or ip in NAT64:  # these two are the IPv4 address itself
             return kind
     for test, kind in (("is_loopback", "a loopback"), ("is_link_local", "a link-local"),
-                       ("is_private", "a private"), ("is_multicast", "a multicast"),
-                       ("is_unspecified", "an unspecified"), ("is_reserved", "a reserved")):
+                       ("is_unspecified", "an unspecified"), ("is_private", "a private"),
+                       ("is_multicast", "a multicast"), ("is_reserved", "a reserved")):
         if getattr(ip, test):
             return kind
     return None if ip.is_global else "a non-public"
