@@ -16,6 +16,7 @@ import io
 import ipaddress
 import os
 import socket
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -286,7 +287,10 @@ def picture(fmt: str) -> bytes:
     return out.getvalue()
 
 
-def test_kept_images_are_named_by_their_bytes_and_format(tmp_path, server, images):
+def test_kept_images_are_named_by_their_bytes_and_format(tmp_path, server, images, monkeypatch):
+    # Written through the cache's own .partial folder (one file system, so the move is atomic),
+    # never the system's temporary folder: here one that does not exist.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
     server.images.update({"p.png": picture("PNG"), "g.gif": picture("GIF"), "w.webp": picture("WEBP"),
                           "t.tif": picture("TIFF"), "b.bmp": picture("BMP"), "i.ico": picture("ICO")})
     cache = tmp_path / "cache"
@@ -300,7 +304,7 @@ def test_kept_images_are_named_by_their_bytes_and_format(tmp_path, server, image
         assert f.as_row()["content_type"] == f.content_type and "path" not in f.as_row()
     f = fetch(server.url("/img/i.ico"), str(cache), LOCAL)
     assert (f.status, f.http_status, f.error) == ("failed", 200, "an image format imageclust does not load (ICO)")
-    assert f.content_type == "application/octet-stream"
+    assert (f.url, f.content_type) == (server.url("/img/i.ico"), "application/octet-stream")
     f = fetch(server.url("/html"), str(cache), LOCAL)
     assert (f.status, f.http_status, f.content_type) == ("failed", 200, "text/html")
     assert f.error == "not an image (content type text/html, 65 bytes)"
