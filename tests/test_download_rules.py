@@ -231,6 +231,10 @@ def test_the_request_target_is_quoted_as_sent_by_browsers(tmp_path, server):
     assert fetch(server.base, str(tmp_path), LOCAL).error == "HTTP 404 Not Found"  # no path: "/"
     assert fetch(server.url("/img/a.jpg?v=1%2F2"), str(tmp_path), LOCAL).status == "ok"
     assert server.requests == ["/", "/img/a.jpg?v=1%2F2"]
+    server.requests.clear()
+    kept = "/img/x:y@z!$&'()*+,;=-._~%41.jpg"  # what a path may hold as it is (RFC 3986), escapes too
+    assert fetch(server.url(kept), str(tmp_path), LOCAL).error == "HTTP 404 Not Found"
+    assert server.requests == [kept]
 
 
 @pytest.mark.parametrize("path", ["/img/a.jpg", "/nolength/a.jpg", "/badlength/a.jpg"])

@@ -167,7 +167,7 @@ def resolve(host: str, allow_private: bool) -> str:
         raise Refused(f"cannot resolve host {host!r}: {getattr(e, 'strerror', None) or e}") from None
     if not allow_private:
         for a in addresses:
-            kind = address_kind(ipaddress.ip_address(a.split("%")[0]))
+            kind = address_kind(ipaddress.ip_address(a))  # a scoped fe80::1%eth0 too
             if kind:
                 said = f"{a} is" if a == host else f"{host} resolves to {a},"
                 raise Refused(f"{said} {kind} address (--allow-private fetches it)")
