@@ -217,6 +217,7 @@ def test_default_ports_the_host_header_and_what_a_request_says(tmp_path, server,
     # https: port 443, over TLS (which this plain HTTP server cannot speak).
     f = fetch("https://images.example.com/img/a.jpg", str(tmp_path), PUBLIC)
     assert f.status == "failed" and f.error.startswith("TLS error: ") and connects[1:] == [(PUBLIC_IP, 443)]
+    assert (f.url, f.http_status) == ("https://images.example.com/img/a.jpg", None)
     f = fetch("HTTPS://images.example.com/img/a.jpg", str(tmp_path), PUBLIC)  # a scheme is any case
     assert f.status == "failed" and f.error.startswith("TLS error: ") and connects[2:] == [(PUBLIC_IP, 443)]
     f = fetch(f"HTTP://images.example.com:{server.server_address[1]}/img/a.jpg", str(tmp_path), PUBLIC)
@@ -361,3 +362,16 @@ def test_a_body_trickling_in_is_cut_off_by_the_total_timeout(tmp_path, server):
     limits = Limits(allow_private=True, connect_timeout=2, read_timeout=1, total_timeout=1, retries=0)
     f = fetch(server.url("/tricklebody"), str(tmp_path), limits)
     assert (f.status, f.error) == ("failed", "timed out: the response took more than 1s")
+
+
+def test_a_redirect_to_a_malformed_url_fails_saying_so(tmp_path, server):
+    url = server.url("/goto?http://[::1/img/a.jpg")
+    f = fetch(url, str(tmp_path), LOCAL)
+    assert (f.url, f.status, f.http_status, f.error) == (url, "failed", None, "not a valid URL: Invalid IPv6 URL")
+
+
+def test_the_body_of_an_error_is_not_read(tmp_path, server):
+    # A 404 whose body is over the cap is still a 404: only a 200's body is read.
+    small = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0, max_bytes=5)
+    f = fetch(server.url("/gone404"), str(tmp_path), small)
+    assert (f.status, f.http_status, f.error) == ("failed", 404, "HTTP 404 Not Found")
