@@ -254,7 +254,13 @@ def waits(monkeypatch) -> list[float]:
     """The waits fetch asks for (not waited: no test depends on the clock): a number from
     Retry-After, (low, high) for a backoff's random draw."""
     asked: list = []
-    monkeypatch.setattr(download.time, "sleep", asked.append)
+
+    def sleep(seconds) -> None:
+        if len(asked) == 10:  # no test here retries so often: a loop that never gives up
+            raise RuntimeError(f"fetch keeps retrying: {asked}")
+        asked.append(seconds)
+
+    monkeypatch.setattr(download.time, "sleep", sleep)
     monkeypatch.setattr(download.random, "uniform", lambda low, high: (low, high))
     return asked
 
