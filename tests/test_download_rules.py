@@ -380,4 +380,4 @@ def test_the_body_of_an_error_is_not_read(tmp_path, server):
     # A 404 whose body is over the cap is still a 404: only a 200's body is read.
     small = Limits(allow_private=True, connect_timeout=2, read_timeout=2, retries=0, max_bytes=5)
     f = fetch(server.url("/gone404"), str(tmp_path), small)
-    assert (f.status, f.http_status, f.error) == ("failed", 404, "HTTP 404 Not Found")
+    assert (f.status, f.http_status, f.error, f.content_type) == ("failed", 404, "HTTP 404 Not Found", "text/plain")
