@@ -3,6 +3,12 @@ ways real hosts misbehave, chosen by the path:
 
     /img/NAME          the image (Content-Type by its format)
     /redirect/NAME     302 to /img/NAME
+    /chain/N/NAME      302 to /chain/N-1/NAME, /chain/0/NAME the image: N redirects, then the image
+    /moved/CODE/NAME   status CODE (301, 307, 300, ...) with Location: /img/NAME
+    /nolocation        302 without a Location header
+    /nolength/NAME     the image without Content-Length (the close ends it)
+    /badlength/NAME    the image with "Content-Length: unknown" (the close ends it)
+    /goto?URL          302 to URL, whatever it is (another host, an internal address)
     /wrongtype/NAME    the image, sent as text/plain (accepted by its bytes)
     /r429/NAME         429 with Retry-After: 1 the first time, then the image
     /r503/NAME         503 the first time, then the image
@@ -14,17 +20,19 @@ ways real hosts misbehave, chosen by the path:
     /loop              302 -> /loop2 -> /loop ... (a redirect loop)
     /tofile            302 to file:///etc/passwd (a redirect out of http)
     /endless           200 without Content-Length, bytes until the client hangs up
+    /tricklebody       headers, then the body a byte every 0.2 s, for at most 30 s
     /trickle           a status line and headers a byte every 0.2 s (each read within any read
                        timeout), for at most 30 s: only a deadline on the whole response ends it
 
 Every request is counted in ``requests`` (path list), so a test can assert that a re-run
-sends none. Binds 127.0.0.1 only.
+sends none; ``request_headers`` keeps the headers of the last request to each path. Binds 127.0.0.1 only.
 """
 from __future__ import annotations
 
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif"}
 
@@ -36,6 +44,7 @@ class ImageServer(ThreadingHTTPServer):
         self.images = images
         self.requests: list[str] = []
         self.seen: dict[str, int] = {}
+        self.request_headers: dict[str, dict[str, str]] = {}
         self.lock = threading.Lock()
         self.slow_seconds = 5.0
         self.slow_ok = 0.0
@@ -89,6 +98,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests.append(path)
             nth = self.server.seen[path] = self.server.seen.get(path, 0) + 1
+            self.server.request_headers[path] = dict(self.headers.items())
             self.server.active += 1
             self.server.max_active = max(self.server.max_active, self.server.active)
         # A query string is part of the URL (CDNs sign theirs), not of the image's name.
@@ -99,6 +109,23 @@ class Handler(BaseHTTPRequestHandler):
                 self._image(name)
             elif kind == "redirect":
                 self._send(302, headers={"Location": f"/img/{name}"})
+            elif kind == "chain":
+                n, _, name = name.partition("/")
+                hop = {"Location": f"/chain/{int(n) - 1}/{name}"}
+                self._image(name) if n == "0" else self._send(302, headers=hop)
+            elif kind == "moved":
+                code, _, name = name.partition("/")
+                self._send(int(code), headers={"Location": f"/img/{name}"})
+            elif kind in ("nolength", "badlength"):
+                self.send_response(200)
+                if kind == "badlength":
+                    self.send_header("Content-Length", "unknown")
+                self.end_headers()
+                self.wfile.write(self.server.images[name])
+            elif kind == "nolocation":
+                self._send(302, b"moved, but where?")
+            elif kind == "goto":
+                self._send(302, headers={"Location": unquote(path.partition("?")[2])})
             elif kind == "wrongtype":
                 self._image(name, "text/plain")
             elif kind == "r429":
@@ -135,6 +162,14 @@ class Handler(BaseHTTPRequestHandler):
                 head = b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\nX-Padding: " + b"a" * 200
                 for byte in head:
                     self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            elif kind == "tricklebody":
+                self.send_response(200)
+                self.send_header("Content-Length", "150")
+                self.end_headers()
+                for _ in range(150):
+                    self.wfile.write(b"x")
                     self.wfile.flush()
                     time.sleep(0.2)
             elif kind in ("loop", "loop2"):

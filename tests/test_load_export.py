@@ -338,5 +338,5 @@ def test_every_redirect_hop_is_checked_and_internal_addresses_are_named(tmp_path
     assert kinds == {"127.0.0.1": "a loopback", "10.1.2.3": "a private", "172.16.0.1": "a private",
                      "192.168.1.1": "a private", "169.254.169.254": "a link-local", "::1": "a loopback",
                      "fe80::1": "a link-local", "::ffff:127.0.0.1": "a loopback", "100.64.0.1": "a non-public",
-                     "0.0.0.0": "a private", "224.0.0.1": "a multicast", "8.8.8.8": None,
+                     "0.0.0.0": "an unspecified", "224.0.0.1": "a multicast", "8.8.8.8": None,
                      "2606:4700:4700::1111": None}
