@@ -8,6 +8,7 @@ import pytest
 
 from datasette_imageclust.analysis import cluster_blocks
 from datasette_imageclust.analysis import clustering as C
+from datasette_imageclust.analysis.cluster_core import handle_small
 from datasette_imageclust.analysis.cluster_ward import ward_merge
 
 
@@ -140,3 +141,40 @@ def test_tiny_collections(method, n):
     assert len(r.labels) == n
     if n < 3:  # below --min-size nothing can be a cluster: all explicitly unclustered
         assert (r.labels == C.UNCLUSTERED).all()
+
+
+def _at(*degrees):
+    """Unit vectors in the plane at these angles: the nearer the angle, the nearer the image."""
+    r = np.radians(degrees)
+    return np.stack([np.cos(r), np.sin(r)], 1).astype(np.float32)
+
+
+def test_an_undersized_cluster_never_joins_a_neighbour_that_is_exactly_full():
+    """A holds exactly max_size (4) images and is the nearest cluster of the lone image S at
+    15 degrees: S must go to B (3 images, room for one), never make A a cluster of 5."""
+    x = _at(0, 2, -2, 1, 90, 92, 88, 15)  # A = rows 0-3, B = rows 4-6, S = row 7
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2])
+    info: dict = {}
+    out = handle_small(x, labels, 3, 4, "merge", info)
+    assert out.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert info["merged_into_nearest"] == 1 and info["unclustered"] == 0
+
+
+def test_an_undersized_cluster_fills_the_last_place_of_its_nearest_neighbour():
+    """A has 3 of 4 places taken: the S image nearest A (12 degrees) takes the last place,
+    the other (20 degrees) goes to B."""
+    x = _at(0, 2, -2, 90, 92, 88, 12, 20)  # A = rows 0-2, B = rows 3-5, S = rows 6-7
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    info: dict = {}
+    out = handle_small(x, labels, 3, 4, "merge", info)
+    assert out.tolist() == [0, 0, 0, 1, 1, 1, 0, 1]
+    assert info["merged_into_nearest"] == 2
+
+
+def test_ward_merge_allows_a_merge_that_reaches_max_size_exactly():
+    # two tight pairs far apart: with max_size=2 each pair is one cluster, never more
+    x = _at(0, 1, 90, 91)
+    assert ward_merge(x, max_size=2).tolist() == [0, 0, 1, 1]
+    # three near images and a far one: the three fill max_size=3 exactly
+    x = _at(0, 1, 2, 90)
+    assert ward_merge(x, max_size=3).tolist() == [0, 0, 0, 1]
