@@ -178,3 +178,38 @@ def test_ward_merge_allows_a_merge_that_reaches_max_size_exactly():
     # three near images and a far one: the three fill max_size=3 exactly
     x = _at(0, 1, 2, 90)
     assert ward_merge(x, max_size=3).tolist() == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 9])
+def test_ward_merge_is_exact_ward(k):
+    """Without a cap, ward_merge cut at K is the same partition as scipy's exact Ward tree."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from sklearn.metrics import adjusted_rand_score
+
+    x, _ = blobs(n_per=8, k=5, d=6, noise=0.6, seed=3)
+    mine = ward_merge(x, n_clusters=k)
+    theirs = fcluster(linkage(x.astype(np.float64), "ward"), k, "maxclust")
+    assert sorted(set(mine.tolist())) == list(range(k))
+    assert adjusted_rand_score(theirs, mine) == 1.0
+
+
+def test_ward_merge_weights_count_as_repeated_rows():
+    """A row of weight 3 is three identical rows: the same clusters either way."""
+    x, _ = blobs(n_per=5, k=3, d=6, noise=0.6, seed=4)
+    w = np.array([1, 3, 2] * 5, dtype=float)
+    weighted = ward_merge(x, n_clusters=4, weights=w)
+    repeated = ward_merge(np.repeat(x, w.astype(int), axis=0), n_clusters=4)
+    first = np.concatenate([[0], np.cumsum(w.astype(int))[:-1]])
+    assert repeated[first].tolist() == weighted.tolist()
+    for lo, n in zip(first, w.astype(int)):
+        assert len(set(repeated[lo : lo + n].tolist())) == 1
+
+
+def test_ward_merge_small_inputs():
+    empty = ward_merge(np.zeros((0, 3), np.float32))
+    assert empty.shape == (0,) and empty.dtype == np.int64
+    assert ward_merge(_at(10)).tolist() == [0]
+    x = _at(0, 1, 90, 91)
+    assert ward_merge(x).tolist() == [0, 0, 0, 0]  # no K, no cap: one cluster
+    assert ward_merge(x, n_clusters=1).tolist() == [0, 0, 0, 0]
+    assert ward_merge(x, n_clusters=2).tolist() == [0, 0, 1, 1]
