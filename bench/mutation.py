@@ -52,6 +52,7 @@ def main() -> int:
     ap.add_argument("--tests", nargs="+", help="test files (default: the module's row in MODULES)")
     ap.add_argument("--only", help="mutate only functions matching this glob, e.g. 'x_ward_merge*'")
     ap.add_argument("--workdir", type=Path, help="default: /tmp/imageclust-mutation/<module>")
+    ap.add_argument("--pytest-args", default="", help="extra pytest arguments, e.g. '--deselect tests/x.py::test_y'")
     ap.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
     a = ap.parse_args()
     module = a.module.removeprefix(PACKAGE + "/")
@@ -70,7 +71,9 @@ def main() -> int:
     shutil.copy(ROOT / "pyproject.toml", work)  # the pytest settings (asyncio mode)
     (work / "setup.cfg").write_text(
         "[mutmut]\nsource_paths = %s\nonly_mutate = %s/%s\npytest_add_cli_args_test_selection =\n%s\n"
-        % (PACKAGE, PACKAGE, module, "\n".join("    " + t for t in tests)))
+        "pytest_add_cli_args =\n%s\n"
+        % (PACKAGE, PACKAGE, module, "\n".join("    " + t for t in tests),
+           "\n".join("    " + t for t in ["-p", "no:cacheprovider", *a.pytest_args.split()])))
     env = dict(os.environ)
     # the copy is not beside ../shared: point the tests at it; and one BLAS thread per
     # process, as mutmut forks a child per mutant and a forked OpenBLAS pool can hang
@@ -79,8 +82,11 @@ def main() -> int:
         env[v] = "1"
     dotted = f"{PACKAGE}.{module.removesuffix('.py').replace('/', '.')}"
     names = [f"{dotted}.{a.only}"] if a.only else []
+    print(f"mutmut in {work}: {(work / 'setup.cfg').read_text()}", file=sys.stderr)
     run = subprocess.run([mutmut, "run", "--max-children", str(a.jobs), *names], cwd=work, env=env,
-                         stdout=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if "failed to collect stats" in run.stderr or run.returncode:
+        print(run.stderr[-3000:], file=sys.stderr)  # e.g. a test that fails before any mutation
     out = subprocess.run([mutmut, "results", "--all", "true"], cwd=work, env=env,
                          capture_output=True, text=True).stdout
     status = dict(re.findall(r"^\s*(\S+__mutmut_\d+): (.+)$", out, re.M))
