@@ -32,7 +32,7 @@ MODULES = {
     "store/authors.py": ["tests/test_publish_authors.py"],
     "web/access.py": ["tests/test_web_permissions.py"],
     "web/writes.py": ["tests/test_web_edit.py", "tests/test_web_permissions.py"],
-    "web/http.py": ["tests/test_web_params.py", "tests/test_bad_input.py"],
+    "web/http.py": ["tests/test_http_parse.py", "tests/test_web_params.py", "tests/test_bad_input.py"],
     "web/upload.py": ["tests/test_web_upload.py"],
     "ingest/download.py": ["tests/test_web_downloads.py", "tests/test_load_export.py"],
     "analysis/curation.py": ["tests/test_curation.py"],
