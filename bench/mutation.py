@@ -53,6 +53,8 @@ def main() -> int:
     ap.add_argument("--only", help="mutate only functions matching this glob, e.g. 'x_ward_merge*'")
     ap.add_argument("--workdir", type=Path, help="default: /tmp/imageclust-mutation/<module>")
     ap.add_argument("--pytest-args", default="", help="extra pytest arguments, e.g. '--deselect tests/x.py::test_y'")
+    ap.add_argument("--isolation", choices=["fork", "forkserver"], default="forkserver",
+                    help="mutmut's process isolation: forkserver (default) also suits the Datasette tests")
     ap.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
     a = ap.parse_args()
     module = a.module.removeprefix(PACKAGE + "/")
@@ -71,9 +73,9 @@ def main() -> int:
     shutil.copy(ROOT / "pyproject.toml", work)  # the pytest settings (asyncio mode)
     (work / "setup.cfg").write_text(
         "[mutmut]\nsource_paths = %s\nonly_mutate = %s/%s\npytest_add_cli_args_test_selection =\n%s\n"
-        "pytest_add_cli_args =\n%s\n"
+        "pytest_add_cli_args =\n%s\nprocess_isolation = %s\n"
         % (PACKAGE, PACKAGE, module, "\n".join("    " + t for t in tests),
-           "\n".join("    " + t for t in ["-p", "no:cacheprovider", *a.pytest_args.split()])))
+           "\n".join("    " + t for t in ["-p", "no:cacheprovider", *a.pytest_args.split()]), a.isolation))
     env = dict(os.environ)
     # the copy is not beside ../shared: point the tests at it; and one BLAS thread per
     # process, as mutmut forks a child per mutant and a forked OpenBLAS pool can hang
