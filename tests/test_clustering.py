@@ -8,6 +8,7 @@ import pytest
 
 from datasette_imageclust.analysis import cluster_blocks
 from datasette_imageclust.analysis import clustering as C
+from datasette_imageclust.analysis.cluster_core import handle_small
 from datasette_imageclust.analysis.cluster_ward import ward_merge
 
 
@@ -140,3 +141,75 @@ def test_tiny_collections(method, n):
     assert len(r.labels) == n
     if n < 3:  # below --min-size nothing can be a cluster: all explicitly unclustered
         assert (r.labels == C.UNCLUSTERED).all()
+
+
+def _at(*degrees):
+    """Unit vectors in the plane at these angles: the nearer the angle, the nearer the image."""
+    r = np.radians(degrees)
+    return np.stack([np.cos(r), np.sin(r)], 1).astype(np.float32)
+
+
+def test_an_undersized_cluster_never_joins_a_neighbour_that_is_exactly_full():
+    """A holds exactly max_size (4) images and is the nearest cluster of the lone image S at
+    15 degrees: S must go to B (3 images, room for one), never make A a cluster of 5."""
+    x = _at(0, 2, -2, 1, 90, 92, 88, 15)  # A = rows 0-3, B = rows 4-6, S = row 7
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2])
+    info: dict = {}
+    out = handle_small(x, labels, 3, 4, "merge", info)
+    assert out.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert info["merged_into_nearest"] == 1 and info["unclustered"] == 0
+
+
+def test_an_undersized_cluster_fills_the_last_place_of_its_nearest_neighbour():
+    """A has 3 of 4 places taken: the S image nearest A (12 degrees) takes the last place,
+    the other (20 degrees) goes to B."""
+    x = _at(0, 2, -2, 90, 92, 88, 12, 20)  # A = rows 0-2, B = rows 3-5, S = rows 6-7
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    info: dict = {}
+    out = handle_small(x, labels, 3, 4, "merge", info)
+    assert out.tolist() == [0, 0, 0, 1, 1, 1, 0, 1]
+    assert info["merged_into_nearest"] == 2
+
+
+def test_ward_merge_allows_a_merge_that_reaches_max_size_exactly():
+    # two tight pairs far apart: with max_size=2 each pair is one cluster, never more
+    x = _at(0, 1, 90, 91)
+    assert ward_merge(x, max_size=2).tolist() == [0, 0, 1, 1]
+    # three near images and a far one: the three fill max_size=3 exactly
+    x = _at(0, 1, 2, 90)
+    assert ward_merge(x, max_size=3).tolist() == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 9])
+def test_ward_merge_is_exact_ward(k):
+    """Without a cap, ward_merge cut at K is the same partition as scipy's exact Ward tree."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from sklearn.metrics import adjusted_rand_score
+
+    x, _ = blobs(n_per=8, k=5, d=6, noise=0.6, seed=3)
+    mine = ward_merge(x, n_clusters=k)
+    theirs = fcluster(linkage(x.astype(np.float64), "ward"), k, "maxclust")
+    assert sorted(set(mine.tolist())) == list(range(k))
+    assert adjusted_rand_score(theirs, mine) == 1.0
+
+
+def test_ward_merge_weights_count_as_repeated_rows():
+    """A row of weight 3 is three identical rows: the same clusters either way."""
+    x, _ = blobs(n_per=5, k=3, d=6, noise=0.6, seed=4)
+    w = np.array([1, 3, 2] * 5, dtype=float)
+    weighted = ward_merge(x, n_clusters=4, weights=w)
+    repeated = ward_merge(np.repeat(x, w.astype(int), axis=0), n_clusters=4)
+    first = np.concatenate([[0], np.cumsum(w.astype(int))[:-1]])
+    assert repeated[first].tolist() == weighted.tolist()
+    for lo, n in zip(first, w.astype(int)):
+        assert len(set(repeated[lo : lo + n].tolist())) == 1
+
+
+def test_ward_merge_small_inputs():
+    empty = ward_merge(np.zeros((0, 3), np.float32))
+    assert empty.shape == (0,) and empty.dtype == np.int64
+    assert ward_merge(_at(10)).tolist() == [0]
+    x = _at(0, 1, 90, 91)
+    assert ward_merge(x).tolist() == [0, 0, 0, 0]  # no K, no cap: one cluster
+    assert ward_merge(x, n_clusters=1).tolist() == [0, 0, 0, 0]
+    assert ward_merge(x, n_clusters=2).tolist() == [0, 0, 1, 1]
