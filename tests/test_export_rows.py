@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from datasette_imageclust.cli import cli
 from datasette_imageclust.ingest.exportfiles import sniff_delimiter
 from datasette_imageclust.ingest.exports import read_export, typed
-from datasette_imageclust.ingest.formats.base import hashtag_list, iso_utc, values_at
+from datasette_imageclust.ingest.formats.base import hashtag_list, iso_utc, tags_in, values_at
 from datasette_imageclust.pipeline_posts import load_export
 from dbrows import rows
 from imageserver import ImageServer
@@ -122,6 +122,8 @@ def test_normalising_rules():
     assert hashtag_list("#a #b") == ["a", "b"]
     assert hashtag_list([{"title": "x"}, {"name": "Y"}, "#z", 5]) == ["x", "y", "z"]
     assert hashtag_list('["a", "#b"]') == ["a", "b"]
+    assert tags_in("#Cats on a mat, #dogs too #cats.") == ["cats", "dogs"]
+    assert tags_in("#" + "a" * 200, longest=150) == ["a" * 150] and tags_in(None) == []
     rec = {"a": [{"b": [1, 2]}, {"b": [3]}], "a.b": "whole"}
     assert values_at(rec, "a[*].b[0]") == [1, 3]
     assert values_at(rec, "a[*].b[*]") == [1, 2, 3]

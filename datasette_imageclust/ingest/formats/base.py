@@ -167,6 +167,17 @@ def hashtag_list(value: Any) -> list[str]:
     return out
 
 
+_TAG_IN_TEXT = re.compile(r"#(\w+)")
+
+
+def tags_in(text: str | None, longest: int | None = None) -> list[str]:
+    """Hashtags written in a post's text (``#cats``), for exports without a hashtag field,
+    as :func:`hashtag_list`; ``longest`` cuts each at that many characters (Instaloader's
+    own rule reads at most 150)."""
+    found = _TAG_IN_TEXT.findall(text or "")
+    return hashtag_list([t[:longest] for t in found] if longest else found)
+
+
 def text_of(value: Any) -> str | None:
     """A text field as text (None when empty or not text-like)."""
     if isinstance(value, bool) or value is None:

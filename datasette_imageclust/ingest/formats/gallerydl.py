@@ -17,7 +17,7 @@ import html
 import re
 from typing import Any, Callable
 
-from .base import (Format, Post, RowError, Sample, first, hashtag_list, id_of, iso_utc, text_of,
+from .base import (Format, Post, RowError, Sample, first, hashtag_list, id_of, iso_utc, tags_in, text_of,
                    unique, value_at)
 
 _CATEGORY = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -27,7 +27,6 @@ _URL_KEYS = ("gdl_file_url", "_url")
 _IMAGE_EXT = {"jpg", "jpeg", "png", "webp", "gif", "heic", "avif", "bmp", "tif", "tiff"}
 # Subcategories whose files are a profile's pictures, not a post's.
 _PROFILE = {"avatar", "background", "banner", "info"}
-_HASHTAG = re.compile(r"#(\w+)")
 _BREAK = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.I)  # between paragraphs: a new line
 _TAGS = re.compile(r"<[^>]+>")
 
@@ -105,7 +104,7 @@ def _instagram(d: dict) -> dict:
     text = _str(d.get("description"))
     code = _str(d.get("post_shortcode"))
     return {"post_id": id_of(first(d, "post_id", "sidecar_media_id", "media_id")), "author": user,
-            "text": text, "hashtags": hashtag_list(d.get("tags") or _HASHTAG.findall(text or "")),
+            "text": text, "hashtags": hashtag_list(d.get("tags")) if d.get("tags") else tags_in(text),
             "created": _date(d.get("post_date"), d.get("date")),
             "permalink": _str(d.get("post_url")) or (f"https://www.instagram.com/p/{code}/" if code else None),
             "urls": _file_url(d, "display_url")}
@@ -152,7 +151,7 @@ def _bluesky(d: dict) -> dict:
     # {handle}, text, hashtags (with metadata facets), createdAt, date.
     handle, pid = _str(value_at(d, "author.handle")), id_of(d.get("post_id"))
     return {"post_id": pid, "author": handle, "text": _str(d.get("text")),
-            "hashtags": hashtag_list(d.get("hashtags") or _HASHTAG.findall(_str(d.get("text")) or "")),
+            "hashtags": hashtag_list(d.get("hashtags")) if d.get("hashtags") else tags_in(_str(d.get("text"))),
             "created": _date(d.get("createdAt"), d.get("date")),
             "permalink": f"https://bsky.app/profile/{handle}/post/{pid}" if handle and pid else None,
             "urls": _file_url(d)}
@@ -164,7 +163,7 @@ def _tiktok(d: dict) -> dict:
     kind = "photo" if d.get("post_type") == "image" else "video"
     text = _str(d.get("desc"))
     return {"post_id": pid, "author": user, "text": text,
-            "hashtags": hashtag_list(_HASHTAG.findall(text or "")),
+            "hashtags": tags_in(text),
             "created": _date(d.get("createTime"), d.get("date")),
             "permalink": f"https://www.tiktok.com/@{user}/{kind}/{pid}" if user and pid else None,
             "urls": _file_url(d)}

@@ -17,12 +17,10 @@ the files; a Profile's sidecar is ``<profile>_<id>.json.xz``, beside no image of
 """
 from __future__ import annotations
 
-import re
 
-from .base import (Format, Post, RowError, Sample, first, hashtag_list, id_of, iso_utc, text_of,
+from .base import (Format, Post, RowError, Sample, first, id_of, iso_utc, tags_in, text_of,
                    unique, value_at, values_at)
 
-_HASHTAG = re.compile(r"#(\w{1,150})")  # structures.py _hashtag_regex
 _NOT_POSTS = {"Profile": "a profile's metadata", "Hashtag": "a hashtag's metadata",
               "FrozenNodeIterator": "a resumable download's state"}
 
@@ -83,7 +81,7 @@ def _post(node: dict) -> Post:
         author=_author(node),
         created=iso_utc(first(node, "taken_at_timestamp", "date")),
         text=text,
-        hashtags=hashtag_list(_HASHTAG.findall(text or "")),
+        hashtags=tags_in(text, longest=150)  # structures.py _hashtag_regex: #(\w{1,150}),
     )
 
 
@@ -103,7 +101,7 @@ def _story(node: dict) -> Post:
         author=user,
         created=iso_utc(node.get("taken_at_timestamp")),
         text=text,
-        hashtags=hashtag_list(_HASHTAG.findall(text or "")),
+        hashtags=tags_in(text, longest=150)  # structures.py _hashtag_regex: #(\w{1,150}),
     )
 
 

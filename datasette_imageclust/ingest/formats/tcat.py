@@ -15,9 +15,8 @@ The March 2015 exports named the column ``media_url``; it is read too.
 """
 from __future__ import annotations
 
-import re
 
-from .base import Format, Post, RowError, Sample, hashtag_list, id_of, iso_utc, text_of, unique
+from .base import Format, Post, RowError, Sample, hashtag_list, id_of, iso_utc, tags_in, text_of, unique
 
 # Every tweet export starts with these (mod.export_tweets.php, mod.export_tweets_lang.php).
 _CORE = ("id", "time", "created_at", "from_user_name", "text")
@@ -27,7 +26,6 @@ _MEDIA = ("media_urls", "media_url")  # 'media_url' in the exports of March 2015
 # Twitter's media types: media_url_https of a video or GIF is its still (a JPEG), so all
 # three give an image; any other type is not known to be one and is left out.
 _IMAGE_TYPES = {"photo", "video", "animated_gif", ""}
-_HASHTAG = re.compile(r"#(\w+)")
 
 
 def _names(header: list[str]) -> set[str]:
@@ -68,7 +66,7 @@ def post(record: dict) -> Post:
     if "hashtags" in row:
         hashtags = hashtag_list(row.get("hashtags"))
     else:  # the export was made without its 'hashtags' option: the text's own tags
-        hashtags = hashtag_list(_HASHTAG.findall(text or ""))
+        hashtags = tags_in(text)
     where = author if author else "i/web"
     return Post(
         post_id=post_id,

@@ -20,19 +20,14 @@ from .base import (
     hashtag_list,
     id_of,
     iso_utc,
+    tags_in,
     text_of,
     unique,
     value_at,
     values_at,
 )
 
-_HASHTAG = re.compile(r"#(\w+)")
 _TAG = re.compile(r"<[^>]+>")
-
-
-def tags_in(text: str | None) -> list[str]:
-    """Hashtags parsed from a post's text (for platforms without a hashtag field)."""
-    return hashtag_list(_HASHTAG.findall(text or ""))
 
 
 def plain(markup: Any) -> str | None:
