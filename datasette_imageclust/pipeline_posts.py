@@ -72,7 +72,7 @@ def load_export(db_path: str | os.PathLike, export: str, *, url_column: str | No
             os.makedirs(cache, exist_ok=True)
         except OSError as e:
             raise CacheError(f"cannot use {display(cache)} as the cache folder: {e.strerror or e}") from e
-        name = display(os.path.basename(export))
+        name = display(os.path.basename(os.path.normpath(export)))  # (a folder given with a trailing /)
         summary = ExportSummary(source.format.title if source.format else None, source.detail)
         db = connection.connect(db_path)
         try:

@@ -245,8 +245,9 @@ def test_an_unpacked_4cat_zip_loads_with_from_and_a_folder_load_says_so(tmp_path
     assert plain.exit_code == 0, plain.output
     assert f"--from {folder} links its images to their posts" in plain.stderr
     db = str(tmp_path / "u.db")
-    result = CliRunner().invoke(cli, ["load", db, "--from", str(folder), "--model", stand_in_model])
+    result = CliRunner().invoke(cli, ["load", db, "--from", str(folder) + "/", "--model", stand_in_model])
     assert result.exit_code == 0, result.output
+    assert {e for (e,) in rows(db, "select distinct export from posts")} == {"unpacked"}
     post_ids = {str(p) for entry in meta.values() for p in entry.get("post_ids", [])}
     assert {p for (p,) in rows(db, "select post_id from posts")} == post_ids
     ok = sum(entry.get("success") is True for entry in meta.values())
