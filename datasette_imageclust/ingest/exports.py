@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from ..store.paths import display
+from ..store.postcolumns import AUTHOR_NAMES, HASHTAG_NAMES
 from . import formats
 from .exportfiles import SAMPLE, ExportError, export_kind, open_records
 from .formats.base import Format, Post, RowError, Sample, first, hashtag_list, iso_utc, text_of, values_at
@@ -60,10 +61,11 @@ class Mapping:
 
 
 # Where a mapped export's normalised fields are looked for when no flag names them.
-GUESS = {"author": ("author", "author_username", "username", "user", "from_user_name", "screen_name"),
+# (The first names are the older guess's of store/postcolumns.py, which still reads v1 databases.)
+GUESS = {"author": (*AUTHOR_NAMES, "from_user_name", "screen_name"),
          "date": ("created", "created_at", "timestamp", "date", "time", "taken_at", "published"),
          "text": ("text", "body", "caption", "description", "desc", "full_text", "content"),
-         "hashtags": ("hashtags", "tags"),
+         "hashtags": HASHTAG_NAMES,
          "permalink": ("permalink", "post_url", "link")}
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 
 import sqlite_utils
 
-from ..store.postcolumns import FIXED  # posts' own columns: an export's get a "_" after
+from ..store.postcolumns import FIXED, quote  # posts' own columns: an export's get a "_" after
 from ..store.schema import migrate, now
 from .download import Fetched
 from .exports import BadRow, ExportRow
@@ -43,10 +43,6 @@ class ExportSummary:
 
 MAX_NEW_COLUMNS = 200  # kept columns one row may add (a row of thousands of keys is hostile)
 MAX_COLUMNS = 1500  # kept columns in all: SQLite allows 2000 in a table
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def column_name(name: str) -> str:

@@ -16,8 +16,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from ...store.postcolumns import NORMALISED  # noqa: F401  (the posts columns a Post fills)
-
 
 class RowError(ValueError):
     """This record cannot be read as a post (the reason is the message, one line)."""
@@ -25,7 +23,8 @@ class RowError(ValueError):
 
 @dataclass
 class Post:
-    """One post of an export, normalised."""
+    """One post of an export, normalised: the fields are the posts columns
+    ``store.postcolumns.NORMALISED`` (``image_count`` is counted when it is written)."""
     post_id: str | None  # None: the row number is the id
     urls: list[str] = field(default_factory=list)  # image URLs in the post's order
     platform: str | None = None  # 'instagram', 'tiktok', 'x', ... (lower case, no domain)
